@@ -1,0 +1,3 @@
+from toka.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""``toka agent``, ``toka task`` and ``toka obs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toka.cli.main import Context
+
+
+def register(sub, common) -> None:
+    agent = sub.add_parser("agent", help="spawn, list, show, pause, resume, terminate agents")
+    a = agent.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+
+    p = a.add_parser("spawn", parents=[common], help="spawn an agent (creates its key pair)")
+    p.add_argument("name")
+    p.add_argument(
+        "--behaviour",
+        "--behavior",
+        default="manual",
+        help="what drives the agent (default: manual)",
+    )
+    p.add_argument("--parent", help="the parent agent id, if any")
+    p.set_defaults(handler=cmd_spawn)
+
+    p = a.add_parser("list", parents=[common], help="list agents")
+    p.add_argument("--status", choices=["running", "paused", "terminated"])
+    p.set_defaults(handler=cmd_list)
+
+    p = a.add_parser("show", parents=[common], help="show one agent with its tasks and grants")
+    p.add_argument("agent")
+    p.set_defaults(handler=cmd_show)
+
+    for verb, helptext in (
+        ("pause", "pause an agent: its tasks wait"),
+        ("resume", "resume a paused agent"),
+        ("terminate", "terminate an agent: open tasks cancelled, grants revoked"),
+    ):
+        p = a.add_parser(verb, parents=[common], help=helptext)
+        p.add_argument("agent")
+        if verb == "terminate":
+            p.add_argument("--reason", default="")
+        p.set_defaults(handler=cmd_lifecycle, verb=verb)
+
+    task = sub.add_parser("task", help="schedule and list tasks")
+    t = task.add_subparsers(dest="task_command", metavar="ACTION", required=True)
+    p = t.add_parser("schedule", parents=[common], help="schedule a task for an agent")
+    p.add_argument("agent")
+    p.add_argument("description")
+    p.add_argument("--payload", help="task payload as JSON (or @FILE, or - for stdin)")
+    p.set_defaults(handler=cmd_schedule)
+    p = t.add_parser("list", parents=[common], help="list tasks")
+    p.add_argument("--agent")
+    p.add_argument(
+        "--status", choices=["scheduled", "started", "completed", "failed", "cancelled", "open"]
+    )
+    p.set_defaults(handler=cmd_tasks)
+    for verb in ("complete", "fail"):
+        p = t.add_parser(verb, parents=[common], help=f"{verb} a task (as its agent: --as AGENT)")
+        p.add_argument("task")
+        if verb == "complete":
+            p.add_argument("--result", help="result as JSON (or @FILE, or -)")
+        else:
+            p.add_argument("reason")
+        p.set_defaults(handler=cmd_finish, verb=verb)
+
+    obs = sub.add_parser("obs", help="emit observations")
+    o = obs.add_subparsers(dest="obs_command", metavar="ACTION", required=True)
+    p = o.add_parser("emit", parents=[common], help="record an observation about an agent")
+    p.add_argument("agent")
+    p.add_argument("data", help="JSON value, or plain text")
+    p.set_defaults(handler=cmd_observe)
+
+
+def _seq_summary(outcome) -> dict[str, Any]:
+    return {"seq": outcome.last_seq, "first_seq": outcome.first_seq, "digest": outcome.digest}
+
+
+def cmd_spawn(ctx: Context) -> int:
+    agent_id, outcome = ctx.client.spawn_agent(
+        ctx.args.name, ctx.args.behaviour, parent=ctx.args.parent
+    )
+    grant = outcome.first("capability.granted")
+    data = {
+        "id": agent_id,
+        "name": ctx.args.name,
+        "behaviour": ctx.args.behaviour,
+        "grant": grant["jti"],
+        **_seq_summary(outcome),
+    }
+    ctx.emit(data, f"spawned agent {agent_id} ({ctx.args.name}) at seq {outcome.last_seq}")
+    return 0
+
+
+def _agent_row(st, a) -> dict[str, Any]:
+    from toka.core.state import Budgets
+
+    usage = []
+    for g in st.grants.values():
+        if g.subject == a.id and not g.revoked and g.budgets != Budgets():
+            b, u = g.budgets, g.usage
+            if b.max_ops is not None:
+                usage.append(f"ops {u.ops}/{b.max_ops}")
+            if b.max_tool_calls is not None:
+                usage.append(f"calls {u.tool_calls}/{b.max_tool_calls}")
+            if b.max_fuel is not None:
+                usage.append(f"fuel {u.fuel}/{b.max_fuel}")
+    return {
+        "id": a.id,
+        "name": a.name,
+        "behaviour": a.behaviour,
+        "status": a.status,
+        "open_tasks": a.open_tasks,
+        "parent": a.parent,
+        "spawned_by": a.spawned_by,
+        "created_ms": a.created_ms,
+        "observations": a.observations,
+        "budget": ", ".join(usage),
+    }
+
+
+def cmd_list(ctx: Context) -> int:
+    from toka.cli.output import table
+
+    st = ctx.runtime.state
+    rows = [
+        _agent_row(st, a)
+        for a in st.agents.values()
+        if ctx.args.status is None or a.status == ctx.args.status
+    ]
+    ctx.emit(
+        {"agents": rows},
+        lambda: (
+            table(
+                ["id", "name", "behaviour", "status", "open", "budget"],
+                [
+                    [
+                        r["id"],
+                        r["name"],
+                        r["behaviour"],
+                        r["status"],
+                        r["open_tasks"],
+                        r["budget"] or "-",
+                    ]
+                    for r in rows
+                ],
+            )
+            if rows
+            else "no agents yet: toka agent spawn NAME"
+        ),
+    )
+    return 0
+
+
+def cmd_show(ctx: Context) -> int:
+    import msgspec
+
+    from toka.cli.output import fmt_ms, fmt_s, table
+    from toka.core.errors import NotFound
+
+    st = ctx.runtime.state
+    a = st.agents.get(ctx.args.agent)
+    if a is None:
+        raise NotFound(f"unknown agent {ctx.args.agent!r}")
+    tasks = [msgspec.to_builtins(t) for t in st.tasks.values() if t.agent == a.id]
+    grants = [msgspec.to_builtins(g) for g in st.grants.values() if g.subject == a.id]
+    data = {
+        "agent": _agent_row(st, a),
+        "public_key": a.public_key,
+        "tasks": tasks,
+        "grants": grants,
+    }
+
+    def human() -> str:
+        r = data["agent"]
+        lines = [
+            f"agent {a.id}  {a.name}",
+            f"  behaviour  {a.behaviour}",
+            f"  status     {a.status}",
+            f"  spawned    {fmt_ms(a.created_ms)} by {a.spawned_by}",
+            f"  parent     {a.parent or '-'}",
+            f"  key        {a.public_key}",
+            f"  budget     {r['budget'] or 'unlimited'}",
+            "",
+            "tasks:",
+        ]
+        lines.append(
+            table(
+                ["id", "status", "description"],
+                [[t["id"], t["status"], t["description"][:60]] for t in tasks],
+            )
+            if tasks
+            else "  (none)"
+        )
+        lines += ["", "grants:"]
+        lines.append(
+            table(
+                ["jti", "status", "expires", "caps", "usage"],
+                [
+                    [
+                        g["jti"],
+                        "revoked" if g["revoked"] else "active",
+                        fmt_s(g["exp"]),
+                        " ".join(g["caps"]),
+                        _usage_text(g),
+                    ]
+                    for g in grants
+                ],
+            )
+            if grants
+            else "  (none)"
+        )
+        return "\n".join(lines)
+
+    ctx.emit(data, human)
+    return 0
+
+
+def _usage_text(g: dict[str, Any]) -> str:
+    b, u = g.get("budgets") or {}, g["usage"]
+    parts = [f"ops {u['ops']}" + (f"/{b['max_ops']}" if b.get("max_ops") is not None else "")]
+    if u["tool_calls"] or b.get("max_tool_calls") is not None:
+        parts.append(
+            f"calls {u['tool_calls']}"
+            + (f"/{b['max_tool_calls']}" if b.get("max_tool_calls") is not None else "")
+        )
+    if u["fuel"] or b.get("max_fuel") is not None:
+        parts.append(
+            f"fuel {u['fuel']}" + (f"/{b['max_fuel']}" if b.get("max_fuel") is not None else "")
+        )
+    return ", ".join(parts)
+
+
+def cmd_lifecycle(ctx: Context) -> int:
+    verb = ctx.args.verb
+    client = ctx.client
+    if verb == "pause":
+        outcome = client.pause(ctx.args.agent)
+    elif verb == "resume":
+        outcome = client.resume(ctx.args.agent)
+    else:
+        outcome = client.terminate(ctx.args.agent, ctx.args.reason)
+    past = {"pause": "paused", "resume": "resumed", "terminate": "terminated"}[verb]
+    kinds = [e["kind"] for e in outcome.events]
+    data = {
+        "agent": ctx.args.agent,
+        "status": ctx.runtime.state.agents[ctx.args.agent].status,
+        "events": kinds,
+        **_seq_summary(outcome),
+    }
+    extra = ""
+    if verb == "terminate":
+        cancelled = kinds.count("task.cancelled")
+        revoked = sum(
+            len(e["payload"]["revoked"])
+            for e in outcome.events
+            if e["kind"] == "capability.revoked"
+        )
+        extra = f" ({cancelled} open tasks cancelled, {revoked} grants revoked)"
+    ctx.emit(data, f"{past} agent {ctx.args.agent} at seq {outcome.last_seq}{extra}")
+    return 0
+
+
+def cmd_schedule(ctx: Context) -> int:
+    from toka.cli.parsing import json_value
+
+    payload = json_value(ctx.args.payload, "--payload") if ctx.args.payload else None
+    outcome = ctx.client.schedule(ctx.args.agent, ctx.args.description, payload)
+    task = outcome.first("task.scheduled")["task"]
+    ctx.emit(
+        {"task": task, "agent": ctx.args.agent, **_seq_summary(outcome)},
+        f"scheduled task {task} for {ctx.args.agent} at seq {outcome.last_seq}",
+    )
+    return 0
+
+
+def cmd_tasks(ctx: Context) -> int:
+    import msgspec
+
+    from toka.cli.output import fmt_ms, shorten, table
+    from toka.core.state import OPEN_TASK_STATUSES
+
+    want = ctx.args.status
+    rows = [
+        msgspec.to_builtins(t)
+        for t in ctx.runtime.state.tasks.values()
+        if (ctx.args.agent is None or t.agent == ctx.args.agent)
+        and (
+            want is None or t.status == want or (want == "open" and t.status in OPEN_TASK_STATUSES)
+        )
+    ]
+    ctx.emit(
+        {"tasks": rows},
+        lambda: (
+            table(
+                ["id", "agent", "status", "updated", "description"],
+                [
+                    [
+                        t["id"],
+                        t["agent"],
+                        t["status"],
+                        fmt_ms(t["updated_ms"]),
+                        shorten(t["description"], 50),
+                    ]
+                    for t in rows
+                ],
+            )
+            if rows
+            else "no tasks"
+        ),
+    )
+    return 0
+
+
+def cmd_finish(ctx: Context) -> int:
+    from toka.cli.parsing import json_value
+
+    if ctx.args.verb == "complete":
+        result = json_value(ctx.args.result, "--result") if ctx.args.result else None
+        outcome = ctx.client.complete(ctx.args.task, result)
+    else:
+        outcome = ctx.client.fail(ctx.args.task, ctx.args.reason)
+    past = "completed" if ctx.args.verb == "complete" else "failed"
+    ctx.emit(
+        {"task": ctx.args.task, "status": past, **_seq_summary(outcome)},
+        f"{past} task {ctx.args.task} at seq {outcome.last_seq}",
+    )
+    return 0
+
+
+def cmd_observe(ctx: Context) -> int:
+    from toka.cli.parsing import json_or_text
+
+    outcome = ctx.client.observe(ctx.args.agent, json_or_text(ctx.args.data))
+    ctx.emit(
+        {"agent": ctx.args.agent, **_seq_summary(outcome)},
+        f"observation recorded at seq {outcome.last_seq}",
+    )
+    return 0

@@ -1,0 +1,117 @@
+"""``toka grant issue|list|revoke``."""
+
+from __future__ import annotations
+
+from toka.cli.main import Context
+
+
+def register(sub, common) -> None:
+    grant = sub.add_parser("grant", help="issue, list and revoke capability grants")
+    g = grant.add_subparsers(dest="grant_command", metavar="ACTION", required=True)
+
+    p = g.add_parser("issue", parents=[common], help="grant capabilities to a principal")
+    p.add_argument("subject", help="agent id or principal")
+    p.add_argument(
+        "caps", nargs="+", metavar="CAP", help="capability patterns, e.g. tool.invoke:tool/echo"
+    )
+    p.add_argument("--ttl", default="1h", help="lifetime: 30s, 10m, 2h, 7d (default 1h)")
+    p.add_argument("--max-ops", type=int, help="budget: maximum operations")
+    p.add_argument("--max-tool-calls", type=int, help="budget: maximum tool calls")
+    p.add_argument("--max-fuel", type=int, help="budget: maximum WASM fuel")
+    p.add_argument(
+        "--approve",
+        action="store_true",
+        help="operations under this grant wait for operator approval",
+    )
+    p.set_defaults(handler=cmd_issue)
+
+    p = g.add_parser("list", parents=[common], help="list grants")
+    p.add_argument("--subject")
+    p.add_argument("--active", action="store_true", help="only active grants")
+    p.set_defaults(handler=cmd_list)
+
+    p = g.add_parser(
+        "revoke", parents=[common], help="revoke a grant and everything derived from it"
+    )
+    p.add_argument("jti")
+    p.add_argument("--reason", default="")
+    p.set_defaults(handler=cmd_revoke)
+
+
+def cmd_issue(ctx: Context) -> int:
+    from toka.cli.parsing import duration
+    from toka.core.state import Budgets
+
+    a = ctx.args
+    budgets = Budgets(a.max_ops, a.max_tool_calls, a.max_fuel)
+    outcome = ctx.client.grant(
+        a.subject, a.caps, duration(a.ttl), budgets=budgets, approve=a.approve
+    )
+    g = outcome.first("capability.granted")
+    token = outcome.tokens.get(g["jti"])
+    data = {
+        "jti": g["jti"],
+        "token": token,
+        "subject": g["subject"],
+        "caps": g["caps"],
+        "exp": g["exp"],
+        "parent": g["parent"],
+        "seq": outcome.last_seq,
+    }
+    ctx.emit(data, lambda: f"granted {g['jti']} to {g['subject']}: {' '.join(g['caps'])}\n{token}")
+    return 0
+
+
+def grant_status(g, now_s: int, state) -> str:
+    if g.revoked or any(link.revoked for link in state.grant_chain(g.jti)):
+        return "revoked"
+    return "expired" if g.exp <= now_s else "active"
+
+
+def cmd_list(ctx: Context) -> int:
+    import msgspec
+
+    from toka.cli.output import fmt_s, shorten, table
+
+    rt = ctx.runtime
+    now_s = rt.now_ms() // 1000
+    rows = []
+    for g in rt.state.grants.values():
+        if ctx.args.subject and g.subject != ctx.args.subject:
+            continue
+        status = grant_status(g, now_s, rt.state)
+        if ctx.args.active and status != "active":
+            continue
+        rows.append({**msgspec.to_builtins(g), "status": status})
+    ctx.emit(
+        {"grants": rows},
+        lambda: (
+            table(
+                ["jti", "subject", "status", "expires", "parent", "caps"],
+                [
+                    [
+                        r["jti"],
+                        r["subject"],
+                        r["status"],
+                        fmt_s(r["exp"]),
+                        r["parent"] or "-",
+                        shorten(" ".join(r["caps"]), 60),
+                    ]
+                    for r in rows
+                ],
+            )
+            if rows
+            else "no grants"
+        ),
+    )
+    return 0
+
+
+def cmd_revoke(ctx: Context) -> int:
+    outcome = ctx.client.revoke(ctx.args.jti, ctx.args.reason)
+    revoked = outcome.first("capability.revoked")["revoked"]
+    ctx.emit(
+        {"jti": ctx.args.jti, "revoked": revoked, "seq": outcome.last_seq},
+        f"revoked {', '.join(revoked)} at seq {outcome.last_seq}",
+    )
+    return 0

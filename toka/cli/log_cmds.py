@@ -1,0 +1,255 @@
+"""``toka events``, ``toka state``, ``toka verify`` and ``toka replay``."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from toka.cli.main import Context
+
+
+def register(sub, common) -> None:
+    events = sub.add_parser("events", help="read the event log")
+    e = events.add_subparsers(dest="events_command", metavar="ACTION", required=True)
+    for name, helptext in (
+        ("list", "list events, oldest first"),
+        ("tail", "show the newest events; -f to follow"),
+    ):
+        p = e.add_parser(name, parents=[common], help=helptext)
+        p.add_argument(
+            "--kind", action="append", help="event kind, or a prefix like task.* (repeatable)"
+        )
+        p.add_argument("--principal", help="only events by this principal")
+        p.add_argument("--agent", help="only events by or about this agent")
+        p.add_argument("--text", help="only events whose payload contains this text")
+        if name == "list":
+            p.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after SEQ")
+            p.add_argument("--limit", type=int, default=100)
+        else:
+            p.add_argument("-n", type=int, default=20, dest="limit", help="how many (default 20)")
+            p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+            p.add_argument("--interval", type=float, default=0.05, help=argparse_suppress())
+        p.set_defaults(handler=cmd_events, mode=name)
+
+    p = sub.add_parser("state", parents=[common], help="show the world state (now, or --at SEQ)")
+    p.add_argument("--at", type=int, metavar="SEQ", help="the world as it was at SEQ (time travel)")
+    p.add_argument("--full", action="store_true", help="with --json: every agent, task and grant")
+    p.set_defaults(handler=cmd_state)
+
+    p = sub.add_parser("verify", parents=[common], help="verify the hash chain of the log")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("replay", parents=[common], help="rebuild state from the log")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild from genesis and compare with the live state hash",
+    )
+    p.set_defaults(handler=cmd_replay)
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def summarize(kind: str, payload: dict) -> str:
+    """One line describing an event, for tables and the console."""
+    p = payload
+    match kind:
+        case "agent.spawned":
+            return f"{p['agent']} {p['name']!r} ({p['behaviour']})"
+        case "agent.paused" | "agent.resumed":
+            return p["agent"]
+        case "agent.terminated":
+            return f"{p['agent']} {p.get('reason') or ''}".strip()
+        case "task.scheduled":
+            return f"{p['task']} -> {p['agent']}: {p['description']}"
+        case "task.completed":
+            return f"{p['task']} result={_short(p.get('result'))}"
+        case "task.failed" | "task.cancelled":
+            return f"{p['task']}: {p['reason']}"
+        case "task.started":
+            return f"{p['task']} by {p.get('runner') or '?'}"
+        case "observation.emitted":
+            return f"{p['agent']}: {_short(p['data'])}"
+        case "capability.granted":
+            return f"{p['jti']} -> {p['subject']}: {' '.join(p['caps'])}"
+        case "capability.revoked":
+            return f"{', '.join(p['revoked'])} {p.get('reason') or ''}".strip()
+        case "operation.rejected":
+            return f"{p['op']}: {p['code']}: {p['reason']}"
+        case "log.genesis":
+            return f"home {p['home_id']}"
+        case "tool.registered":
+            return f"{p['name']}@{p['version']} ({p['kind']})"
+        case "tool.succeeded":
+            return f"{p['tool']}@{p['version']} -> {_short(p.get('output'))}"
+        case "tool.failed":
+            return f"{p['tool']}@{p['version']}: {p['error_kind']}: {p['message']}"
+    return _short(p)
+
+
+def _short(value, width: int = 60) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _filters(ctx: Context) -> dict:
+    a = ctx.args
+    return {"kinds": a.kind, "principal": a.principal, "text": a.text}
+
+
+def _matches_agent(record, agent: str | None) -> bool:
+    return agent is None or record.principal == agent or agent.encode() in record.payload
+
+
+def cmd_events(ctx: Context) -> int:
+    from toka.cli import output
+
+    rt = ctx.runtime
+    a = ctx.args
+    filters = _filters(ctx)
+    if a.mode == "list":
+        records = [
+            r
+            for r in rt.log.query(after=a.after, limit=a.limit, **filters)
+            if _matches_agent(r, a.agent)
+        ]
+    else:
+        records = [
+            r
+            for r in rt.log.query(limit=a.limit, newest_first=True, **filters)
+            if _matches_agent(r, a.agent)
+        ]
+        records.reverse()
+
+    def show(recs) -> None:
+        for r in recs:
+            if ctx.json:
+                output.emit_line(r.to_dict())
+            else:
+                sys.stdout.write(_event_line(r) + "\n")
+        sys.stdout.flush()
+
+    if a.mode == "list" and ctx.json:
+        output.emit_json({"events": [r.to_dict() for r in records]})
+        return 0
+    if not records and not getattr(a, "follow", False) and not ctx.json:
+        output.info("no events match")
+    show(records)
+    if a.mode != "tail" or not a.follow:
+        return 0
+    last = rt.log.head()[0]
+    version = rt.log.data_version()
+    while True:
+        time.sleep(a.interval)
+        now = rt.log.data_version()
+        if now == version:
+            continue
+        version = now
+        fresh = [r for r in rt.log.query(after=last, limit=10_000, **filters)]
+        last = fresh[-1].seq if fresh else rt.log.head()[0]
+        show([r for r in fresh if _matches_agent(r, a.agent)])
+
+
+def _event_line(r) -> str:
+    import msgspec
+
+    from toka.cli.output import fmt_ms
+
+    payload = msgspec.json.decode(r.payload)
+    return (
+        f"{r.seq:>7}  {fmt_ms(r.ts)}  {r.kind:<20} {r.principal:<14} {summarize(r.kind, payload)}"
+    )
+
+
+def cmd_state(ctx: Context) -> int:
+    import msgspec
+
+    from toka.core.errors import InvalidInput
+
+    rt = ctx.runtime
+    if ctx.args.at is not None:
+        head = rt.state.seq
+        if not 1 <= ctx.args.at <= head:
+            raise InvalidInput(f"--at must be between 1 and the head sequence number {head}")
+        st = rt.replay(until=ctx.args.at)
+    else:
+        st = rt.state
+    counts = {
+        "agents": {
+            s: sum(1 for a in st.agents.values() if a.status == s)
+            for s in ("running", "paused", "terminated")
+        },
+        "tasks": {
+            s: sum(1 for t in st.tasks.values() if t.status == s)
+            for s in ("scheduled", "started", "completed", "failed", "cancelled")
+        },
+        "grants": {
+            "active": sum(1 for g in st.grants.values() if not g.revoked),
+            "revoked": sum(1 for g in st.grants.values() if g.revoked),
+        },
+        "tools": sum(len(v) for v in st.tools.values()),
+    }
+    data = {
+        "seq": st.seq,
+        "ts": st.ts,
+        "state_hash": st.state_hash(),
+        "at": ctx.args.at,
+        "counts": counts,
+    }
+    if ctx.args.full or ctx.args.at is not None:
+        data["state"] = msgspec.to_builtins(st)
+
+    def human() -> str:
+        from toka.cli.output import fmt_ms, table
+
+        lines = [
+            f"world at seq {st.seq} ({fmt_ms(st.ts)})"
+            + ("  [time travel: read-only view of the past]" if ctx.args.at else ""),
+            f"state hash {data['state_hash']}",
+            "",
+        ]
+        lines.append(
+            table(
+                ["agent", "name", "status", "open"],
+                [[a.id, a.name, a.status, a.open_tasks] for a in st.agents.values()],
+            )
+            if st.agents
+            else "no agents"
+        )
+        lines.append("")
+        lines.append("tasks: " + ", ".join(f"{k} {v}" for k, v in counts["tasks"].items()))
+        lines.append("grants: " + ", ".join(f"{k} {v}" for k, v in counts["grants"].items()))
+        return "\n".join(lines)
+
+    ctx.emit(data, human)
+    return 0
+
+
+def cmd_verify(ctx: Context) -> int:
+    result = ctx.runtime.verify()
+    ctx.emit(result, f"ok: {result['events']} events, chain verified to seq {result['head_seq']}")
+    return 0
+
+
+def cmd_replay(ctx: Context) -> int:
+    rt = ctx.runtime
+    if ctx.args.check:
+        result = rt.replay_check()
+        ctx.emit(
+            result,
+            f"ok: replay from genesis reaches seq {result['seq']} "
+            f"with the live state hash {result['state_hash'][:16]}",
+        )
+        return 0
+    st = rt.replay()
+    ctx.emit(
+        {"seq": st.seq, "state_hash": st.state_hash()},
+        f"replayed to seq {st.seq}, state hash {st.state_hash()[:16]}",
+    )
+    return 0

@@ -1,0 +1,82 @@
+"""``toka init`` and ``toka info``."""
+
+from __future__ import annotations
+
+from toka.cli.main import Context
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("init", parents=[common], help="create the Toka home (safe to re-run)")
+    p.set_defaults(handler=cmd_init)
+    p = sub.add_parser("info", parents=[common], help="show the home, the log head and identities")
+    p.set_defaults(handler=cmd_info)
+
+
+def cmd_init(ctx: Context) -> int:
+    from toka.cli.output import info
+
+    home = ctx.home
+    created = home.init()
+    runtime = ctx.runtime
+    data = {
+        "created": created,
+        "home": str(home.root),
+        "home_id": runtime.state.home_id,
+        "operator": "operator",
+        "operator_key": runtime.state.principals["operator"],
+        "head_seq": runtime.state.seq,
+        "token_file": str(home.token_path),
+    }
+    if not created:
+        info(f"toka: {home.root} is already initialized; nothing changed")
+    ctx.emit(
+        data,
+        lambda: (
+            f"initialized Toka home {home.root}\n"
+            f"  home id       {data['home_id']}\n"
+            f"  operator key  {data['operator_key']}\n"
+            f"  root token    {home.token_path}\n"
+            "next: toka agent spawn NAME"
+            if created
+            else ""
+        ),
+    )
+    return 0
+
+
+def cmd_info(ctx: Context) -> int:
+    from toka import __version__
+    from toka.core.identity import thumbprint
+
+    home = ctx.home
+    home.require()
+    rt = ctx.runtime
+    seq, head_hash, _ = rt.log.head()
+    st = rt.state
+    data = {
+        "version": __version__,
+        "home": str(home.root),
+        "home_id": st.home_id,
+        "db": str(home.db_path),
+        "durability": rt.durability,
+        "head_seq": seq,
+        "head_hash": head_hash,
+        "state_hash": st.state_hash(),
+        "operator_key": st.principals.get("operator"),
+        "operator_thumbprint": thumbprint(st.principals["operator"]),
+        "principal": ctx.principal,
+        "agents": len(st.agents),
+        "agents_running": sum(1 for a in st.agents.values() if a.status == "running"),
+        "tasks_open": sum(1 for t in st.tasks.values() if t.status in ("scheduled", "started")),
+        "grants_active": len(
+            [g for g in st.grants.values() if not g.revoked and g.exp * 1000 > rt.now_ms()]
+        ),
+        "tools": sum(len(v) for v in st.tools.values()),
+    }
+
+    def human() -> str:
+        width = max(len(k) for k in data)
+        return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in data.items())
+
+    ctx.emit(data, human)
+    return 0

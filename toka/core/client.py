@@ -1,0 +1,118 @@
+"""Client: builds and signs Operations for one principal and submits them.
+
+The CLI, the console and the agent runner all act through this class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toka.core import kernel, ops
+from toka.core.identity import KeyPair
+from toka.core.runtime import Outcome, Runtime
+from toka.core.state import Budgets
+
+
+class Client:
+    """Acts as ``principal``: signs with its key, presents its token."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        principal: str = kernel.OPERATOR,
+        *,
+        key: KeyPair | None = None,
+        token: str | None = None,
+    ):
+        self.runtime = runtime
+        self.principal = principal
+        self._key = key
+        self.token = token
+
+    @classmethod
+    def from_env(
+        cls,
+        runtime: Runtime,
+        principal: str,
+        *,
+        token: str | None = None,
+        key_file: str | None = None,
+    ) -> Client:
+        key = KeyPair.from_pem(Path(key_file).expanduser().read_bytes()) if key_file else None
+        return cls(runtime, principal, key=key, token=token)
+
+    @property
+    def key(self) -> KeyPair:
+        if self._key is None:
+            self._key = self.runtime.home.keystore.load(self.principal)
+        return self._key
+
+    def sign(self, op: ops.Operation, *, nonce: str | None = None) -> ops.SignedOperation:
+        token = self.token
+        if token is None:
+            try:
+                required = kernel.required_caps(self.runtime.state, op)
+            except Exception:
+                required = []
+            token = self.runtime.token_for(self.principal, required)
+        return ops.sign(op, self.principal, token, self.key, self.runtime.now_ms(), nonce)
+
+    def submit(self, op: ops.Operation, prepared: Any = None) -> Outcome:
+        return self.runtime.submit(self.sign(op), prepared)
+
+    # -- verbs ---------------------------------------------------------------------------
+
+    def spawn_agent(
+        self,
+        name: str,
+        behaviour: str = "manual",
+        *,
+        parent: str | None = None,
+        key: KeyPair | None = None,
+    ) -> tuple[str, Outcome]:
+        """Spawn an agent; its key pair goes into the keystore before the operation is sent."""
+        from toka.core.identity import agent_id_for
+
+        key = key or KeyPair.generate()
+        agent_id = agent_id_for(key.public_key)
+        keystore = self.runtime.home.keystore
+        if not keystore.has(agent_id):
+            keystore.save(agent_id, key)
+        outcome = self.submit(ops.SpawnAgent(name, key.public_key, behaviour, parent))
+        return agent_id, outcome
+
+    def pause(self, agent: str) -> Outcome:
+        return self.submit(ops.PauseAgent(agent))
+
+    def resume(self, agent: str) -> Outcome:
+        return self.submit(ops.ResumeAgent(agent))
+
+    def terminate(self, agent: str, reason: str = "") -> Outcome:
+        return self.submit(ops.TerminateAgent(agent, reason))
+
+    def schedule(self, agent: str, description: str, payload: Any = None) -> Outcome:
+        return self.submit(ops.ScheduleTask(agent, description, payload))
+
+    def complete(self, task: str, result: Any = None) -> Outcome:
+        return self.submit(ops.CompleteTask(task, result))
+
+    def fail(self, task: str, reason: str) -> Outcome:
+        return self.submit(ops.FailTask(task, reason))
+
+    def observe(self, agent: str, data: Any) -> Outcome:
+        return self.submit(ops.EmitObservation(agent, data))
+
+    def grant(
+        self,
+        subject: str,
+        caps: list[str],
+        ttl_s: int,
+        *,
+        budgets: Budgets | None = None,
+        approve: bool = False,
+    ) -> Outcome:
+        return self.submit(ops.GrantCapability(subject, caps, ttl_s, budgets or Budgets(), approve))
+
+    def revoke(self, jti: str, reason: str = "") -> Outcome:
+        return self.submit(ops.RevokeCapability(jti, reason))

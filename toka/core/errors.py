@@ -1,0 +1,127 @@
+"""Errors the core raises; the CLI maps each family to an exit code."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    DENIED = 3
+    INVALID = 4
+    INTEGRITY = 5
+
+
+class TokaError(Exception):
+    """Base of every error Toka reports to a user."""
+
+    exit_code = ExitCode.FAILED
+    code = "failed"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Denied(TokaError):
+    """The operation was refused by the security checks."""
+
+    exit_code = ExitCode.DENIED
+    code = "denied"
+
+
+class TokenInvalid(Denied):
+    code = "token_invalid"
+
+
+class TokenExpired(Denied):
+    code = "token_expired"
+
+
+class BindingMismatch(Denied):
+    code = "binding_mismatch"
+
+
+class BadSignature(Denied):
+    code = "bad_signature"
+
+
+class ReplayedNonce(Denied):
+    code = "replayed_nonce"
+
+
+class StaleOperation(Denied):
+    code = "stale_operation"
+
+
+class Revoked(Denied):
+    code = "revoked"
+
+
+class NotCovered(Denied):
+    code = "not_covered"
+
+
+class BudgetExhausted(Denied):
+    code = "budget"
+
+
+class InvalidInput(TokaError):
+    """Malformed or out-of-range input; nothing was changed."""
+
+    exit_code = ExitCode.INVALID
+    code = "invalid"
+
+
+class InvalidOperation(InvalidInput):
+    code = "invalid_operation"
+
+
+class NotFound(InvalidInput):
+    code = "not_found"
+
+
+class IntegrityFailure(TokaError):
+    """The log or a checkpoint does not verify."""
+
+    exit_code = ExitCode.INTEGRITY
+    code = "integrity"
+
+    def __init__(self, message: str, seq: int | None = None):
+        super().__init__(message)
+        self.seq = seq
+
+
+class HomeError(TokaError):
+    """The Toka home is missing, unreadable or inconsistent."""
+
+    code = "home"
+
+
+DENIAL_CODES: dict[str, type[Denied]] = {
+    cls.code: cls
+    for cls in (
+        Denied,
+        TokenInvalid,
+        TokenExpired,
+        BindingMismatch,
+        BadSignature,
+        ReplayedNonce,
+        StaleOperation,
+        Revoked,
+        NotCovered,
+        BudgetExhausted,
+    )
+}
+
+
+def error_from_code(code: str, message: str) -> TokaError:
+    """Rebuild a recorded refusal (for idempotent resubmission) as the same error class."""
+    if code in DENIAL_CODES:
+        return DENIAL_CODES[code](message)
+    for cls in (InvalidOperation, NotFound, InvalidInput):
+        if cls.code == code:
+            return cls(message)
+    return TokaError(message)

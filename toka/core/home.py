@@ -1,0 +1,171 @@
+"""The Toka home: where the log, the kernel secret, keys and config live."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from toka.core import events as ev
+from toka.core.errors import HomeError, InvalidInput
+from toka.core.identity import KeyPair, Keystore, thumbprint, write_private
+from toka.core.kernel import KERNEL, MAX_TTL_S, OPERATOR
+from toka.core.store import EventLog
+
+SECRET_BYTES = 32
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    durability: str = "full"
+    checkpoint_interval: int = 1000
+    op_max_age_s: int = 24 * 3600
+    op_max_skew_s: int = 300
+
+
+DEFAULT_CONFIG = """\
+# Toka configuration. Command-line flags override these values.
+
+# "full": every acknowledged operation survives power loss (fsync per commit).
+# "normal": survives a crash of the process, may lose the last commits on power loss.
+durability = "full"
+
+# A signed checkpoint (and a state snapshot) every this many events.
+checkpoint_interval = 1000
+
+# How old (seconds) a signed operation may be when submitted, and how far in the future.
+op_max_age_s = 86400
+op_max_skew_s = 300
+"""
+
+
+def default_home() -> Path:
+    env = os.environ.get("TOKA_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("toka", appauthor=False))
+
+
+class Home:
+    """Paths and files of one Toka installation."""
+
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_home()
+        self.db_path = self.root / "toka.db"
+        self.secret_path = self.root / "kernel.secret"
+        self.config_path = self.root / "config.toml"
+        self.token_path = self.root / "operator.token"
+        self.blobs = self.root / "blobs"
+        self.keystore = Keystore(self.root / "keys")
+
+    def exists(self) -> bool:
+        return self.db_path.exists() and self.secret_path.exists()
+
+    def require(self) -> None:
+        if not self.exists():
+            raise HomeError(f"no Toka home at {self.root}: run `toka init` first")
+
+    def secret(self) -> bytes:
+        try:
+            data = self.secret_path.read_bytes()
+        except FileNotFoundError as exc:
+            raise HomeError(f"kernel secret missing: {self.secret_path}") from exc
+        if len(data) < SECRET_BYTES:
+            raise HomeError(
+                f"kernel secret {self.secret_path} is shorter than {SECRET_BYTES} bytes"
+            )
+        return data
+
+    def config(self) -> Config:
+        try:
+            raw = tomllib.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            return Config()
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"{self.config_path}: {exc}") from exc
+        try:
+            cfg = msgspec.convert(raw, Config)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"{self.config_path}: {exc}") from exc
+        if cfg.durability not in ("full", "normal"):
+            raise InvalidInput(f"{self.config_path}: durability must be 'full' or 'normal'")
+        if cfg.checkpoint_interval < 1:
+            raise InvalidInput(f"{self.config_path}: checkpoint_interval must be at least 1")
+        return cfg
+
+    def init(self, *, operator_key: KeyPair | None = None, now: float | None = None) -> bool:
+        """Create the home. Returns False (and changes nothing) if it already exists.
+
+        Safe to re-run after an interrupted init: it completes what is missing and
+        never replaces a secret, a key or an event.
+        """
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = EventLog(self.db_path)
+        try:
+            if log.head()[0] > 0:
+                if not self.secret_path.exists() or not self.keystore.has(OPERATOR):
+                    raise HomeError(
+                        f"{self.root} has a log but its kernel secret or operator key is missing"
+                    )
+                return False
+            if not self.secret_path.exists():
+                write_private(self.secret_path, secrets.token_bytes(SECRET_BYTES))
+            if not self.keystore.has(OPERATOR):
+                self.keystore.save(OPERATOR, operator_key or KeyPair.generate())
+            if not self.config_path.exists():
+                self.config_path.write_text(DEFAULT_CONFIG)
+            self.blobs.mkdir(exist_ok=True, mode=0o700)
+            operator = self.keystore.load(OPERATOR)
+            ts = int((time.time() if now is None else now) * 1000)
+            home_id = secrets.token_hex(8)
+            genesis = ev.Genesis(home_id, OPERATOR, operator.public_key, ts)
+            root = ev.CapabilityGranted(
+                jti="gr-2",
+                subject=OPERATOR,
+                caps=["*:*"],
+                issuer=KERNEL,
+                parent=None,
+                iat=ts // 1000,
+                exp=ts // 1000 + MAX_TTL_S,
+            )
+            with log.write():
+                prev = log.append(
+                    "0" * 64,
+                    1,
+                    ts,
+                    "log.genesis",
+                    KERNEL,
+                    None,
+                    "genesis",
+                    0,
+                    ev.encode_payload(genesis),
+                )
+                log.append(
+                    prev,
+                    2,
+                    ts,
+                    "capability.granted",
+                    KERNEL,
+                    None,
+                    "genesis",
+                    1,
+                    ev.encode_payload(root),
+                )
+                log.set_meta("home_id", home_id)
+        finally:
+            log.close()
+        if not self.token_path.exists():
+            from toka.core.state import Grant
+            from toka.core.tokens import TokenAuthority
+
+            grant = Grant(root.jti, root.subject, root.caps, root.issuer, None, root.iat, root.exp)
+            token = TokenAuthority(self.secret(), home_id).mint(
+                grant, thumbprint(operator.public_key)
+            )
+            write_private(self.token_path, token.encode())
+        return True

@@ -1,0 +1,128 @@
+"""Ed25519 identities: key pairs, thumbprints and the on-disk keystore."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from toka.core.errors import BadSignature, HomeError, InvalidInput
+
+_PRINCIPAL = re.compile(r"^[a-z][a-z0-9\-]{1,63}$")
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"not base64url: {text[:20]!r}") from exc
+
+
+def thumbprint(public_key: str) -> str:
+    """The ``cnf`` binding of a token: sha256 of the raw public key, base64url."""
+    return b64(hashlib.sha256(unb64(public_key)).digest())
+
+
+def agent_id_for(public_key: str) -> str:
+    """Agent ids derive from their key, so a client knows the id before it spawns."""
+    digest = hashlib.sha256(unb64(public_key)).digest()
+    return "ag-" + base64.b32encode(digest).decode().lower()[:10]
+
+
+def check_principal(name: str) -> str:
+    if not _PRINCIPAL.match(name or ""):
+        raise InvalidInput(f"invalid principal id {name!r}")
+    return name
+
+
+class KeyPair:
+    """An Ed25519 signing key and its public half."""
+
+    def __init__(self, private: Ed25519PrivateKey):
+        self._private = private
+        raw = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_key = b64(raw)
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> KeyPair:
+        """Deterministic keys, for tests and reproducible demos."""
+        return cls(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest()))
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> KeyPair:
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"not a PEM Ed25519 private key: {exc}") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise InvalidInput("the private key is not an Ed25519 key")
+        return cls(key)
+
+    def to_pem(self) -> bytes:
+        return self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def sign(self, data: bytes) -> str:
+        return b64(self._private.sign(data))
+
+
+def verify_signature(public_key: str, signature: str, data: bytes) -> None:
+    """Raise :class:`BadSignature` unless ``signature`` is the key's signature of ``data``."""
+    try:
+        key = Ed25519PublicKey.from_public_bytes(unb64(public_key))
+        key.verify(unb64(signature), data)
+    except (InvalidSignature, ValueError, InvalidInput) as exc:
+        raise BadSignature("the operation's signature does not verify") from exc
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create a file readable by its owner only; never overwrite an existing one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Keystore:
+    """Private keys on disk, one 0600 PEM file per principal."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def path(self, principal: str) -> Path:
+        return self.directory / f"{check_principal(principal)}.key"
+
+    def has(self, principal: str) -> bool:
+        return self.path(principal).exists()
+
+    def save(self, principal: str, key: KeyPair) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(self.path(principal), key.to_pem())
+
+    def load(self, principal: str) -> KeyPair:
+        path = self.path(principal)
+        try:
+            return KeyPair.from_pem(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise HomeError(f"no private key for {principal!r} in {self.directory}") from exc

@@ -1,0 +1,207 @@
+"""Operations (the verbs of Toka) and SignedOperation, their signed envelope."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+import msgspec
+
+from toka.core.errors import InvalidInput
+from toka.core.identity import KeyPair, verify_signature
+from toka.core.state import Budgets
+
+MAX_SIGNED_BYTES = 2 * 1024 * 1024
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+class Operation(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True):
+    """A request to change the world. ``type`` is also the capability action."""
+
+
+class SpawnAgent(Operation, tag="agent.spawn"):
+    name: str
+    public_key: str
+    behaviour: str = "manual"
+    parent: str | None = None
+
+
+class PauseAgent(Operation, tag="agent.pause"):
+    agent: str
+
+
+class ResumeAgent(Operation, tag="agent.resume"):
+    agent: str
+
+
+class TerminateAgent(Operation, tag="agent.terminate"):
+    agent: str
+    reason: str = ""
+
+
+class ScheduleTask(Operation, tag="task.schedule"):
+    agent: str
+    description: str
+    payload: Any = None
+
+
+class StartTask(Operation, tag="task.start"):
+    task: str
+    runner: str = ""
+
+
+class CompleteTask(Operation, tag="task.complete"):
+    task: str
+    result: Any = None
+
+
+class FailTask(Operation, tag="task.fail"):
+    task: str
+    reason: str
+
+
+class EmitObservation(Operation, tag="observation.emit"):
+    agent: str
+    data: Any
+
+
+class GrantCapability(Operation, tag="cap.grant"):
+    subject: str
+    caps: list[str]
+    ttl_s: int
+    budgets: Budgets = Budgets()
+    approve: bool = False
+
+
+class RevokeCapability(Operation, tag="cap.revoke"):
+    jti: str
+    reason: str = ""
+
+
+class RegisterTool(Operation, tag="tool.register"):
+    name: str
+    version: str
+    description: str
+    kind: str
+    module_sha256: str | None
+    capabilities: list[str]
+    limits: dict[str, int]
+    input_schema: dict[str, Any] | None = None
+
+
+class InvokeTool(Operation, tag="tool.invoke"):
+    tool: str
+    args: Any = None
+    version: str | None = None
+    task: str | None = None
+
+
+class ApproveOperation(Operation, tag="op.approve"):
+    approval: str
+
+
+class DenyOperation(Operation, tag="op.deny"):
+    approval: str
+    reason: str = ""
+
+
+AnyOperation = (
+    SpawnAgent
+    | PauseAgent
+    | ResumeAgent
+    | TerminateAgent
+    | ScheduleTask
+    | StartTask
+    | CompleteTask
+    | FailTask
+    | EmitObservation
+    | GrantCapability
+    | RevokeCapability
+    | RegisterTool
+    | InvokeTool
+    | ApproveOperation
+    | DenyOperation
+)
+
+OPERATION_TYPES: dict[str, type[Operation]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[attr-defined]
+    for cls in AnyOperation.__args__  # type: ignore[attr-defined]
+}
+
+
+def op_type(op: Operation) -> str:
+    return op.__struct_config__.tag  # type: ignore[attr-defined,return-value]
+
+
+class Unsigned(msgspec.Struct, frozen=True):
+    op: AnyOperation
+    principal: str
+    token: str
+    nonce: str
+    ts: int
+
+
+class SignedOperation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``{op, principal, token, nonce, ts}`` and the principal's Ed25519 signature of it."""
+
+    op: AnyOperation
+    principal: str
+    token: str
+    nonce: str
+    ts: int
+    sig: str
+
+    def signing_bytes(self) -> bytes:
+        return _canonical.encode(Unsigned(self.op, self.principal, self.token, self.nonce, self.ts))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.signing_bytes()).hexdigest()
+
+    @property
+    def kind(self) -> str:
+        return op_type(self.op)
+
+    def verify(self, public_key: str) -> None:
+        verify_signature(public_key, self.sig, self.signing_bytes())
+
+    def to_json(self) -> bytes:
+        return _canonical.encode(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> SignedOperation:
+        if isinstance(data, str):
+            data = data.encode()
+        if len(data) > MAX_SIGNED_BYTES:
+            raise InvalidInput(
+                f"signed operation is {len(data)} bytes, over the {MAX_SIGNED_BYTES} byte limit"
+            )
+        try:
+            return msgspec.json.decode(data, type=cls)
+        except msgspec.DecodeError as exc:
+            raise InvalidInput(f"malformed signed operation: {exc}") from exc
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def sign(
+    op: Operation, principal: str, token: str, key: KeyPair, ts_ms: int, nonce: str | None = None
+) -> SignedOperation:
+    nonce = nonce or new_nonce()
+    unsigned = Unsigned(op, principal, token, nonce, ts_ms)  # type: ignore[arg-type]
+    sig = key.sign(_canonical.encode(unsigned))
+    return SignedOperation(op, principal, token, nonce, ts_ms, sig)  # type: ignore[arg-type]
+
+
+def decode_operation(data: bytes | str) -> Operation:
+    """Parse an operation given as JSON with a ``type`` tag (for ``toka op sign``)."""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        return msgspec.json.decode(data, type=AnyOperation)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"malformed operation: {exc}") from exc

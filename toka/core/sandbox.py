@@ -1,0 +1,704 @@
+"""WASM sandbox for Toka tools (wasmtime-py, WASI preview1 command ABI).
+
+A tool is a WASI preview1 *command* module: it exports ``_start`` (and its
+``memory``), reads its JSON arguments from stdin and writes one JSON value to
+stdout. Exit status 0 (or returning from ``_start``) is success.
+
+Isolation, per call:
+
+* a fresh ``Store`` (no state survives between calls);
+* fuel (``Limits.fuel``) for a deterministic compute budget, and an epoch
+  deadline driven by a watchdog thread for the wall-clock ``timeout_ms``;
+* ``Store.set_limits``: linear memory capped at ``memory_mb``, one instance,
+  one memory, a few small tables;
+* WASI with no preopened directories, no environment, ``argv == [name]``,
+  stdin fed from memory, stdout/stderr captured in memory with hard caps,
+  no inherited host stdio;
+* only ``wasi_snapshot_preview1`` imports link; ``poll_oneoff`` is replaced
+  by a stub returning ``ENOSYS`` so a guest cannot block the host thread in
+  a sleep the epoch deadline cannot interrupt.
+
+wasmtime is imported lazily: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import hashlib
+import hmac
+import itertools
+import math
+import os
+import pathlib
+import platform
+import struct
+import tempfile
+import threading
+import time
+import weakref
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "FAILURE_KINDS",
+    "InvalidModule",
+    "Limits",
+    "SandboxResult",
+    "ToolFailure",
+    "WasmSandbox",
+]
+
+FAILURE_KINDS = frozenset(
+    {"timeout", "out_of_fuel", "memory", "trap", "exit", "bad_output", "output_too_large"}
+)
+
+_WASI_MODULE = "wasi_snapshot_preview1"
+_WASM_MAGIC = b"\x00asm"
+_PAGE = 65536
+_MIB = 1024 * 1024
+_TICK_S = 0.010  # watchdog period: one epoch tick every 10 ms
+_MAX_WASM_STACK = 512 * 1024
+_TABLE_ELEMENTS = 100_000
+_MAX_TABLES = 8
+_MEMORY_CACHE_ENTRIES = 256
+_MAX_CACHE_FILE = 512 * _MIB
+_MAX_MESSAGE = 1000
+_WASI_ENOSYS = 52
+
+# Everything that changes the native code wasmtime produces (or how it is run)
+# belongs in this string: it keys both the in-memory and the on-disk cache.
+_CONFIG_STRING = (
+    f"toka-sandbox/1;consume_fuel=1;epoch_interruption=1;"
+    f"max_wasm_stack={_MAX_WASM_STACK};poll_oneoff=enosys;"
+    f"machine={platform.machine()};system={platform.system()}"
+)
+
+_CACHE_MAGIC = b"TOKA-CWASM\x00\x01"
+_MAC_LEN = 32
+
+
+class Limits(msgspec.Struct, frozen=True):
+    fuel: int = 100_000_000
+    memory_mb: int = 16
+    timeout_ms: int = 1000
+    max_output_bytes: int = 65536
+    max_stderr_bytes: int = 4096  # stderr captured and truncated to this
+
+
+class ToolFailure(msgspec.Struct, frozen=True):
+    # one of FAILURE_KINDS
+    kind: str
+    message: str
+    exit_code: int | None = None
+
+
+class SandboxResult(msgspec.Struct, frozen=True):
+    ok: bool
+    output: object | None  # the decoded JSON the module wrote to stdout, when ok
+    failure: ToolFailure | None
+    fuel_used: int
+    wall_ms: float
+    stderr: str  # truncated to max_stderr_bytes, decoded with errors="replace"
+
+
+class InvalidModule(ValueError):
+    """The bytes are not a valid WebAssembly module for this engine."""
+
+
+_wasmtime_version_cache: str | None = None
+
+
+def _wasmtime_version() -> str:
+    global _wasmtime_version_cache
+    if _wasmtime_version_cache is None:
+        from importlib import metadata
+
+        try:
+            _wasmtime_version_cache = metadata.version("wasmtime")
+        except metadata.PackageNotFoundError:  # pragma: no cover - vendored copy
+            _wasmtime_version_cache = "unknown"
+    return _wasmtime_version_cache
+
+
+def _truncate(text: str, limit: int = _MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error_reason(exc: BaseException) -> str:
+    """The cause of a wasmtime error without its (possibly huge) wasm backtrace."""
+    text = str(exc)
+    if "Caused by:" in text:
+        text = text.split("Caused by:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return _truncate("; ".join(lines) or type(exc).__name__)
+
+
+class _Capture:
+    """In-memory sink for a WASI output stream that never stores more than ``cap`` bytes."""
+
+    __slots__ = ("cap", "chunks", "refuse_overflow", "stored", "total")
+
+    def __init__(self, cap: int, refuse_overflow: bool) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.stored = 0
+        self.total = 0
+        self.refuse_overflow = refuse_overflow
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        self.total += n
+        room = self.cap - self.stored
+        if room > 0:
+            piece = data if n <= room else data[:room]
+            self.chunks.append(piece)
+            self.stored += len(piece)
+        if self.refuse_overflow and self.total > self.cap:
+            # Tell the guest its write failed; a well-behaved program stops here,
+            # a hostile one keeps looping until fuel or the deadline stops it.
+            return -errno.EFBIG
+        return n
+
+    @property
+    def overflowed(self) -> bool:
+        return self.total > self.cap
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class _Watchdog:
+    """Ticks ``engine.increment_epoch()`` every ``period`` seconds while calls are running.
+
+    Idle (no active calls) it sleeps on a condition variable; it exits once the
+    owning sandbox has been garbage collected.
+    """
+
+    def __init__(self, engine: Any, period: float) -> None:
+        self.engine = engine
+        self.period = period
+        self.active = 0
+        self.cond = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def enter(self) -> None:
+        with self.cond:
+            self.active += 1
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=_Watchdog._loop,
+                    args=(weakref.ref(self), self.cond, self.period),
+                    name="toka-wasm-watchdog",
+                    daemon=True,
+                )
+                self.thread.start()
+            elif self.active == 1:
+                self.cond.notify()
+
+    def exit(self) -> None:
+        with self.cond:
+            self.active -= 1
+
+    @staticmethod
+    def _loop(ref: weakref.ref[_Watchdog], cond: threading.Condition, period: float) -> None:
+        while True:
+            with cond:
+                while True:
+                    dog = ref()
+                    if dog is None:
+                        return
+                    if dog.active > 0:
+                        break
+                    del dog
+                    cond.wait(1.0)
+            engine = dog.engine
+            del dog
+            time.sleep(period)
+            engine.increment_epoch()
+            del engine
+
+
+class _Compiled:
+    """A compiled module plus everything needed to instantiate it quickly."""
+
+    __slots__ = ("has_start", "link_error", "min_memory_bytes", "module", "pre", "wasm")
+
+    def __init__(self, module: Any, linker: Any, wasm: bytes | None) -> None:
+        import wasmtime
+
+        self.module = module
+        self.wasm = wasm  # kept so identical bytes objects skip re-hashing
+        self.pre = None
+        self.link_error: str | None = None
+        self.has_start = False
+        self.min_memory_bytes = 0
+        for imp in module.imports:
+            if imp.module != _WASI_MODULE:
+                self.link_error = f"module imports {imp.module}::{imp.name}; only {_WASI_MODULE} imports are allowed"
+        for exp in module.exports:
+            ty = exp.type
+            if exp.name == "_start" and isinstance(ty, wasmtime.FuncType):
+                self.has_start = not ty.params and not ty.results
+            elif isinstance(ty, wasmtime.MemoryType):
+                self.min_memory_bytes = max(self.min_memory_bytes, ty.limits.min * _PAGE)
+        if self.link_error is None:
+            try:
+                self.pre = linker.instantiate_pre(module)
+            except wasmtime.WasmtimeError as exc:
+                self.link_error = f"module cannot be linked: {_error_reason(exc)}"
+
+
+class WasmSandbox:
+    """Runs WASI command modules under fuel, epoch, memory and output limits.
+
+    One engine and one linker are shared by all calls; ``run`` is thread-safe.
+    ``cache_dir`` enables an on-disk cache of compiled modules; entries are
+    authenticated with HMAC-SHA256 under ``cache_key`` (at least 16 bytes), and
+    without a key the disk cache is disabled, because a serialized module is
+    native code and must never be loaded from an unauthenticated file.
+    """
+
+    def __init__(
+        self, cache_dir: pathlib.Path | None = None, cache_key: bytes | None = None
+    ) -> None:
+        if cache_key is not None and len(cache_key) < 16:
+            raise ValueError("cache_key must be at least 16 bytes")
+        self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else None
+        self._cache_key = bytes(cache_key) if cache_key is not None else None
+        self._lock = threading.Lock()
+        self._engine: Any = None
+        self._linker: Any = None
+        self._watchdog: _Watchdog | None = None
+        self._modules: collections.OrderedDict[tuple[str, str, str], _Compiled] = (
+            collections.OrderedDict()
+        )
+        # counters, mostly for tests and diagnostics
+        self.stats = {"compiled": 0, "memory_hits": 0, "disk_hits": 0, "disk_rejected": 0}
+
+    # -- engine ---------------------------------------------------------------
+
+    @property
+    def disk_cache_enabled(self) -> bool:
+        return self.cache_dir is not None and self._cache_key is not None
+
+    def _ensure_engine(self) -> None:
+        if self._engine is not None:
+            return
+        with self._lock:
+            if self._engine is not None:
+                return
+            import wasmtime
+
+            config = wasmtime.Config()
+            config.consume_fuel = True
+            config.epoch_interruption = True
+            config.max_wasm_stack = _MAX_WASM_STACK
+            engine = wasmtime.Engine(config)
+
+            linker = wasmtime.Linker(engine)
+            linker.define_wasi()
+            linker.allow_shadowing = True
+            i32 = wasmtime.ValType.i32()
+            linker.define_func(
+                _WASI_MODULE,
+                "poll_oneoff",
+                wasmtime.FuncType([i32, i32, i32, i32], [i32]),
+                _poll_oneoff_enosys,
+            )
+            linker.allow_shadowing = False
+            self._linker = linker
+            self._watchdog = _Watchdog(engine, _TICK_S)
+            self._engine = engine
+
+    # -- compilation ----------------------------------------------------------
+
+    def _key(self, sha256: str) -> tuple[str, str, str]:
+        return (sha256, _wasmtime_version(), _CONFIG_STRING)
+
+    def compile(self, wasm: bytes, sha256: str) -> Any:
+        """Compile (or fetch from cache) the module; returns a ``wasmtime.Module``.
+
+        Raises ``ValueError`` if ``sha256(wasm) != sha256`` and ``InvalidModule``
+        (a ``ValueError``) if the bytes are not a valid module.
+        """
+        return self._compiled(wasm, sha256).module
+
+    def _compiled(self, wasm: bytes, sha256: str) -> _Compiled:
+        if not isinstance(sha256, str):
+            raise TypeError("sha256 must be a hex string")
+        sha256 = sha256.strip().lower()
+        key = self._key(sha256)
+        with self._lock:
+            entry = self._modules.get(key)
+            if entry is not None:
+                self._modules.move_to_end(key)
+        if entry is not None and entry.wasm is wasm:
+            self.stats["memory_hits"] += 1
+            return entry
+        actual = hashlib.sha256(wasm).hexdigest()
+        if not hmac.compare_digest(actual, sha256):
+            raise ValueError(f"wasm sha256 mismatch: expected {sha256}, got {actual}")
+        if entry is not None:
+            self.stats["memory_hits"] += 1
+            return entry
+
+        if bytes(wasm[:4]) != _WASM_MAGIC:
+            # wasmtime.Module() would happily parse text as WAT; only binaries are accepted.
+            raise InvalidModule("not a WebAssembly binary (bad magic)")
+        self._ensure_engine()
+        module = self._load_from_disk(key)
+        if module is None:
+            import wasmtime
+
+            try:
+                module = wasmtime.Module(self._engine, bytes(wasm))
+            except wasmtime.WasmtimeError as exc:
+                raise InvalidModule(f"invalid wasm module: {_error_reason(exc)}") from None
+            self.stats["compiled"] += 1
+            self._store_to_disk(key, module)
+        entry = _Compiled(module, self._linker, wasm if isinstance(wasm, bytes) else None)
+        with self._lock:
+            self._modules[key] = entry
+            self._modules.move_to_end(key)
+            while len(self._modules) > _MEMORY_CACHE_ENTRIES:
+                self._modules.popitem(last=False)
+        return entry
+
+    # -- on-disk cache --------------------------------------------------------
+    #
+    # file = MAGIC | u32 meta length | meta | HMAC-SHA256(key, MAGIC|len|meta|payload) | payload
+    # meta = "sha256\nwasmtime version\nconfig string"; the file name is
+    # sha256(meta). A file whose header, meta or MAC does not match is ignored
+    # and overwritten with a freshly compiled module.
+
+    @staticmethod
+    def _meta(key: tuple[str, str, str]) -> bytes:
+        return "\n".join(key).encode()
+
+    def _cache_path(self, key: tuple[str, str, str]) -> pathlib.Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / (hashlib.sha256(self._meta(key)).hexdigest() + ".cwasm")
+
+    def _mac(self, head: bytes, payload: bytes) -> bytes:
+        assert self._cache_key is not None
+        mac = hmac.new(self._cache_key, head, hashlib.sha256)
+        mac.update(payload)
+        return mac.digest()
+
+    def _load_from_disk(self, key: tuple[str, str, str]) -> Any:
+        if not self.disk_cache_enabled:
+            return None
+        path = self._cache_path(key)
+        try:
+            with open(path, "rb") as fh:
+                blob = fh.read(_MAX_CACHE_FILE + 1)
+        except OSError:
+            return None
+        meta = self._meta(key)
+        head = _CACHE_MAGIC + struct.pack(">I", len(meta)) + meta
+        if (
+            len(blob) > _MAX_CACHE_FILE
+            or len(blob) < len(head) + _MAC_LEN
+            or not blob.startswith(head)
+        ):
+            self.stats["disk_rejected"] += 1
+            return None
+        mac = blob[len(head) : len(head) + _MAC_LEN]
+        payload = blob[len(head) + _MAC_LEN :]
+        if not hmac.compare_digest(mac, self._mac(head, payload)):
+            self.stats["disk_rejected"] += 1
+            return None
+        import wasmtime
+
+        try:
+            # Deserialize the very bytes whose MAC was checked (never re-read the file).
+            module = wasmtime.Module.deserialize(self._engine, payload)
+        except wasmtime.WasmtimeError:
+            self.stats["disk_rejected"] += 1
+            return None
+        self.stats["disk_hits"] += 1
+        return module
+
+    def _store_to_disk(self, key: tuple[str, str, str], module: Any) -> None:
+        if not self.disk_cache_enabled:
+            return
+        assert self.cache_dir is not None
+        try:
+            payload = bytes(module.serialize())
+            meta = self._meta(key)
+            head = _CACHE_MAGIC + struct.pack(">I", len(meta)) + meta
+            self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".cwasm")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(head)
+                    fh.write(self._mac(head, payload))
+                    fh.write(payload)
+                os.replace(tmp, self._cache_path(key))
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError:
+            pass  # the cache is an optimisation; failing to write it is not an error
+
+    # -- execution ------------------------------------------------------------
+
+    def run(
+        self,
+        wasm: bytes,
+        sha256: str,
+        stdin: bytes,
+        limits: Limits,
+        *,
+        name: str = "tool",
+    ) -> SandboxResult:
+        """Run a WASI command module once in a fresh store.
+
+        Raises ``ValueError`` for a sha256 mismatch or invalid limits; every
+        failure of the guest itself is reported in the result.
+        """
+        _check_limits(limits)
+        t0 = time.perf_counter()
+        try:
+            entry = self._compiled(wasm, sha256)
+        except InvalidModule as exc:
+            return _failed("trap", str(exc), 0, t0)
+        if entry.link_error is not None:
+            return _failed("trap", entry.link_error, 0, t0)
+        if not entry.has_start:
+            return _failed("trap", "module does not export a `_start` function () -> ()", 0, t0)
+        memory_cap = limits.memory_mb * _MIB
+        if entry.min_memory_bytes > memory_cap:
+            return _failed(
+                "memory",
+                f"initial memory of {entry.min_memory_bytes // _PAGE} pages exceeds the "
+                f"{limits.memory_mb} MiB limit",
+                0,
+                t0,
+            )
+        return self._execute(entry, stdin, limits, name, memory_cap, t0)
+
+    def _execute(
+        self, entry: _Compiled, stdin: bytes, limits: Limits, name: str, memory_cap: int, t0: float
+    ) -> SandboxResult:
+        import wasmtime
+
+        store = wasmtime.Store(self._engine)
+        store.set_fuel(limits.fuel)
+        store.set_limits(
+            memory_size=memory_cap,
+            table_elements=_TABLE_ELEMENTS,
+            instances=1,
+            tables=_MAX_TABLES,
+            memories=1,
+        )
+        out = _Capture(limits.max_output_bytes + 1, refuse_overflow=True)
+        err = _Capture(limits.max_stderr_bytes, refuse_overflow=False)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = [name]
+        _set_stdin(wasi, bytes(stdin))
+        sink_ids = (_attach_sink(wasi, 1, out), _attach_sink(wasi, 2, err))
+        store.set_wasi(wasi)
+
+        ticks = max(1, math.ceil(limits.timeout_ms / (_TICK_S * 1000))) + 1
+        instance = None
+        exit_code: int | None = None
+        trap: Exception | None = None
+        watchdog = self._watchdog
+        assert watchdog is not None
+        watchdog.enter()
+        try:
+            store.set_epoch_deadline(ticks)
+            try:
+                instance = entry.pre.instantiate(store)
+                instance.exports(store)["_start"](store)
+            except wasmtime.ExitTrap as exc:
+                exit_code = exc.code
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+                # Drop the traceback: it references this frame, and the cycle
+                # would keep the Store (and its WASI streams) alive until a GC.
+                trap = exc.with_traceback(None)
+        finally:
+            watchdog.exit()
+
+        for sink_id in sink_ids:
+            _SINKS.pop(sink_id, None)
+        try:
+            fuel_used = limits.fuel - store.get_fuel()
+        except wasmtime.WasmtimeError:  # pragma: no cover - fuel is always enabled
+            fuel_used = limits.fuel
+        stderr = err.getvalue().decode("utf-8", errors="replace")
+
+        failure = None
+        if out.total > limits.max_output_bytes:
+            failure = ToolFailure(
+                "output_too_large",
+                f"stdout exceeded {limits.max_output_bytes} bytes",
+            )
+        elif trap is not None:
+            failure = _classify_trap(trap, store, instance, memory_cap, limits)
+        elif exit_code not in (None, 0):
+            failure = ToolFailure("exit", f"module exited with status {exit_code}", exit_code)
+        output = None
+        if failure is None:
+            try:
+                output = msgspec.json.decode(out.getvalue())
+            except msgspec.DecodeError as exc:
+                failure = ToolFailure("bad_output", _truncate(f"stdout is not valid JSON: {exc}"))
+        wall_ms = (time.perf_counter() - t0) * 1000.0
+        return SandboxResult(
+            ok=failure is None,
+            output=output,
+            failure=failure,
+            fuel_used=fuel_used,
+            wall_ms=wall_ms,
+            stderr=stderr,
+        )
+
+
+def _poll_oneoff_enosys(*_args: Any) -> int:
+    return _WASI_ENOSYS
+
+
+def _check_limits(limits: Limits) -> None:
+    if not isinstance(limits, Limits):
+        raise TypeError("limits must be a toka.core.sandbox.Limits")
+    if limits.fuel < 0 or limits.fuel >= 2**64:
+        raise ValueError("limits.fuel must be in [0, 2**64)")
+    if limits.memory_mb <= 0:
+        raise ValueError("limits.memory_mb must be positive")
+    if limits.timeout_ms <= 0:
+        raise ValueError("limits.timeout_ms must be positive")
+    if limits.max_output_bytes < 0 or limits.max_stderr_bytes < 0:
+        raise ValueError("output limits must be non-negative")
+
+
+def _failed(kind: str, message: str, fuel_used: int, t0: float) -> SandboxResult:
+    return SandboxResult(
+        ok=False,
+        output=None,
+        failure=ToolFailure(kind, message),
+        fuel_used=fuel_used,
+        wall_ms=(time.perf_counter() - t0) * 1000.0,
+        stderr="",
+    )
+
+
+def _set_stdin(wasi: Any, data: bytes) -> None:
+    """Feed ``data`` to the guest's stdin from memory.
+
+    wasmtime-py only exposes ``stdin_file``; the C API's
+    ``wasi_config_set_stdin_bytes`` (which takes ownership of the vector) is
+    used through the bundled ctypes bindings, with a temp-file fallback.
+    """
+    from wasmtime import _ffi as ffi
+
+    setter = getattr(ffi, "wasi_config_set_stdin_bytes", None)
+    if setter is not None:
+        import ctypes
+
+        vec = ffi.bytes_to_capi(data)
+        setter(wasi.ptr(), ctypes.byref(vec))
+        return
+    with tempfile.NamedTemporaryFile(prefix="toka-stdin-") as fh:  # pragma: no cover
+        fh.write(data)
+        fh.flush()
+        wasi.stdin_file = fh.name  # opened immediately by wasmtime
+
+
+# -- guest stdout/stderr --------------------------------------------------------
+#
+# wasmtime invokes custom output callbacks on its tokio worker threads, and
+# drops the stream (calling the finalizer) asynchronously after the Store is
+# gone. A Python finalizer running on a foreign thread while the interpreter
+# shuts down makes CPython kill that thread mid-Rust-frame, which aborts the
+# process. So the streams are wired with our own C callback and *no*
+# finalizer: the callback only runs while the guest is blocked in fd_write,
+# and the sink registry entry is removed by ``run`` itself.
+
+_SINKS: dict[int, _Capture] = {}
+_sink_ids = itertools.count(1)
+_sink_callback: Any = None
+_null_finalizer: Any = None
+
+
+def _sink_write(data: int | None, ptr: Any, size: int) -> int:
+    try:
+        sink = _SINKS.get(data or 0)
+        if sink is None:
+            return -errno.EIO
+        import ctypes
+
+        return sink.write(ctypes.string_at(ptr, size) if size else b"")
+    except BaseException:  # never let an exception unwind into Rust
+        return -errno.EIO
+
+
+def _attach_sink(wasi: Any, fd: int, sink: _Capture) -> int:
+    """Route the guest's ``fd`` (1 or 2) into ``sink``; returns the registry id."""
+    global _sink_callback, _null_finalizer
+    from wasmtime import _ffi as ffi
+
+    setter = getattr(
+        ffi, "wasi_config_set_stdout_custom" if fd == 1 else "wasi_config_set_stderr_custom", None
+    )
+    sink_id = next(_sink_ids)
+    _SINKS[sink_id] = sink
+    if setter is None:  # pragma: no cover - fall back to the public API
+        if fd == 1:
+            wasi.stdout_custom = sink.write
+        else:
+            wasi.stderr_custom = sink.write
+        return sink_id
+    if _sink_callback is None:
+        import ctypes
+
+        callback_type = ctypes.CFUNCTYPE(
+            ctypes.c_ssize_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_size_t
+        )
+        _null_finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # NULL function pointer
+        _sink_callback = callback_type(_sink_write)
+    setter(wasi.ptr(), _sink_callback, sink_id, _null_finalizer)
+    return sink_id
+
+
+def _classify_trap(
+    exc: Exception, store: Any, instance: Any, memory_cap: int, limits: Limits
+) -> ToolFailure:
+    import wasmtime
+
+    code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return ToolFailure("out_of_fuel", f"fuel budget of {limits.fuel} exhausted")
+    if code == wasmtime.TrapCode.INTERRUPT:
+        return ToolFailure("timeout", f"timed out after {limits.timeout_ms} ms")
+    if code == wasmtime.TrapCode.STACK_OVERFLOW:
+        return ToolFailure("trap", "wasm trap: call stack exhausted (stack overflow)")
+    reason = _error_reason(exc)
+    if instance is None and "exceeds memory limits" in reason:
+        return ToolFailure("memory", f"memory limit of {limits.memory_mb} MiB: {reason}")
+    if instance is not None and _memory_at_cap(store, instance, memory_cap):
+        return ToolFailure(
+            "memory",
+            f"memory limit of {limits.memory_mb} MiB reached (memory.grow refused); then {reason}",
+        )
+    return ToolFailure("trap", reason)
+
+
+def _memory_at_cap(store: Any, instance: Any, memory_cap: int) -> bool:
+    """True when the guest's memory cannot grow by another page under the cap."""
+    import wasmtime
+
+    try:
+        exports = instance.exports(store)
+        for value in exports.values():
+            if isinstance(value, wasmtime.Memory) and value.data_len(store) + _PAGE > memory_cap:
+                return True
+    except wasmtime.WasmtimeError:  # pragma: no cover - defensive
+        return False
+    return False

@@ -1,0 +1,174 @@
+"""WorldState: everything the kernel knows, rebuilt by folding the event log."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+_encoder = msgspec.msgpack.Encoder(order="deterministic")
+
+AGENT_STATUSES = ("running", "paused", "terminated")
+TASK_STATUSES = ("scheduled", "started", "completed", "failed", "cancelled")
+OPEN_TASK_STATUSES = ("scheduled", "started")
+
+
+class Budgets(msgspec.Struct, frozen=True, omit_defaults=True):
+    max_ops: int | None = None
+    max_tool_calls: int | None = None
+    max_fuel: int | None = None
+
+    def is_empty(self) -> bool:
+        return self.max_ops is None and self.max_tool_calls is None and self.max_fuel is None
+
+
+class Usage(msgspec.Struct):
+    ops: int = 0
+    tool_calls: int = 0
+    fuel: int = 0
+
+
+class Grant(msgspec.Struct):
+    jti: str
+    subject: str
+    caps: list[str]
+    issuer: str
+    parent: str | None
+    iat: int
+    exp: int
+    budgets: Budgets = Budgets()
+    approve: bool = False
+    revoked: bool = False
+    revoked_at: int | None = None
+    usage: Usage = msgspec.field(default_factory=Usage)
+
+
+class Agent(msgspec.Struct):
+    id: str
+    name: str
+    behaviour: str
+    status: str
+    public_key: str
+    spawned_by: str
+    parent: str | None
+    created_ms: int
+    open_tasks: int = 0
+    observations: int = 0
+
+
+class Task(msgspec.Struct):
+    id: str
+    agent: str
+    description: str
+    status: str
+    scheduled_by: str
+    created_ms: int
+    updated_ms: int
+    payload: Any = None
+    result: Any = None
+    error: str | None = None
+    runner: str | None = None
+
+
+class Tool(msgspec.Struct):
+    name: str
+    version: str
+    description: str
+    kind: str
+    module_sha256: str | None
+    capabilities: list[str]
+    limits: dict[str, int]
+    input_schema: dict[str, Any] | None
+    registered_by: str
+    registered_ms: int
+
+
+class Approval(msgspec.Struct):
+    id: str
+    principal: str
+    grant: str
+    op_kind: str
+    signed: bytes
+    status: str
+    created_ms: int
+    decided_by: str | None = None
+    reason: str | None = None
+
+
+class WorldState(msgspec.Struct):
+    home_id: str = ""
+    seq: int = 0
+    ts: int = 0
+    principals: dict[str, str] = msgspec.field(default_factory=dict)
+    agents: dict[str, Agent] = msgspec.field(default_factory=dict)
+    tasks: dict[str, Task] = msgspec.field(default_factory=dict)
+    grants: dict[str, Grant] = msgspec.field(default_factory=dict)
+    tools: dict[str, dict[str, Tool]] = msgspec.field(default_factory=dict)
+    approvals: dict[str, Approval] = msgspec.field(default_factory=dict)
+    counters: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _encoder.encode(self)
+
+    def state_hash(self) -> str:
+        """sha256 of the deterministic encoding: equal states, equal hashes."""
+        return hashlib.sha256(self.encode()).hexdigest()
+
+    @classmethod
+    def decode(cls, data: bytes) -> WorldState:
+        return msgspec.msgpack.decode(data, type=cls)
+
+    def copy(self) -> WorldState:
+        return WorldState.decode(self.encode())
+
+    def grant_chain(self, jti: str) -> list[Grant]:
+        """The grant and its ancestors, nearest first."""
+        chain: list[Grant] = []
+        seen: set[str] = set()
+        current: str | None = jti
+        while current is not None and current not in seen:
+            seen.add(current)
+            grant = self.grants.get(current)
+            if grant is None:
+                break
+            chain.append(grant)
+            current = grant.parent
+        return chain
+
+    def descendants(self, jti: str) -> list[str]:
+        """Every grant derived from ``jti`` (not including it), in issue order."""
+        children: dict[str, list[str]] = {}
+        for g in self.grants.values():
+            if g.parent is not None:
+                children.setdefault(g.parent, []).append(g.jti)
+        out: list[str] = []
+        stack = list(reversed(children.get(jti, [])))
+        while stack:
+            current = stack.pop()
+            out.append(current)
+            stack.extend(reversed(children.get(current, [])))
+        return out
+
+    def active_grants(self, subject: str, now_s: int) -> list[Grant]:
+        return [
+            g
+            for g in self.grants.values()
+            if g.subject == subject
+            and not g.revoked
+            and g.exp > now_s
+            and not any(a.revoked for a in self.grant_chain(g.jti))
+        ]
+
+    def latest_tool(self, name: str) -> Tool | None:
+        versions = self.tools.get(name)
+        if not versions:
+            return None
+        return max(versions.values(), key=lambda t: version_key(t.version))
+
+
+def version_key(version: str) -> tuple:
+    parts: list[tuple[int, Any]] = []
+    for piece in version.replace("-", ".").split("."):
+        parts.append((0, int(piece)) if piece.isdigit() else (1, piece))
+    return tuple(parts)

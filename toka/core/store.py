@@ -1,0 +1,296 @@
+"""The event log: an append-only, hash-chained table in SQLite, through APSW."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import msgspec
+
+from toka.core.errors import IntegrityFailure
+from toka.core.events import EventRecord
+
+GENESIS_PREV = "0" * 64
+SCHEMA_VERSION = 1
+DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    grant_jti TEXT,
+    op_digest TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_rejected ON events(principal, ts)
+    WHERE kind = 'operation.rejected';
+CREATE INDEX IF NOT EXISTS events_op ON events(op_digest);
+CREATE TABLE IF NOT EXISTS operations(
+    nonce TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    signed BLOB NOT NULL,
+    status TEXT NOT NULL,
+    first_seq INTEGER,
+    last_seq INTEGER,
+    error_code TEXT,
+    error TEXT
+);
+"""
+
+_hash_encoder = msgspec.msgpack.Encoder()
+_COLUMNS = "seq, ts, kind, principal, grant_jti, op_digest, part, payload, prev_hash, hash"
+
+
+def chain_hash(
+    prev_hash: str,
+    seq: int,
+    ts: int,
+    kind: str,
+    principal: str,
+    grant: str | None,
+    op_digest: str,
+    part: int,
+    payload: bytes,
+) -> str:
+    """sha256 over the previous hash and every column of the row."""
+    body = _hash_encoder.encode((seq, ts, kind, principal, grant, op_digest, part, payload))
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+
+
+class OperationRow(msgspec.Struct, frozen=True):
+    nonce: str
+    digest: str
+    principal: str
+    kind: str
+    signed: bytes
+    status: str
+    first_seq: int | None
+    last_seq: int | None
+    error_code: str | None
+    error: str | None
+
+
+class EventLog:
+    """One connection to a Toka log. Writers go through :meth:`write`."""
+
+    def __init__(self, path: Path, durability: str = "full", *, readonly: bool = False):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
+        self.path = path
+        self.durability = durability
+        flags = (
+            apsw.SQLITE_OPEN_READONLY
+            if readonly
+            else (apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+        )
+        self.conn = apsw.Connection(str(path), flags=flags)
+        self.conn.setbusytimeout(30_000)
+        if not readonly:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
+            self.conn.execute(_SCHEMA)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """A write transaction. ``BEGIN IMMEDIATE`` takes the write lock up front, so a
+        read-then-write never hits ``SQLITE_BUSY_SNAPSHOT``."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def append(
+        self,
+        prev_hash: str,
+        seq: int,
+        ts: int,
+        kind: str,
+        principal: str,
+        grant: str | None,
+        op_digest: str,
+        part: int,
+        payload: bytes,
+    ) -> str:
+        digest = chain_hash(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
+        self.conn.execute(
+            f"INSERT INTO events({_COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest),
+        )
+        return digest
+
+    def record_operation(self, row: OperationRow) -> None:
+        self.conn.execute(
+            "INSERT INTO operations(nonce, digest, principal, kind, signed, status, first_seq,"
+            " last_seq, error_code, error) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (
+                row.nonce,
+                row.digest,
+                row.principal,
+                row.kind,
+                row.signed,
+                row.status,
+                row.first_seq,
+                row.last_seq,
+                row.error_code,
+                row.error,
+            ),
+        )
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def head(self) -> tuple[int, str, int]:
+        """(last seq, its hash, its timestamp), or (0, genesis prev, 0) when empty."""
+        row = self.conn.execute(
+            "SELECT seq, hash, ts FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else (0, GENESIS_PREV, 0)
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap poll for followers."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def records(
+        self, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> Iterator[EventRecord]:
+        sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ?"
+        args: list = [after]
+        if until is not None:
+            sql += " AND seq <= ?"
+            args.append(until)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        for row in self.conn.execute(sql, args):
+            yield EventRecord(*row)
+
+    def record(self, seq: int) -> EventRecord | None:
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchone()
+        return EventRecord(*row) if row else None
+
+    def query(
+        self,
+        *,
+        kinds: list[str] | None = None,
+        principal: str | None = None,
+        text: str | None = None,
+        after: int = 0,
+        before: int | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> list[EventRecord]:
+        clauses = ["seq > ?"]
+        args: list = [after]
+        if before is not None:
+            clauses.append("seq < ?")
+            args.append(before)
+        if kinds:
+            ors = []
+            for k in kinds:
+                if k.endswith("*") or k.endswith("."):
+                    ors.append("kind LIKE ?")
+                    args.append(k.rstrip("*").rstrip(".") + ".%")
+                else:
+                    ors.append("kind = ?")
+                    args.append(k)
+            clauses.append("(" + " OR ".join(ors) + ")")
+        if principal:
+            clauses.append("principal = ?")
+            args.append(principal)
+        if text:
+            clauses.append("instr(CAST(payload AS TEXT), ?) > 0")
+            args.append(text)
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            f"ORDER BY seq {order} LIMIT ?"
+        )
+        args.append(limit)
+        return [EventRecord(*row) for row in self.conn.execute(sql, args)]
+
+    def operation(self, nonce: str) -> OperationRow | None:
+        row = self.conn.execute(
+            "SELECT nonce, digest, principal, kind, signed, status, first_seq, last_seq,"
+            " error_code, error FROM operations WHERE nonce = ?",
+            (nonce,),
+        ).fetchone()
+        return OperationRow(*row) if row else None
+
+    def recent_rejections(self, principal: str | None, since_ts: int) -> int:
+        if principal is None:
+            sql = "SELECT count(*) FROM events WHERE kind = 'operation.rejected' AND ts > ?"
+            return self.conn.execute(sql, (since_ts,)).fetchone()[0]
+        sql = (
+            "SELECT count(*) FROM events WHERE kind = 'operation.rejected'"
+            " AND principal = ? AND ts > ?"
+        )
+        return self.conn.execute(sql, (principal, since_ts)).fetchone()[0]
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    # -- integrity -----------------------------------------------------------------------
+
+    def verify_chain(self, progress=None) -> int:
+        """Walk the whole chain; return the number of events, or raise naming the first bad seq."""
+        prev = GENESIS_PREV
+        expected_seq = 1
+        n = 0
+        for r in self.conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq"):
+            seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest = r
+            if seq != expected_seq:
+                raise IntegrityFailure(
+                    f"event {expected_seq} is missing (next stored event is {seq})", expected_seq
+                )
+            if prev_hash != prev:
+                raise IntegrityFailure(
+                    f"event {seq}: prev_hash does not match event {seq - 1}", seq
+                )
+            if (
+                chain_hash(prev, seq, ts, kind, principal, grant, op_digest, part, payload)
+                != digest
+            ):
+                raise IntegrityFailure(f"event {seq}: hash does not match its contents", seq)
+            prev = digest
+            expected_seq += 1
+            n += 1
+            if progress is not None and n % 1000 == 0:
+                progress(n)
+        return n
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
