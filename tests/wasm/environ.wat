@@ -16,7 +16,7 @@
   (data (i32.const 160) ",\"environ_bytes\":")  ;; 17
   (data (i32.const 192) ",\"argc\":")           ;; 8
   (data (i32.const 224) ",\"argv_bytes\":")     ;; 14
-  (data (i32.const 256) ",\"argv0\":\"")        ;; 11
+  (data (i32.const 256) ",\"argv0\":\"")        ;; 10
 
   (global $out (mut i32) (i32.const 8192))
 
@@ -51,7 +51,7 @@
     (call $emit_u32 (local.get $argc))
     (call $emit (i32.const 224) (i32.const 14))
     (call $emit_u32 (local.get $argv_bytes))
-    (call $emit (i32.const 256) (i32.const 11))
+    (call $emit (i32.const 256) (i32.const 10))
     (if (i32.and (i32.ge_u (local.get $argc) (i32.const 1))
                  (i32.le_u (local.get $argv_bytes) (i32.const 4096)))
       (then

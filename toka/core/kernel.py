@@ -200,7 +200,11 @@ def _spawn(state: WorldState, op: ops.SpawnAgent, ctx: Ctx) -> list[msgspec.Stru
     _check_text("agent name", op.name, MAX_NAME_BYTES)
     _check_text("behaviour", op.behaviour, 64)
     grant = authorize(state, ctx, required_caps(state, op))
-    if len(unb64(op.public_key)) != 32:
+    try:
+        raw_key = unb64(op.public_key)
+    except InvalidInput:
+        raw_key = b""
+    if len(raw_key) != 32:
         raise InvalidOperation("public_key must be a base64url Ed25519 public key (32 bytes)")
     agent_id = agent_id_for(op.public_key)
     if agent_id in state.agents:

@@ -87,7 +87,12 @@ class TokenAuthority:
                 audience=AUDIENCE,
                 issuer=self.issuer,
                 leeway=LEEWAY_S,
-                options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False},
+                options={
+                    "require": REQUIRED_CLAIMS,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("token expired") from exc
