@@ -8,8 +8,8 @@ import stat
 import sys
 
 import pytest
-
 from conftest import run_toka
+
 from toka.cli.main import main
 from toka.core.errors import ExitCode
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
 
 from conftest import run_toka
+
 from toka.core.home import Home
 from toka.core.runtime import Runtime
 
@@ -49,7 +51,7 @@ def test_concurrent_processes_append_one_linear_history(home):
     try:
         records = list(rt.log.records())
         assert [r.seq for r in records] == list(range(1, len(records) + 1))
-        for prev, cur in zip(records, records[1:], strict=False):
+        for prev, cur in itertools.pairwise(records):
             assert cur.prev_hash == prev.hash
         assert len(records) == 2 + writers * (2 + 2 * per_writer)
         for agent in agents:
