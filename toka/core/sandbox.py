@@ -24,6 +24,7 @@ wasmtime is imported lazily: importing this module is cheap.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -31,9 +32,7 @@ import itertools
 import math
 import os
 import pathlib
-import platform
 import struct
-import tempfile
 import threading
 import time
 import weakref
@@ -68,11 +67,10 @@ _MAX_MESSAGE = 1000
 _WASI_ENOSYS = 52
 
 # Everything that changes the native code wasmtime produces (or how it is run)
-# belongs in this string: it keys both the in-memory and the on-disk cache.
-_CONFIG_STRING = (
+# belongs in the config string: it keys both the in-memory and the on-disk cache.
+_ENGINE_CONFIG = (
     f"toka-sandbox/1;consume_fuel=1;epoch_interruption=1;"
-    f"max_wasm_stack={_MAX_WASM_STACK};poll_oneoff=enosys;"
-    f"machine={platform.machine()};system={platform.system()}"
+    f"max_wasm_stack={_MAX_WASM_STACK};shared_memory=0;poll_oneoff=enosys"
 )
 
 _CACHE_MAGIC = b"TOKA-CWASM\x00\x01"
@@ -95,6 +93,15 @@ class ToolFailure(msgspec.Struct, frozen=True):
 
 
 class SandboxResult(msgspec.Struct, frozen=True):
+    """Outcome of one call.
+
+    ``fuel_used`` is exact for successful calls, exits and ``out_of_fuel``. When
+    the guest traps for another reason (timeout, trap, memory) wasmtime may not
+    have written back the fuel consumed since the guest's last call out of wasm,
+    so it is then only a lower bound (often 0 for a tight loop that timed out).
+    ``wall_ms`` covers the whole ``run`` call, including a first compilation.
+    """
+
     ok: bool
     output: object | None  # the decoded JSON the module wrote to stdout, when ok
     failure: ToolFailure | None
@@ -108,6 +115,18 @@ class InvalidModule(ValueError):
 
 
 _wasmtime_version_cache: str | None = None
+_config_string_cache: str | None = None
+
+
+def _config_string() -> str:
+    global _config_string_cache
+    if _config_string_cache is None:
+        import platform
+
+        _config_string_cache = (
+            f"{_ENGINE_CONFIG};machine={platform.machine()};system={platform.system()}"
+        )
+    return _config_string_cache
 
 
 def _wasmtime_version() -> str:
@@ -160,10 +179,6 @@ class _Capture:
             # a hostile one keeps looping until fuel or the deadline stops it.
             return -errno.EFBIG
         return n
-
-    @property
-    def overflowed(self) -> bool:
-        return self.total > self.cap
 
     def getvalue(self) -> bytes:
         return b"".join(self.chunks)
@@ -295,6 +310,9 @@ class WasmSandbox:
             config.consume_fuel = True
             config.epoch_interruption = True
             config.max_wasm_stack = _MAX_WASM_STACK
+            # A shared memory would let `memory.atomic.wait` block the host
+            # thread where no epoch check can interrupt it.
+            config.shared_memory = False
             engine = wasmtime.Engine(config)
 
             linker = wasmtime.Linker(engine)
@@ -315,7 +333,7 @@ class WasmSandbox:
     # -- compilation ----------------------------------------------------------
 
     def _key(self, sha256: str) -> tuple[str, str, str]:
-        return (sha256, _wasmtime_version(), _CONFIG_STRING)
+        return (sha256, _wasmtime_version(), _config_string())
 
     def compile(self, wasm: bytes, sha256: str) -> Any:
         """Compile (or fetch from cache) the module; returns a ``wasmtime.Module``.
@@ -430,6 +448,8 @@ class WasmSandbox:
             meta = self._meta(key)
             head = _CACHE_MAGIC + struct.pack(">I", len(meta)) + meta
             self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".cwasm")
             try:
                 with os.fdopen(fd, "wb") as fh:
@@ -438,10 +458,8 @@ class WasmSandbox:
                     fh.write(payload)
                 os.replace(tmp, self._cache_path(key))
             except BaseException:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(tmp)
-                except OSError:
-                    pass
                 raise
         except OSError:
             pass  # the cache is an optimisation; failing to write it is not an error
@@ -514,20 +532,19 @@ class WasmSandbox:
         watchdog.enter()
         try:
             store.set_epoch_deadline(ticks)
-            try:
-                instance = entry.pre.instantiate(store)
-                instance.exports(store)["_start"](store)
-            except wasmtime.ExitTrap as exc:
-                exit_code = exc.code
-            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-                # Drop the traceback: it references this frame, and the cycle
-                # would keep the Store (and its WASI streams) alive until a GC.
-                trap = exc.with_traceback(None)
+            instance = entry.pre.instantiate(store)
+            instance.exports(store)["_start"](store)
+        except wasmtime.ExitTrap as exc:
+            exit_code = exc.code
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            # Drop the traceback: it references this frame, and the cycle
+            # would keep the Store (and its WASI streams) alive until a GC.
+            trap = exc.with_traceback(None)
         finally:
             watchdog.exit()
+            for sink_id in sink_ids:
+                _SINKS.pop(sink_id, None)
 
-        for sink_id in sink_ids:
-            _SINKS.pop(sink_id, None)
         try:
             fuel_used = limits.fuel - store.get_fuel()
         except wasmtime.WasmtimeError:  # pragma: no cover - fuel is always enabled
@@ -605,6 +622,8 @@ def _set_stdin(wasi: Any, data: bytes) -> None:
         vec = ffi.bytes_to_capi(data)
         setter(wasi.ptr(), ctypes.byref(vec))
         return
+    import tempfile
+
     with tempfile.NamedTemporaryFile(prefix="toka-stdin-") as fh:  # pragma: no cover
         fh.write(data)
         fh.flush()

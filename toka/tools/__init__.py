@@ -1,0 +1,1 @@
+"""WASM tools shipped with Toka: WAT sources, built ``.wasm`` modules and TOML manifests."""
