@@ -17,7 +17,8 @@ def register(sub, common) -> None:
         "--behaviour",
         "--behavior",
         default="manual",
-        help="what drives the agent (default: manual)",
+        help="what drives the agent: manual (default; nobody), echo, planner, supervisor, "
+        "llm (run by `toka run`)",
     )
     p.add_argument("--parent", help="the parent agent id, if any")
     p.set_defaults(handler=cmd_spawn)
@@ -76,6 +77,9 @@ def _seq_summary(outcome) -> dict[str, Any]:
 
 
 def cmd_spawn(ctx: Context) -> int:
+    from toka.core.behaviours import check_spawnable
+
+    check_spawnable(ctx.args.behaviour)
     agent_id, outcome = ctx.client.spawn_agent(
         ctx.args.name, ctx.args.behaviour, parent=ctx.args.parent
     )

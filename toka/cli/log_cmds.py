@@ -6,6 +6,7 @@ import sys
 import time
 
 from toka.cli.main import Context
+from toka.core.describe import summarize
 
 
 def register(sub, common) -> None:
@@ -52,50 +53,6 @@ def argparse_suppress():
     import argparse
 
     return argparse.SUPPRESS
-
-
-def summarize(kind: str, payload: dict) -> str:
-    """One line describing an event, for tables and the console."""
-    p = payload
-    match kind:
-        case "agent.spawned":
-            return f"{p['agent']} {p['name']!r} ({p['behaviour']})"
-        case "agent.paused" | "agent.resumed":
-            return p["agent"]
-        case "agent.terminated":
-            return f"{p['agent']} {p.get('reason') or ''}".strip()
-        case "task.scheduled":
-            return f"{p['task']} -> {p['agent']}: {p['description']}"
-        case "task.completed":
-            return f"{p['task']} result={_short(p.get('result'))}"
-        case "task.failed" | "task.cancelled":
-            return f"{p['task']}: {p['reason']}"
-        case "task.started":
-            return f"{p['task']} by {p.get('runner') or '?'}"
-        case "observation.emitted":
-            return f"{p['agent']}: {_short(p['data'])}"
-        case "capability.granted":
-            return f"{p['jti']} -> {p['subject']}: {' '.join(p['caps'])}"
-        case "capability.revoked":
-            return f"{', '.join(p['revoked'])} {p.get('reason') or ''}".strip()
-        case "operation.rejected":
-            return f"{p['op']}: {p['code']}: {p['reason']}"
-        case "log.genesis":
-            return f"home {p['home_id']}"
-        case "tool.registered":
-            return f"{p['name']}@{p['version']} ({p['kind']})"
-        case "tool.succeeded":
-            return f"{p['tool']}@{p['version']} -> {_short(p.get('output'))}"
-        case "tool.failed":
-            return f"{p['tool']}@{p['version']}: {p['error_kind']}: {p['message']}"
-    return _short(p)
-
-
-def _short(value, width: int = 60) -> str:
-    import json
-
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _filters(ctx: Context) -> dict:

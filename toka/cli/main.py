@@ -18,6 +18,11 @@ COMMAND_MODULES = [
     "toka.cli.agent_cmds",
     "toka.cli.grant_cmds",
     "toka.cli.log_cmds",
+    "toka.cli.tool_cmds",
+    "toka.cli.bench_cmds",
+    "toka.cli.run_cmds",
+    "toka.cli.approval_cmds",
+    "toka.cli.tui_cmds",
 ]
 
 
@@ -48,12 +53,14 @@ class Context:
     def client(self):
         from toka.core.client import Client
 
-        return Client.from_env(
+        client = Client.from_env(
             self.runtime,
             self.principal,
             token=os.environ.get("TOKA_TOKEN") or None,
             key_file=os.environ.get("TOKA_KEY") or None,
         )
+        client.raise_pending = True
+        return client
 
     def emit(self, data: Any, human: str | Callable[[], str] | None = None) -> None:
         from toka.cli import output
@@ -117,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from toka.core.errors import ExitCode, TokaError
+    from toka.core.errors import AwaitingApproval, ExitCode, TokaError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -125,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.handler(ctx)
         return int(result or 0)
+    except AwaitingApproval as exc:
+        ctx.emit({"pending": exc.approval}, exc.message)
+        return int(exc.exit_code)
     except TokaError as exc:
         sys.stderr.write(f"toka: error: {exc.message}\n")
         return int(exc.exit_code)

@@ -34,7 +34,7 @@ def json_value(text: str, label: str = "JSON") -> Any:
             raise InvalidInput(f"cannot read {text[1:]}: {exc.strerror}") from exc
     try:
         return msgspec.json.decode(text.encode())
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidInput(f"{label} is not valid JSON: {exc}") from exc
 
 

@@ -14,10 +14,14 @@ def register(sub, common) -> None:
 
 def cmd_init(ctx: Context) -> int:
     from toka.cli.output import info
+    from toka.core.client import Client
+    from toka.core.tools import register_builtins
 
     home = ctx.home
     created = home.init()
     runtime = ctx.runtime
+    # The built-in tools are registered by signed operations of the operator.
+    tools_registered = register_builtins(Client(runtime))
     data = {
         "created": created,
         "home": str(home.root),
@@ -26,8 +30,9 @@ def cmd_init(ctx: Context) -> int:
         "operator_key": runtime.state.principals["operator"],
         "head_seq": runtime.state.seq,
         "token_file": str(home.token_path),
+        "tools_registered": tools_registered,
     }
-    if not created:
+    if not created and not tools_registered:
         info(f"toka: {home.root} is already initialized; nothing changed")
     ctx.emit(
         data,
@@ -36,6 +41,7 @@ def cmd_init(ctx: Context) -> int:
             f"  home id       {data['home_id']}\n"
             f"  operator key  {data['operator_key']}\n"
             f"  root token    {home.token_path}\n"
+            f"  tools         {', '.join(tools_registered) or '-'}\n"
             "next: toka agent spawn NAME"
             if created
             else ""

@@ -29,6 +29,9 @@ class Client:
         self.principal = principal
         self._key = key
         self.token = token
+        # Commands that print one result set this: a queued operation then raises
+        # AwaitingApproval instead of returning an outcome with no effects yet.
+        self.raise_pending = False
 
     @classmethod
     def from_env(
@@ -59,7 +62,12 @@ class Client:
         return ops.sign(op, self.principal, token, self.key, self.runtime.now_ms(), nonce)
 
     def submit(self, op: ops.Operation, prepared: Any = None) -> Outcome:
-        return self.runtime.submit(self.sign(op), prepared)
+        outcome = self.runtime.submit(self.sign(op), prepared)
+        if self.raise_pending and outcome.pending is not None:
+            from toka.core.errors import AwaitingApproval
+
+            raise AwaitingApproval(outcome.pending)
+        return outcome
 
     # -- verbs ---------------------------------------------------------------------------
 

@@ -68,6 +68,31 @@ class BudgetExhausted(Denied):
     code = "budget"
 
 
+class AgentNotRunning(Denied):
+    """The acting agent is paused or terminated: it cannot act at all right now."""
+
+    code = "agent_not_running"
+
+
+class ApprovalDenied(Denied):
+    """The operation waited for approval and an approver denied it."""
+
+    code = "approval_denied"
+
+
+class AwaitingApproval(TokaError):
+    """Not a failure: the operation was accepted into the approval queue, not applied.
+
+    The CLI reports it as ``pending approval <id>`` with exit code 0."""
+
+    exit_code = ExitCode.OK
+    code = "pending"
+
+    def __init__(self, approval: str):
+        super().__init__(f"pending approval {approval}")
+        self.approval = approval
+
+
 class InvalidInput(TokaError):
     """Malformed or out-of-range input; nothing was changed."""
 
@@ -113,6 +138,8 @@ DENIAL_CODES: dict[str, type[Denied]] = {
         Revoked,
         NotCovered,
         BudgetExhausted,
+        AgentNotRunning,
+        ApprovalDenied,
     )
 }
 

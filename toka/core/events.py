@@ -67,6 +67,12 @@ class TaskScheduled(msgspec.Struct, frozen=True):
 class TaskStarted(msgspec.Struct, frozen=True):
     task: str
     runner: str = ""
+    lease_until: int | None = None
+
+
+class TaskReleased(msgspec.Struct, frozen=True):
+    task: str
+    runner: str
 
 
 class TaskCompleted(msgspec.Struct, frozen=True):
@@ -137,12 +143,30 @@ class OperationPending(msgspec.Struct, frozen=True):
 
 
 class OperationApproved(msgspec.Struct, frozen=True):
+    """Logged by the approver; the approved operation's own events follow it in the same
+    operation, each under its author's principal and grant (see ``Attributed``).
+    ``digest`` is the digest of the held operation its author signed."""
+
     approval: str
+    principal: str = ""
+    op_kind: str = ""
+    digest: str = ""
 
 
 class OperationDenied(msgspec.Struct, frozen=True):
     approval: str
     reason: str = ""
+    principal: str = ""
+    op_kind: str = ""
+
+
+class Attributed(msgspec.Struct, frozen=True):
+    """A decided event logged under another principal and grant than the operation's own:
+    an approved operation's effects stay its author's (who also pays for them)."""
+
+    principal: str
+    grant: str | None
+    payload: Any
 
 
 EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
@@ -155,6 +179,7 @@ EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "agent.terminated": AgentTerminated,
     "task.scheduled": TaskScheduled,
     "task.started": TaskStarted,
+    "task.released": TaskReleased,
     "task.completed": TaskCompleted,
     "task.failed": TaskFailed,
     "task.cancelled": TaskCancelled,

@@ -62,6 +62,7 @@ class Home:
         self.token_path = self.root / "operator.token"
         self.blobs = self.root / "blobs"
         self.keystore = Keystore(self.root / "keys")
+        self.kernel_key_path = self.root / "kernel.key"
 
     def exists(self) -> bool:
         return self.db_path.exists() and self.secret_path.exists()
@@ -81,6 +82,26 @@ class Home:
             )
         return data
 
+    def kernel_key(self) -> KeyPair:
+        """The kernel's Ed25519 key that signs checkpoints; created on first need, so homes
+        made before checkpoints existed get one too. Never replaced once it exists."""
+        try:
+            return KeyPair.from_pem(self.kernel_key_path.read_bytes())
+        except FileNotFoundError:
+            pass
+        try:
+            write_private(self.kernel_key_path, KeyPair.generate().to_pem())
+        except FileExistsError:
+            pass  # another process created it first; use theirs
+        return KeyPair.from_pem(self.kernel_key_path.read_bytes())
+
+    def kernel_public_key(self) -> str | None:
+        """The checkpoint-signing public key, or None if no checkpoint key exists yet."""
+        try:
+            return KeyPair.from_pem(self.kernel_key_path.read_bytes()).public_key
+        except FileNotFoundError:
+            return None
+
     def config(self) -> Config:
         try:
             raw = tomllib.loads(self.config_path.read_text())
@@ -98,7 +119,13 @@ class Home:
             raise InvalidInput(f"{self.config_path}: checkpoint_interval must be at least 1")
         return cfg
 
-    def init(self, *, operator_key: KeyPair | None = None, now: float | None = None) -> bool:
+    def init(
+        self,
+        *,
+        operator_key: KeyPair | None = None,
+        now: float | None = None,
+        home_id: str | None = None,
+    ) -> bool:
         """Create the home. Returns False (and changes nothing) if it already exists.
 
         Safe to re-run after an interrupted init: it completes what is missing and
@@ -117,12 +144,13 @@ class Home:
                 write_private(self.secret_path, secrets.token_bytes(SECRET_BYTES))
             if not self.keystore.has(OPERATOR):
                 self.keystore.save(OPERATOR, operator_key or KeyPair.generate())
+            self.kernel_key()
             if not self.config_path.exists():
                 self.config_path.write_text(DEFAULT_CONFIG)
             self.blobs.mkdir(exist_ok=True, mode=0o700)
             operator = self.keystore.load(OPERATOR)
             ts = int((time.time() if now is None else now) * 1000)
-            home_id = secrets.token_hex(8)
+            home_id = home_id or secrets.token_hex(8)
             genesis = ev.Genesis(home_id, OPERATOR, operator.public_key, ts)
             root = ev.CapabilityGranted(
                 jti="gr-2",

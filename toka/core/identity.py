@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import re
@@ -28,6 +29,7 @@ def unb64(text: str) -> bytes:
         raise InvalidInput(f"not base64url: {text[:20]!r}") from exc
 
 
+@functools.lru_cache(maxsize=4096)
 def thumbprint(public_key: str) -> str:
     """The ``cnf`` binding of a token: sha256 of the raw public key, base64url."""
     return b64(hashlib.sha256(unb64(public_key)).digest())
@@ -88,10 +90,15 @@ class KeyPair:
 def verify_signature(public_key: str, signature: str, data: bytes) -> None:
     """Raise :class:`BadSignature` unless ``signature`` is the key's signature of ``data``."""
     try:
-        key = Ed25519PublicKey.from_public_bytes(unb64(public_key))
-        key.verify(unb64(signature), data)
+        _public_key(public_key).verify(unb64(signature), data)
     except (InvalidSignature, ValueError, InvalidInput) as exc:
         raise BadSignature("the operation's signature does not verify") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(public_key: str) -> Ed25519PublicKey:
+    # Parsed keys are immutable; caching them takes base64 and parsing off the hot path.
+    return Ed25519PublicKey.from_public_bytes(unb64(public_key))
 
 
 def write_private(path: Path, data: bytes) -> None:

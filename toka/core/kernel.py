@@ -17,9 +17,9 @@ from toka.core import caps as capmod
 from toka.core import events as ev
 from toka.core import ops
 from toka.core.errors import (
+    AgentNotRunning,
     BindingMismatch,
     BudgetExhausted,
-    Denied,
     InvalidInput,
     InvalidOperation,
     NotCovered,
@@ -38,6 +38,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_RESULT_BYTES = 256 * 1024
 MAX_OPEN_TASKS = 10_000
 MAX_TTL_S = 10 * 365 * 24 * 3600
+MAX_LEASE_S = 3600
 KERNEL = "kernel"
 OPERATOR = "operator"
 BASE_ACTIONS = ("task.start", "task.complete", "task.fail", "observation.emit")
@@ -54,6 +55,10 @@ class Ctx(msgspec.Struct, frozen=True):
     grant: str | None
     op_digest: str
     outcome: Any = None
+    # The signed operation's canonical JSON (what an approval queue holds), and, when an
+    # approved operation is being applied, the approval that released it.
+    signed: bytes = b""
+    approval: str | None = None
 
 
 def _size(value: Any) -> int:
@@ -112,7 +117,7 @@ def presenting_grant(state: WorldState, ctx: Ctx) -> Grant:
         raise TokenExpired(f"token {grant.jti} expired")
     agent = state.agents.get(ctx.principal)
     if agent is not None and agent.status != "running":
-        raise Denied(f"agent {agent.id} is {agent.status} and cannot act")
+        raise AgentNotRunning(f"agent {agent.id} is {agent.status} and cannot act")
     return grant
 
 
@@ -121,9 +126,11 @@ def authorize(state: WorldState, ctx: Ctx, required: list[str]) -> Grant:
     for cap in required:
         if not capmod.covers(grant.caps, cap):
             raise NotCovered(f"{ctx.principal}'s token {grant.jti} does not cover {cap}")
+    # An approved operation was counted when it entered the approval queue.
+    already_counted = 1 if ctx.approval is not None else 0
     for link in state.grant_chain(grant.jti):
         limit = link.budgets.max_ops
-        if limit is not None and link.usage.ops >= limit:
+        if limit is not None and link.usage.ops - already_counted >= limit:
             raise BudgetExhausted(
                 f"budget: grant {link.jti} has used {link.usage.ops} of {limit} operations"
             )
@@ -142,6 +149,8 @@ def required_caps(state: WorldState, op: ops.Operation) -> list[str]:
             return [f"{kind}:agent/{op.agent}"]
         case ops.StartTask() | ops.CompleteTask() | ops.FailTask():
             return [f"{kind}:agent/{_task(state, op.task).agent}"]
+        case ops.ReleaseTask():  # managing one's own lease is part of the right to start
+            return [f"task.start:agent/{_task(state, op.task).agent}"]
         case ops.GrantCapability():
             return [f"cap.grant:{subject_resource(state, op.subject)}"]
         case ops.RevokeCapability():
@@ -173,10 +182,16 @@ def decider(op_cls: type) -> Callable[[Decider], Decider]:
 
 
 def apply(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct]:
-    """Decide the events ``op`` produces in ``state``; raises a specific error to refuse."""
+    """Decide the events ``op`` produces in ``state``; raises a specific error to refuse.
+
+    An operation under a grant marked ``approve`` is only authorized here and queued
+    (``operation.pending``); it is decided when an approver approves it."""
     fn = _DECIDERS.get(type(op))
     if fn is None:
         raise InvalidOperation(f"operation {ops.op_type(op)} is not supported by this kernel")
+    held = _approvals.hold(state, op, ctx)
+    if held is not None:
+        return held
     return fn(state, op, ctx)
 
 
@@ -283,10 +298,26 @@ def _open_task(state: WorldState, op: ops.Operation, task_id: str, ctx: Ctx) -> 
 @decider(ops.StartTask)
 def _start(state: WorldState, op: ops.StartTask, ctx: Ctx) -> list[msgspec.Struct]:
     task = _open_task(state, op, op.task, ctx)
-    _check_text("runner", op.runner, MAX_NAME_BYTES, empty_ok=True)
+    _check_text("runner", op.runner, MAX_NAME_BYTES)
+    if not 1 <= op.lease_s <= MAX_LEASE_S:
+        raise InvalidOperation(f"lease must be between 1 s and {MAX_LEASE_S} s")
     if state.agents[task.agent].status != "running":
         raise InvalidOperation(f"agent {task.agent} is {state.agents[task.agent].status}")
-    return [ev.TaskStarted(task.id, op.runner)]
+    held = task.status == "started" and task.runner != op.runner
+    if held and task.lease_until is not None and ctx.ts < task.lease_until:
+        raise InvalidOperation(
+            f"task {task.id} is leased by runner {task.runner} for another "
+            f"{(task.lease_until - ctx.ts + 999) // 1000} s"
+        )
+    return [ev.TaskStarted(task.id, op.runner, ctx.ts + op.lease_s * 1000)]
+
+
+@decider(ops.ReleaseTask)
+def _release(state: WorldState, op: ops.ReleaseTask, ctx: Ctx) -> list[msgspec.Struct]:
+    task = _open_task(state, op, op.task, ctx)
+    if task.status != "started" or task.runner != op.runner or task.lease_until is None:
+        raise InvalidOperation(f"task {task.id} is not leased by runner {op.runner}")
+    return [ev.TaskReleased(task.id, op.runner)]
 
 
 @decider(ops.CompleteTask)
@@ -494,6 +525,14 @@ def _on_started(state: WorldState, e: ev.TaskStarted, r: ev.EventRecord) -> None
     task = state.tasks[e.task]
     task.status = "started"
     task.runner = e.runner
+    task.lease_until = e.lease_until
+    task.updated_ms = r.ts
+
+
+@evolver("task.released")
+def _on_released(state: WorldState, e: ev.TaskReleased, r: ev.EventRecord) -> None:
+    task = state.tasks[e.task]
+    task.lease_until = None
     task.updated_ms = r.ts
 
 
@@ -557,3 +596,9 @@ def _on_tool_ok(state: WorldState, e: ev.ToolSucceeded, r: ev.EventRecord) -> No
 @evolver("tool.failed")
 def _on_tool_failed(state: WorldState, e: ev.ToolFailed, r: ev.EventRecord) -> None:
     _count_tool_call(state, e.fuel_used, r)
+
+
+# Deciders that live with the rest of their rules: the approval queue (op.approve,
+# op.deny) and tools (tool.register, tool.invoke).
+from toka.core import approvals as _approvals  # noqa: E402
+from toka.core import tools as _tools  # noqa: E402, F401

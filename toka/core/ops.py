@@ -48,8 +48,18 @@ class ScheduleTask(Operation, tag="task.schedule"):
 
 
 class StartTask(Operation, tag="task.start"):
+    """Take (or renew) a task's lease: no other runner may start it for ``lease_s``."""
+
     task: str
     runner: str = ""
+    lease_s: int = 60
+
+
+class ReleaseTask(Operation, tag="task.release"):
+    """Give up a task's lease (the task stays open), so another runner may take it now."""
+
+    task: str
+    runner: str
 
 
 class CompleteTask(Operation, tag="task.complete"):
@@ -114,6 +124,7 @@ AnyOperation = (
     | TerminateAgent
     | ScheduleTask
     | StartTask
+    | ReleaseTask
     | CompleteTask
     | FailTask
     | EmitObservation

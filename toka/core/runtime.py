@@ -7,6 +7,7 @@ parallel, then one leader commits everything queued in one transaction.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -15,12 +16,13 @@ from typing import Any
 
 import msgspec
 
+from toka.core import checkpoint, kernel
 from toka.core import events as ev
-from toka.core import kernel
 from toka.core.errors import (
     BindingMismatch,
     Denied,
     IntegrityFailure,
+    NotFound,
     ReplayedNonce,
     StaleOperation,
     TokaError,
@@ -29,7 +31,7 @@ from toka.core.errors import (
 )
 from toka.core.events import EventRecord
 from toka.core.home import Home
-from toka.core.identity import check_principal, thumbprint
+from toka.core.identity import KeyPair, check_principal, thumbprint, verify_signature
 from toka.core.ops import SignedOperation
 from toka.core.state import WorldState
 from toka.core.store import GENESIS_PREV, EventLog, OperationRow
@@ -59,13 +61,33 @@ class Outcome(msgspec.Struct):
                 return e["payload"]
         raise KeyError(kind)
 
+    @property
+    def pending(self) -> str | None:
+        """The approval id when the operation was queued for approval instead of applied."""
+        if self.events and self.events[0]["kind"] == "operation.pending":
+            return self.events[0]["payload"]["approval"]
+        return None
+
 
 class _Pending:
-    __slots__ = ("authenticated", "claims", "done", "error", "outcome", "prepared", "signed")
+    __slots__ = (
+        "authenticated",
+        "body",
+        "claims",
+        "digest",
+        "done",
+        "error",
+        "outcome",
+        "prepared",
+        "signed",
+    )
 
     def __init__(self, signed: SignedOperation, prepared: Any = None):
         self.signed = signed
         self.prepared = prepared
+        # The signed bytes are encoded once: the signature check and the digest share them.
+        self.body = signed.signing_bytes()
+        self.digest = hashlib.sha256(self.body).hexdigest()
         self.claims: Claims | None = None
         self.authenticated = False
         self.error: TokaError | None = None
@@ -102,11 +124,24 @@ class Runtime:
         self.head_hash = GENESIS_PREV
         self._lock = threading.RLock()
         self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
+        self._queue_cv = threading.Condition(threading.Lock())
+        self._leading = False
         self._suppressed: dict[str, int] = {}
         self._subscribers: list[Callable[[list[EventRecord]], None]] = []
+        self._kernel_key: KeyPair | None = None
+        self._checkpoint_seq = self.log.last_checkpoint_seq()
+        self._start_from_snapshot()
         self.catch_up()
         self.authority = TokenAuthority(home.secret(), self.state.home_id)
+
+    def _start_from_snapshot(self, until: int | None = None) -> None:
+        """Load the newest valid snapshot (at or before ``until``); the tail is folded
+        by catch-up. Without one, state starts empty and the whole log is folded."""
+        loaded = checkpoint.load_snapshot(self.log, self.home.kernel_public_key(), until)
+        if loaded is None:
+            self.state, self.head_hash = WorldState(), GENESIS_PREV
+        else:
+            self.state, self.head_hash = loaded
 
     def close(self) -> None:
         with self._lock:
@@ -148,7 +183,10 @@ class Runtime:
         return new
 
     def _rebuild(self) -> None:
-        self.state, self.head_hash = fold(self.log.records())
+        self._start_from_snapshot()
+        self.state, self.head_hash = fold(
+            self.log.records(after=self.state.seq), self.state, self.head_hash
+        )
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -174,17 +212,62 @@ class Runtime:
         """
         pending = _Pending(signed, prepared)
         self._precheck(pending)
-        with self._queue_lock:
+        # Group commit: whoever finds no leader commits everything queued so far; the
+        # others wait on the condition, so a finished waiter returns at once instead of
+        # queueing behind the next leader's commit.
+        with self._queue_cv:
             self._queue.append(pending)
-        with self._lock:
+            while self._leading and not pending.done:
+                self._queue_cv.wait()
             if not pending.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
+                self._leading = True
+                batch, self._queue = self._queue, []
+        if not pending.done:
+            try:
+                with self._lock:
+                    self._commit(batch)
+            finally:
+                with self._queue_cv:
+                    self._leading = False
+                    self._queue_cv.notify_all()
         if pending.error is not None:
             raise pending.error
         assert pending.outcome is not None
         return pending.outcome
+
+    def dry_run(
+        self, signed: SignedOperation, decide: Callable[[WorldState, kernel.Ctx], Any]
+    ) -> Any:
+        """Check ``signed`` as ``submit`` would and return ``decide(state, ctx)``; writes nothing.
+
+        For flows that work outside the kernel before submitting (running a tool): it
+        raises what ``submit`` would refuse with, but records nothing, so submit the
+        operation to record a refusal. A nonce already in the log raises ReplayedNonce.
+        """
+        pending = _Pending(signed)
+        self._precheck(pending)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.claims is not None
+        self.catch_up()
+        with self._lock:
+            key = self.state.principals.get(signed.principal)
+            if key is None:
+                raise TokenInvalid(f"unknown principal {signed.principal!r}")
+            if not pending.authenticated:
+                self._check_key(signed, pending.claims, key, pending.body)
+            if self.log.operation(signed.nonce) is not None:
+                raise ReplayedNonce(f"nonce {signed.nonce} was already used")
+            ts = max(self.now_ms(), self.state.ts)
+            ctx = kernel.Ctx(
+                self.state.seq + 1,
+                ts,
+                signed.principal,
+                pending.claims.jti,
+                pending.digest,
+                signed=signed.to_json(),
+            )
+            return decide(self.state, ctx)
 
     def submit_many(self, ops: list[SignedOperation]) -> list[Outcome | TokaError]:
         """Apply many operations in one transaction; each gets its own outcome or error."""
@@ -208,16 +291,18 @@ class Runtime:
                 )
             key = self.state.principals.get(s.principal)
             if key is not None:
-                self._check_key(s, claims, key)
+                self._check_key(s, claims, key, p.body)
                 p.authenticated = True
             self._check_fresh(s, now_s)
         except TokaError as exc:
             p.error = exc
 
-    def _check_key(self, s: SignedOperation, claims: Claims, public_key: str) -> None:
+    def _check_key(
+        self, s: SignedOperation, claims: Claims, public_key: str, body: bytes | None = None
+    ) -> None:
         if thumbprint(public_key) != claims.jkt:
             raise BindingMismatch(f"token {claims.jti} is bound to another key (cnf mismatch)")
-        s.verify(public_key)
+        verify_signature(public_key, s.sig, s.signing_bytes() if body is None else body)
 
     def _check_fresh(self, s: SignedOperation, now_s: int) -> None:
         age = now_s - s.ts // 1000
@@ -238,6 +323,7 @@ class Runtime:
                 ts = max(self.now_ms(), self.state.ts)
                 for p in batch:
                     new.extend(self._process(p, ts))
+                self._maybe_checkpoint()
         except Exception as exc:
             log.exception("commit failed; reloading state from the log")
             self._rebuild()
@@ -251,9 +337,24 @@ class Runtime:
                 p.done = True
         self._publish(new)
 
+    def _maybe_checkpoint(self) -> None:
+        """Inside the write transaction: sign a checkpoint (and snapshot the state) when
+        the log crossed a multiple of ``checkpoint_interval`` since the last checkpoint."""
+        interval = self.config.checkpoint_interval
+        if self.state.seq // interval <= self._checkpoint_seq // interval:
+            return
+        # Another process may have written it while folding the same events.
+        self._checkpoint_seq = self.log.last_checkpoint_seq()
+        if self.state.seq // interval <= self._checkpoint_seq // interval:
+            return
+        if self._kernel_key is None:
+            self._kernel_key = self.home.kernel_key()
+        checkpoint.write_checkpoint(self.log, self.state, self.head_hash, self._kernel_key)
+        self._checkpoint_seq = self.state.seq
+
     def _process(self, p: _Pending, ts: int) -> list[EventRecord]:
         s = p.signed
-        digest = s.digest
+        digest = p.digest
         if p.error is None:
             try:
                 if not p.authenticated:
@@ -261,7 +362,7 @@ class Runtime:
                     if key is None:
                         raise TokenInvalid(f"unknown principal {s.principal!r}")
                     assert p.claims is not None
-                    self._check_key(s, p.claims, key)
+                    self._check_key(s, p.claims, key, p.body)
                     p.authenticated = True
                 seen = self.log.operation(s.nonce)
                 if seen is not None:
@@ -275,7 +376,10 @@ class Runtime:
                 p.error = exc
         if p.error is None:
             assert p.claims is not None
-            ctx = kernel.Ctx(self.state.seq + 1, ts, s.principal, p.claims.jti, digest, p.prepared)
+            signed_json = s.to_json()
+            ctx = kernel.Ctx(
+                self.state.seq + 1, ts, s.principal, p.claims.jti, digest, p.prepared, signed_json
+            )
             try:
                 payloads = kernel.apply(self.state, s.op, ctx)
             except TokaError as exc:
@@ -292,7 +396,7 @@ class Runtime:
                 digest,
                 s.principal,
                 s.kind,
-                s.to_json(),
+                signed_json,
                 "applied",
                 records[0].seq,
                 records[-1].seq,
@@ -312,13 +416,16 @@ class Runtime:
         payloads: list[msgspec.Struct],
     ) -> list[EventRecord]:
         records = []
-        for part, payload in enumerate(payloads):
+        for part, item in enumerate(payloads):
+            who, via, payload = principal, grant, item
+            if isinstance(item, ev.Attributed):  # an approved operation's effects
+                who, via, payload = item.principal, item.grant, item.payload
             seq = self.state.seq + 1
             kind = ev.kind_of(payload)
             data = ev.encode_payload(payload)
             prev = self.head_hash
-            h = self.log.append(prev, seq, ts, kind, principal, grant, digest, part, data)
-            record = EventRecord(seq, ts, kind, principal, grant, digest, part, data, prev, h)
+            h = self.log.append(prev, seq, ts, kind, who, via, digest, part, data)
+            record = EventRecord(seq, ts, kind, who, via, digest, part, data, prev, h)
             kernel.evolve(self.state, record)
             self.head_hash = h
             records.append(record)
@@ -391,11 +498,35 @@ class Runtime:
 
     # -- integrity -----------------------------------------------------------------------
 
-    def verify(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    def verify(
+        self, *, signatures: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """Check the chain, checkpoints, snapshots and operations table (see ``audit``)."""
+        from toka.core import audit
+
+        with self._lock, self.log.read():
+            return audit.verify_log(
+                self.log, self.home.kernel_public_key(), signatures=signatures, progress=progress
+            )
+
+    def verify_against(self, exported: checkpoint.ExportedCheckpoint) -> dict[str, Any]:
+        """Detect truncation or rollback against a checkpoint kept outside the log."""
+        from toka.core import audit
+
+        with self._lock, self.log.read():
+            return audit.check_against(self.log, exported, self.home.kernel_public_key())
+
+    def export_checkpoint(self) -> checkpoint.ExportedCheckpoint:
+        """The latest signed checkpoint with the kernel public key, to keep elsewhere."""
         with self._lock:
-            n = self.log.verify_chain(progress)
-            head_seq, head_hash, _ = self.log.head()
-        return {"ok": True, "events": n, "head_seq": head_seq, "head_hash": head_hash}
+            latest = self.log.latest_checkpoint()
+            public_key = self.home.kernel_public_key()
+        if latest is None or public_key is None:
+            raise NotFound(
+                "no checkpoint yet: one is signed every "
+                f"{self.config.checkpoint_interval} events (see checkpoint_interval)"
+            )
+        return checkpoint.ExportedCheckpoint(checkpoint.EXPORT_FORMAT, latest, public_key)
 
     def replay(self, until: int | None = None) -> WorldState:
         """Rebuild state from genesis (ignoring anything cached), up to ``until``."""
@@ -403,16 +534,19 @@ class Runtime:
             state, _ = fold(self.log.records(until=until))
         return state
 
-    def replay_check(self) -> dict[str, Any]:
+    def state_at(self, seq: int) -> WorldState:
+        """The world as it was at ``seq``: the nearest valid snapshot, then the events after."""
+        with self._lock, self.log.read():
+            loaded = checkpoint.load_snapshot(self.log, self.home.kernel_public_key(), seq)
+            state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
+            state, _ = fold(self.log.records(after=state.seq, until=seq), state, head)
+        return state
+
+    def replay_check(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Rebuild from genesis ignoring snapshots; the state hash must match every
+        checkpoint and, at the head, this runtime's live state (snapshot + tail)."""
+        from toka.core import audit
+
         self.catch_up()
-        with self._lock:
-            rebuilt = self.replay()
-            live = self.state.state_hash()
-            fresh = rebuilt.state_hash()
-            if rebuilt.seq != self.state.seq or fresh != live:
-                raise IntegrityFailure(
-                    f"replay diverged: rebuilt state at seq {rebuilt.seq} has hash {fresh[:16]}, "
-                    f"live state at seq {self.state.seq} has {live[:16]}",
-                    rebuilt.seq,
-                )
-        return {"ok": True, "seq": rebuilt.seq, "state_hash": fresh}
+        with self._lock, self.log.read():
+            return audit.replay_check(self.log, self.state, progress)

@@ -69,6 +69,7 @@ class Task(msgspec.Struct):
     result: Any = None
     error: str | None = None
     runner: str | None = None
+    lease_until: int | None = None
 
 
 class Tool(msgspec.Struct):
@@ -94,6 +95,8 @@ class Approval(msgspec.Struct):
     created_ms: int
     decided_by: str | None = None
     reason: str | None = None
+    op_digest: str = ""
+    decided_seq: int | None = None
 
 
 class WorldState(msgspec.Struct):

@@ -10,6 +10,7 @@ from pathlib import Path
 import apsw
 import msgspec
 
+from toka.core.checkpoint import Checkpoint
 from toka.core.errors import IntegrityFailure
 from toka.core.events import EventRecord
 
@@ -49,6 +50,17 @@ CREATE TABLE IF NOT EXISTS operations(
     error_code TEXT,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS checkpoints(
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    head_hash TEXT NOT NULL,
+    state_hash TEXT NOT NULL,
+    sig TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots(
+    seq INTEGER PRIMARY KEY,
+    state BLOB NOT NULL
+);
 """
 
 _hash_encoder = msgspec.msgpack.Encoder()
@@ -87,7 +99,14 @@ class OperationRow(msgspec.Struct, frozen=True):
 class EventLog:
     """One connection to a Toka log. Writers go through :meth:`write`."""
 
-    def __init__(self, path: Path, durability: str = "full", *, readonly: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        durability: str = "full",
+        *,
+        readonly: bool = False,
+        vfs: str | None = None,
+    ):
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
         self.path = path
@@ -97,7 +116,7 @@ class EventLog:
             if readonly
             else (apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
         )
-        self.conn = apsw.Connection(str(path), flags=flags)
+        self.conn = apsw.Connection(str(path), flags=flags, vfs=vfs)
         self.conn.setbusytimeout(30_000)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -124,6 +143,16 @@ class EventLog:
             self.conn.execute("ROLLBACK")
             raise
         else:
+            self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        """A read transaction: every query inside sees one consistent snapshot of the log,
+        even while other processes append."""
+        self.conn.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
             self.conn.execute("COMMIT")
 
     def append(
@@ -294,3 +323,73 @@ class EventLog:
 
     def integrity_check(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- checkpoints and snapshots -------------------------------------------------------
+
+    def record_checkpoint(self, cp: Checkpoint) -> None:
+        self.conn.execute(
+            "INSERT INTO checkpoints(seq, ts, head_hash, state_hash, sig) VALUES(?,?,?,?,?)",
+            (cp.seq, cp.ts, cp.head_hash, cp.state_hash, cp.sig),
+        )
+
+    def checkpoints(self, after: int = 0, until: int | None = None) -> list[Checkpoint]:
+        """Stored checkpoints with ``after < seq <= until``, oldest first."""
+        home_id = self.meta("home_id") or ""
+        sql = "SELECT seq, ts, head_hash, state_hash, sig FROM checkpoints WHERE seq > ?"
+        args: list = [after]
+        if until is not None:
+            sql += " AND seq <= ?"
+            args.append(until)
+        return [Checkpoint(home_id, *row) for row in self.conn.execute(sql + " ORDER BY seq", args)]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        row = self.conn.execute(
+            "SELECT seq, ts, head_hash, state_hash, sig FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return Checkpoint(self.meta("home_id") or "", *row) if row else None
+
+    def last_checkpoint_seq(self) -> int:
+        row = self.conn.execute("SELECT max(seq) FROM checkpoints").fetchone()
+        return row[0] or 0
+
+    def save_snapshot(self, seq: int, state: bytes, keep: int) -> None:
+        """Store the state at ``seq`` and drop all but the newest ``keep`` snapshots."""
+        self.conn.execute("INSERT OR REPLACE INTO snapshots(seq, state) VALUES(?, ?)", (seq, state))
+        self.conn.execute(
+            "DELETE FROM snapshots WHERE seq NOT IN"
+            " (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)",
+            (keep,),
+        )
+
+    def snapshot_seqs(self, until: int | None = None) -> list[int]:
+        """Sequence numbers of stored snapshots at or before ``until``, newest first."""
+        if until is None:
+            rows = self.conn.execute("SELECT seq FROM snapshots ORDER BY seq DESC")
+        else:
+            rows = self.conn.execute(
+                "SELECT seq FROM snapshots WHERE seq <= ? ORDER BY seq DESC", (until,)
+            )
+        return [r[0] for r in rows]
+
+    def snapshot(self, seq: int) -> bytes | None:
+        row = self.conn.execute("SELECT state FROM snapshots WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
+    # -- operations ----------------------------------------------------------------------
+
+    def operations(self) -> Iterator[OperationRow]:
+        """Every recorded operation: applied ones in log order, then refusals."""
+        yield from (
+            OperationRow(*row)
+            for row in self.conn.execute(
+                "SELECT nonce, digest, principal, kind, signed, status, first_seq, last_seq,"
+                " error_code, error FROM operations"
+                " ORDER BY first_seq IS NULL, first_seq, rowid"
+            )
+        )
+
+    def first_seq_of_digest(self, digest: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT min(seq) FROM events WHERE op_digest = ?", (digest,)
+        ).fetchone()
+        return row[0] if row else None

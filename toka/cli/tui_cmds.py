@@ -1,0 +1,66 @@
+"""``toka tui``: the operator console. Textual is imported only inside the handler."""
+
+from __future__ import annotations
+
+from toka.cli.main import Context
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser(
+        "tui",
+        parents=[common],
+        help="open the operator console (creates the home on first use)",
+        description="The operator console: the log live, agents, grants and tools, and every "
+        "action as a signed operation. Press ? inside for the keys, ctrl+p for every command.",
+    )
+    p.add_argument(
+        "--no-runner",
+        action="store_true",
+        help="do not drive agents from the console (no agent runner exists yet: it is off)",
+    )
+    p.set_defaults(handler=cmd_tui)
+
+
+def home_label(path) -> str:
+    """The home as a person would type it: ``~/...`` under the user's home directory."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def cmd_tui(ctx: Context) -> int:
+    import sys
+
+    from toka.core.errors import TokaError
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TokaError("toka tui needs a terminal; for scripts use the headless commands")
+    home = ctx.home
+    greeting = None
+    if not home.exists():
+        from toka.core.client import Client
+        from toka.core.tools import register_builtins
+
+        home.init()
+        register_builtins(Client(ctx.runtime))
+        greeting = f"Created a new Toka home at {home_label(home.root)}. Press s to spawn an agent."
+    from toka.tui.app import make_app
+
+    app = make_app(
+        ctx.runtime,
+        client=ctx.client,
+        home_label=home_label(home.root),
+        demo=demo_loader(),
+        greeting=greeting,
+    )
+    app.run()
+    return 0
+
+
+def demo_loader():
+    """The demo scenario's seeding function, if this build has one."""
+    return None

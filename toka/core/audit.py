@@ -1,0 +1,368 @@
+"""Auditing a log: the hash chain, signed checkpoints, the operations table, replay.
+
+Every check walks the log once in sequence order, so the first failure found is
+the first bad sequence number; each failure raises :class:`IntegrityFailure`
+carrying that seq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+
+from toka.core import kernel
+from toka.core.checkpoint import Checkpoint, ExportedCheckpoint, decode_snapshot
+from toka.core.errors import BadSignature, IntegrityFailure, InvalidInput
+from toka.core.events import EventRecord
+from toka.core.identity import verify_signature
+from toka.core.ops import SignedOperation
+from toka.core.state import WorldState
+from toka.core.store import GENESIS_PREV, EventLog, OperationRow, chain_hash
+
+Progress = Callable[[int, int], None]
+
+# Events that no operation record covers: the genesis pair and audited refusals.
+_UNRECORDED_DIGESTS = ("genesis",)
+_UNRECORDED_KINDS = ("operation.rejected",)
+_SIGNATURE_CHUNK = 512
+
+
+class _SignatureChecks:
+    """Ed25519 checks queued in log order and run on a thread pool (the library
+    releases the GIL), reporting the lowest bad seq."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, str, str, bytes]] = []
+        self.checked = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    def add(self, seq: int, public_key: str, sig: str, body: bytes) -> None:
+        self.pending.append((seq, public_key, sig, body))
+        if len(self.pending) >= _SIGNATURE_CHUNK * 4:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        work, self.pending = self.pending, []
+        chunks = [work[i : i + _SIGNATURE_CHUNK] for i in range(0, len(work), _SIGNATURE_CHUNK)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="toka-verify")
+        for bad in self._pool.map(_first_bad_signature, chunks):
+            if bad is not None:
+                raise IntegrityFailure(
+                    f"event {bad}: the operation's signature does not verify with the "
+                    "signer's public key recorded in the log",
+                    bad,
+                )
+        self.checked += len(work)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _first_bad_signature(chunk: list[tuple[int, str, str, bytes]]) -> int | None:
+    for seq, public_key, sig, body in chunk:
+        try:
+            verify_signature(public_key, sig, body)
+        except BadSignature:
+            return seq
+    return None
+
+
+def _decode_signed(row: OperationRow, seq: int | None) -> SignedOperation:
+    try:
+        return SignedOperation.from_json(row.signed)
+    except InvalidInput as exc:
+        raise IntegrityFailure(
+            f"operation {row.nonce}: its stored signed operation does not decode", seq
+        ) from exc
+
+
+def _check_operation_row(row: OperationRow, seq: int | None) -> SignedOperation:
+    """The stored signed JSON must hash to the recorded digest and match its columns."""
+    signed = _decode_signed(row, seq)
+    where = f"event {seq}" if seq is not None else f"operation {row.nonce}"
+    if signed.digest != row.digest:
+        raise IntegrityFailure(
+            f"{where}: the stored signed operation hashes to {signed.digest[:16]}, "
+            f"not the recorded digest {row.digest[:16]}",
+            seq,
+        )
+    if (signed.nonce, signed.principal, signed.kind) != (row.nonce, row.principal, row.kind):
+        raise IntegrityFailure(
+            f"{where}: operation record {row.nonce} does not match its signed operation", seq
+        )
+    return signed
+
+
+def _operation_cursor(log: EventLog) -> tuple[Iterator[OperationRow], list[OperationRow]]:
+    """Applied operations in log order, and the refused ones."""
+    applied: list[OperationRow] = []
+    refused: list[OperationRow] = []
+    for row in log.operations():
+        (applied if row.status == "applied" else refused).append(row)
+    return iter(applied), refused
+
+
+def verify_log(
+    log: EventLog,
+    public_key: str | None,
+    *,
+    signatures: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Check the chain, every checkpoint (signature, head hash, state hash by replay),
+    the snapshots, and the operations table; with ``signatures`` every op signature."""
+    total = log.count()
+    checkpoints = iter(log.checkpoints())
+    cp = next(checkpoints, None)
+    if cp is not None and public_key is None:
+        raise IntegrityFailure(
+            f"checkpoint at seq {cp.seq} exists but the kernel key that signs checkpoints "
+            "is missing from the home",
+            cp.seq,
+        )
+    applied, refused = _operation_cursor(log)
+    op: OperationRow | None = None
+    sigs = _SignatureChecks()
+    state = WorldState()
+    prev = GENESIS_PREV
+    n = n_checkpoints = n_ops = 0
+    state_hash = state.state_hash()
+    try:
+        for r in log.records():
+            seq = r.seq
+            try:
+                n += 1
+                if seq != n:
+                    raise IntegrityFailure(
+                        f"event {n} is missing (the next stored event is {seq})", n
+                    )
+                if r.prev_hash != prev:
+                    raise IntegrityFailure(
+                        f"event {seq}: prev_hash does not match event {seq - 1}", seq
+                    )
+                if r.hash != chain_hash(
+                    prev, seq, r.ts, r.kind, r.principal, r.grant, r.op_digest, r.part, r.payload
+                ):
+                    raise IntegrityFailure(f"event {seq}: hash does not match its contents", seq)
+                prev = r.hash
+                covered = r.op_digest not in _UNRECORDED_DIGESTS and r.kind not in _UNRECORDED_KINDS
+                if op is not None and seq <= (op.last_seq or 0) and not covered:
+                    raise IntegrityFailure(
+                        f"event {seq}: operation record {op.nonce} claims it, but it is a "
+                        f"{r.kind} event",
+                        seq,
+                    )
+                if covered:
+                    if op is None or seq > (op.last_seq or 0):
+                        op = next(applied, None)
+                        if op is None or op.first_seq != seq:
+                            raise IntegrityFailure(
+                                f"event {seq}: no operation record covers this {r.kind} event",
+                                seq,
+                            )
+                        n_ops += 1
+                        signed = _check_operation_row(op, seq)
+                        if signatures:
+                            key = state.principals.get(signed.principal)
+                            if key is None:
+                                raise IntegrityFailure(
+                                    f"event {seq}: signer {signed.principal} has no public key "
+                                    "in the log before this event",
+                                    seq,
+                                )
+                            sigs.add(seq, key, signed.sig, signed.signing_bytes())
+                    assert op.first_seq is not None
+                    if r.op_digest != op.digest or r.part != seq - op.first_seq:
+                        raise IntegrityFailure(
+                            f"event {seq}: does not belong to operation {op.nonce} "
+                            f"(digest {r.op_digest[:16]}, part {r.part})",
+                            seq,
+                        )
+                _evolve(state, r)
+                while cp is not None and cp.seq == seq:
+                    state_hash = _check_checkpoint(cp, state, r.hash, public_key)
+                    n_checkpoints += 1
+                    cp = next(checkpoints, None)
+                if cp is not None and cp.seq < seq:
+                    raise IntegrityFailure(f"checkpoint at seq {cp.seq} is out of order", cp.seq)
+            except IntegrityFailure:
+                sigs.flush()
+                raise
+            if progress is not None and n % 2000 == 0:
+                progress(n, total)
+        head = n
+        if cp is not None:
+            raise IntegrityFailure(
+                f"checkpoint at seq {cp.seq} is beyond the end of the log (seq {head}): "
+                "events were removed",
+                head + 1,
+            )
+        if (op is not None and (op.last_seq or 0) > head) or next(applied, None) is not None:
+            raise IntegrityFailure(
+                f"an operation record refers to events after the end of the log (seq {head})",
+                head + 1,
+            )
+        sigs.flush()
+        for row in refused:
+            seq = log.first_seq_of_digest(row.digest)
+            signed = _check_operation_row(row, seq)
+            if signatures:
+                key = state.principals.get(signed.principal)
+                if key is None:
+                    raise IntegrityFailure(
+                        f"operation {row.nonce}: signer {signed.principal} is unknown", seq
+                    )
+                sigs.add(seq or 0, key, signed.sig, signed.signing_bytes())
+        sigs.flush()
+    finally:
+        sigs.close()
+    n_snapshots = _check_snapshots(log)
+    if progress is not None:
+        progress(n, total)
+    return {
+        "ok": True,
+        "events": n,
+        "head_seq": n,
+        "head_hash": prev,
+        "checkpoints": n_checkpoints,
+        "snapshots": n_snapshots,
+        "operations": n_ops + len(refused),
+        "signatures_checked": sigs.checked,
+        "last_checkpoint_state_hash": state_hash if n_checkpoints else None,
+    }
+
+
+def _evolve(state: WorldState, r: EventRecord) -> None:
+    try:
+        kernel.evolve(state, r)
+    except Exception as exc:
+        raise IntegrityFailure(
+            f"event {r.seq}: cannot be folded into the state: {exc}", r.seq
+        ) from exc
+
+
+def _check_checkpoint(
+    cp: Checkpoint, state: WorldState, head_hash: str, public_key: str | None
+) -> str:
+    assert public_key is not None
+    cp.check_signature(public_key)
+    if cp.head_hash != head_hash:
+        raise IntegrityFailure(
+            f"checkpoint at seq {cp.seq}: the log's hash at that seq is {head_hash[:16]}, "
+            f"the signed checkpoint says {cp.head_hash[:16]}",
+            cp.seq,
+        )
+    actual = state.state_hash()
+    if cp.state_hash != actual:
+        raise IntegrityFailure(
+            f"checkpoint at seq {cp.seq}: replay gives state hash {actual[:16]}, "
+            f"the checkpoint says {cp.state_hash[:16]}",
+            cp.seq,
+        )
+    return actual
+
+
+def _check_snapshots(log: EventLog) -> int:
+    by_seq = {cp.seq: cp for cp in log.checkpoints()}
+    n = 0
+    for seq in sorted(log.snapshot_seqs()):
+        cp = by_seq.get(seq)
+        data = log.snapshot(seq)
+        if cp is None or data is None:
+            raise IntegrityFailure(f"snapshot at seq {seq} has no signed checkpoint", seq)
+        try:
+            actual = decode_snapshot(data).state_hash()
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise IntegrityFailure(f"snapshot at seq {seq} does not decode: {exc}", seq) from exc
+        if actual != cp.state_hash:
+            raise IntegrityFailure(
+                f"snapshot at seq {seq} does not match the state hash of its checkpoint", seq
+            )
+        n += 1
+    return n
+
+
+def replay_check(
+    log: EventLog, live: WorldState, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Rebuild from genesis (no snapshots) and compare the state hash at every stored
+    checkpoint and, at the head, with ``live``."""
+    total = log.count()
+    checkpoints = iter(log.checkpoints(until=live.seq))
+    cp = next(checkpoints, None)
+    state = WorldState()
+    head = GENESIS_PREV
+    matched = 0
+    for n, r in enumerate(log.records(until=live.seq), 1):
+        if r.prev_hash != head:
+            raise IntegrityFailure(f"event {r.seq}: prev_hash does not link to the chain", r.seq)
+        _evolve(state, r)
+        head = r.hash
+        while cp is not None and cp.seq == r.seq:
+            actual = state.state_hash()
+            if actual != cp.state_hash:
+                raise IntegrityFailure(
+                    f"replay diverged at seq {cp.seq}: rebuilt state hash {actual[:16]}, "
+                    f"the checkpoint says {cp.state_hash[:16]}",
+                    cp.seq,
+                )
+            matched += 1
+            cp = next(checkpoints, None)
+        if progress is not None and n % 2000 == 0:
+            progress(n, total)
+    if state.seq != live.seq:
+        raise IntegrityFailure(
+            f"replay reaches seq {state.seq}, the live state is at seq {live.seq}",
+            state.seq + 1,
+        )
+    fresh, current = state.state_hash(), live.state_hash()
+    if fresh != current:
+        raise IntegrityFailure(
+            f"replay diverged at seq {live.seq}: rebuilt state hash {fresh[:16]}, "
+            f"live state hash {current[:16]}",
+            live.seq,
+        )
+    return {"ok": True, "seq": state.seq, "state_hash": fresh, "checkpoints": matched}
+
+
+def check_against(
+    log: EventLog, exported: ExportedCheckpoint, home_public_key: str | None
+) -> dict[str, Any]:
+    """Detect truncation, rollback or a swapped kernel key against a checkpoint the
+    operator kept elsewhere."""
+    cp = exported.checkpoint
+    cp.check_signature(exported.public_key)
+    if home_public_key != exported.public_key:
+        raise IntegrityFailure(
+            "the home's kernel key is not the key that signed the exported checkpoint "
+            f"(seq {cp.seq})",
+            cp.seq,
+        )
+    home_id = log.meta("home_id")
+    if home_id != cp.home_id:
+        raise IntegrityFailure(
+            f"the exported checkpoint belongs to home {cp.home_id}, this log is {home_id}",
+            cp.seq,
+        )
+    head_seq = log.head()[0]
+    if head_seq < cp.seq:
+        raise IntegrityFailure(
+            f"the log ends at seq {head_seq} but the exported checkpoint covers seq {cp.seq}: "
+            "the log was truncated or rolled back",
+            head_seq + 1,
+        )
+    record = log.record(cp.seq)
+    if record is None or record.hash != cp.head_hash:
+        raise IntegrityFailure(
+            f"event {cp.seq}: its hash differs from the exported checkpoint: the log was "
+            "rewritten or rolled back",
+            cp.seq,
+        )
+    return {"against_seq": cp.seq, "against_head_hash": cp.head_hash}

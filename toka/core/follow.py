@@ -1,0 +1,100 @@
+"""Following the log from any process: poll by sequence number, cheaply.
+
+``PRAGMA data_version`` changes only when another connection commits, so an idle
+poll costs one pragma and no query; the follower reads rows only after a commit.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from toka.core.events import EventRecord
+from toka.core.store import EventLog
+
+
+class LogFollower:
+    """New events after ``after_seq``, optionally filtered, from its own connection.
+
+    ``kinds`` holds exact kinds or prefixes (``task.*``); ``principal`` keeps events
+    signed by that principal; ``agent`` keeps events by or about that agent. The
+    position advances past filtered-out events too, so each event is seen once.
+    """
+
+    def __init__(
+        self,
+        home_or_path,
+        after_seq: int = 0,
+        *,
+        kinds: list[str] | None = None,
+        principal: str | None = None,
+        agent: str | None = None,
+        batch: int = 1000,
+    ):
+        path = Path(getattr(home_or_path, "db_path", home_or_path))
+        self.log = EventLog(path, readonly=True)
+        self.position = after_seq
+        self.kinds = list(kinds) if kinds else None
+        self.principal = principal
+        self.agent = agent
+        self.batch = batch
+        self._version: int | None = None
+
+    def close(self) -> None:
+        self.log.close()
+
+    def __enter__(self) -> LogFollower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def head(self) -> int:
+        return self.log.head()[0]
+
+    def poll(self) -> list[EventRecord]:
+        """Matching events committed since the last poll (oldest first); [] if none."""
+        version = self.log.data_version()
+        if version == self._version:
+            return []
+        out: list[EventRecord] = []
+        while True:
+            rows = list(self.log.records(after=self.position, limit=self.batch))
+            if not rows:
+                break
+            self.position = rows[-1].seq
+            out.extend(r for r in rows if self.matches(r))
+            if len(rows) < self.batch:
+                break
+        # Record the version only after reading: a commit that lands in between bumps it
+        # again, so the next poll looks once more instead of missing it.
+        self._version = version
+        return out
+
+    def wait(self, timeout: float, interval: float = 0.02) -> list[EventRecord]:
+        """Poll until something matches or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.poll()
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(interval)
+
+    def matches(self, r: EventRecord) -> bool:
+        if self.principal is not None and r.principal != self.principal:
+            return False
+        if (
+            self.agent is not None
+            and r.principal != self.agent
+            and self.agent.encode() not in r.payload
+        ):
+            return False
+        if self.kinds is not None:
+            return any(_kind_matches(k, r.kind) for k in self.kinds)
+        return True
+
+
+def _kind_matches(pattern: str, kind: str) -> bool:
+    if pattern.endswith("*") or pattern.endswith("."):
+        return kind.startswith(pattern.rstrip("*").rstrip(".") + ".")
+    return kind == pattern

@@ -1,0 +1,230 @@
+"""TokaConsole: the operator console app, and ``make_app``, the factory that builds it.
+
+The app owns two things besides its screens: the Client every action goes through
+(with the runtime the CLI would use), and a Feed on a second, read-only-in-practice
+Runtime that a worker thread polls for new events. Batches travel to the UI thread
+as messages; the worker waits for each to be applied, so a flood of events turns
+into bigger batches, never into a backlog of redraws.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.worker import get_current_worker
+
+from toka.core.client import Client
+from toka.core.errors import IntegrityFailure, TokaError
+from toka.core.identity import thumbprint
+from toka.core.runtime import Runtime
+from toka.tui.feed import BUFFER, Batch, Feed, World
+from toka.tui.screens.console import ConsoleScreen
+from toka.tui.screens.help import HelpScreen, KeyHelp
+from toka.tui.stylesheet import stylesheet_path
+
+POLL_INTERVAL_S = 0.1
+APPLY_WAIT_S = 0.1
+
+DemoLoader = Callable[[Client], Any]
+
+
+class TokaConsole(App[None]):
+    """``toka tui``: watch the log live and act through signed operations."""
+
+    TITLE = "toka"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Keys", id="help"),
+    ]
+
+    class BatchReady(Message):
+        def __init__(self, batch: Batch) -> None:
+            super().__init__()
+            self.batch = batch
+
+    class FeedFailed(Message):
+        def __init__(self, message: str, seq: int | None) -> None:
+            super().__init__()
+            self.message = message
+            self.seq = seq
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        home_label: str,
+        follow: bool = True,
+        demo: DemoLoader | None = None,
+        runner: str = "off",
+        buffer: int = BUFFER,
+        poll_interval: float = POLL_INTERVAL_S,
+        greeting: str | None = None,
+    ) -> None:
+        super().__init__(css_path=stylesheet_path())
+        self.greeting = greeting
+        self.client = client
+        self.home_label = home_label
+        self.follow = follow
+        self.demo = demo
+        self.runner = runner
+        self.buffer = buffer
+        self.poll_interval = poll_interval
+        self.key_label = "key " + thumbprint(client.key.public_key)[:12]
+        self.chain: tuple[str, bool | None] = ("unverified (v)", None)
+        self.feed: Feed | None = None
+        self.submit_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._applied = threading.Event()
+        self._stopping = False
+        self.live = ConsoleScreen(None)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(self.live)
+        self._follow_log()
+        if self.greeting:
+            self.notify(self.greeting, title="Welcome", timeout=15)
+
+    def on_unmount(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self.feed is not None:
+            self.feed.close()
+
+    @work(thread=True, group="feed", exit_on_error=False)
+    def _follow_log(self) -> None:
+        worker = get_current_worker()
+        try:
+            writer = self.client.runtime
+            reader = Runtime(writer.home, clock=writer.clock)
+            feed = Feed(reader, self.client.principal, buffer=self.buffer)
+            first = feed.start()
+        except TokaError as exc:
+            self.post_message(self.FeedFailed(exc.message, getattr(exc, "seq", None)))
+            return
+        self.feed = feed
+        self.call_from_thread(self._attach, feed.world)
+        self._deliver(first, worker)
+        while self.follow and not worker.is_cancelled and not self._stopping:
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            if worker.is_cancelled or self._stopping:
+                return
+            try:
+                batch = feed.poll()
+            except IntegrityFailure as exc:
+                self.post_message(self.FeedFailed(exc.message, exc.seq))
+                return
+            if batch is not None:
+                self._deliver(batch, worker)
+
+    def _attach(self, world: World) -> None:
+        self.live.world = world
+
+    def _deliver(self, batch: Batch, worker) -> None:
+        """Post a batch and wait until the UI has applied it (or the app is closing)."""
+        self._applied.clear()
+        self.post_message(self.BatchReady(batch))
+        while not self._applied.wait(APPLY_WAIT_S):
+            if worker.is_cancelled or self._stopping:
+                return
+
+    @on(BatchReady)
+    def _batch_ready(self, message: BatchReady) -> None:
+        try:
+            self.live.apply_batch(message.batch)
+        finally:
+            self._applied.set()
+
+    @on(FeedFailed)
+    def _feed_failed(self, message: FeedFailed) -> None:
+        where = f"BROKEN at seq {message.seq}" if message.seq else "unreadable"
+        self.chain = (where, False)
+        self.notify(
+            message.message, title="The log stopped verifying", severity="error", timeout=60
+        )
+        self.refresh_all_status()
+
+    # -- services for the screens ---------------------------------------------------------
+
+    def refresh_feed(self) -> None:
+        """Show what was just submitted: wake the follower, or poll once when not following.
+
+        Called from worker threads."""
+        feed = self.feed
+        if feed is None:
+            return
+        if self.follow:
+            self._wake.set()
+            return
+        try:
+            batch = feed.poll()
+        except IntegrityFailure as exc:
+            self.post_message(self.FeedFailed(exc.message, exc.seq))
+            return
+        if batch is not None:
+            self.post_message(self.BatchReady(batch))
+
+    def live_head(self) -> int:
+        return self.live.head_seq
+
+    def show_past(self, seq: int, batch: Batch, world: World, replace: bool) -> None:
+        screen = ConsoleScreen(world, read_only=True, at_seq=seq, initial=batch)
+        if replace:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def refresh_all_status(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ConsoleScreen):
+                screen.refresh_status()
+
+    # -- app-wide actions -----------------------------------------------------------------
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if isinstance(screen, ConsoleScreen):
+            entries = screen.key_help()
+        else:
+            entries = [
+                KeyHelp("Here", self.get_key_display(b.binding), b.binding.description, b.enabled)
+                for b in screen.active_bindings.values()
+                if b.binding.description
+            ]
+        footnote = "Dimmed keys are not allowed now: your token does not cover them, or they do not apply to the selected row."
+        self.push_screen(HelpScreen(entries, footnote))
+
+
+def make_app(
+    runtime: Runtime,
+    *,
+    client: Client | None = None,
+    home_label: str | None = None,
+    follow: bool = True,
+    demo: DemoLoader | None = None,
+    buffer: int = BUFFER,
+    poll_interval: float = POLL_INTERVAL_S,
+    greeting: str | None = None,
+) -> TokaConsole:
+    """Build the console on ``runtime`` (its clock is the console's clock).
+
+    Tests pass a runtime with a fixed clock, a fixed ``home_label`` and ``follow=False``
+    so every screen is reproducible; the CLI passes the real ones.
+    """
+    return TokaConsole(
+        client or Client(runtime),
+        home_label=home_label if home_label is not None else str(runtime.home.root),
+        follow=follow,
+        demo=demo,
+        buffer=buffer,
+        poll_interval=poll_interval,
+        greeting=greeting,
+    )

@@ -1,0 +1,271 @@
+"""The console's view of the log: polls a Runtime for new events and turns them into
+batches of row changes the UI applies in one go.
+
+The feed owns its Runtime (the console submits through another one), and every read of
+that runtime's state happens under ``Feed.lock``, so a worker thread can poll while
+another builds a detail view. A LogFollower notices commits by any process for the cost
+of one pragma; only then does the runtime fold the new events. No Textual here: the app
+posts batches to the UI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+from toka.core.events import EventRecord
+from toka.core.follow import LogFollower
+from toka.core.runtime import Runtime
+from toka.core.state import Tool, WorldState, version_key
+from toka.tui import view
+from toka.tui.event_filter import EventFilter
+from toka.tui.permissions import Permissions
+from toka.tui.view import Detail, EventRow, Row
+
+BUFFER = 2000
+PAGE = 1000
+RATE_WINDOW_S = 2.0
+PANES = ("agents", "events", "grants", "tools")
+
+
+class TableDiff(NamedTuple):
+    """Rows to add or change (in order), and keys to drop."""
+
+    upserts: list[tuple[str, Row]]
+    removed: list[str]
+
+    @classmethod
+    def between(cls, old: dict[str, Row], new: dict[str, Row]) -> TableDiff:
+        upserts = [(k, row) for k, row in new.items() if old.get(k) != row]
+        return cls(upserts, [k for k in old if k not in new])
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.removed)
+
+
+NO_CHANGE = TableDiff([], [])
+
+
+class Batch(NamedTuple):
+    """What changed since the last batch, for the UI to apply at once."""
+
+    events: list[EventRow]
+    reset_events: bool
+    generation: int
+    agents: TableDiff
+    grants: TableDiff
+    tools: TableDiff
+    permissions: Permissions | None
+    head_seq: int
+    rate: float | None
+    arrived: int
+
+
+class World:
+    """Details of one world: the live one (read under a lock) or a replayed past one."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        state: Callable[[], WorldState],
+        lock: threading.Lock,
+        now_s: Callable[[], int],
+        until: int | None = None,
+    ):
+        self._runtime = runtime
+        self._state = state
+        self._lock = lock
+        self._now_s = now_s
+        self.until = until
+
+    def detail(self, pane: str, key: str) -> Detail | None:
+        """The full detail of the row ``key`` of ``pane``, or None if it is gone."""
+        with self._lock:
+            state = self._state()
+            now_s = self._now_s()
+            if pane == "agents":
+                agent = state.agents.get(key)
+                return view.agent_detail(state, agent, now_s) if agent else None
+            if pane == "grants":
+                grant = state.grants.get(key)
+                return view.grant_detail(state, grant, now_s) if grant else None
+            if pane == "tools":
+                name, _, version = key.partition("@")
+                tool = state.tools.get(name, {}).get(version)
+                return view.tool_detail(state, tool) if tool else None
+            if pane == "events":
+                seq = int(key)
+                if self.until is not None and seq > self.until:
+                    return None
+                record = self._runtime.log.record(seq)
+                return view.event_detail(state, record) if record else None
+        raise ValueError(f"unknown pane {pane!r}")
+
+    def tool(self, key: str) -> tuple[Tool, list[str]] | None:
+        """The tool ``name@version`` and every registered version of it."""
+        name, _, version = key.partition("@")
+        with self._lock:
+            versions = self._state().tools.get(name, {})
+            tool = versions.get(version)
+            return (tool, sorted(versions, key=version_key)) if tool else None
+
+    def cascade(self, jti: str) -> list[str]:
+        """The grants revoking ``jti`` would revoke with it (those not revoked already)."""
+        with self._lock:
+            state = self._state()
+            return [j for j in state.descendants(jti) if not state.grants[j].revoked]
+
+
+class _Rate:
+    """Events per second over a short window of (time, head seq) samples."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, seq: int) -> float:
+        self._samples.append((now, seq))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+            self._samples.popleft()
+        t0, s0 = self._samples[0]
+        return (seq - s0) / (now - t0) if now > t0 else 0.0
+
+
+class Feed:
+    """Follows one Runtime's log and keeps the rows the console last showed."""
+
+    def __init__(self, runtime: Runtime, principal: str, *, buffer: int = BUFFER):
+        self.runtime = runtime
+        self.principal = principal
+        self.buffer = buffer
+        self.lock = threading.Lock()
+        self.world = World(runtime, lambda: runtime.state, self.lock, self._now_s)
+        self._filter = EventFilter()
+        self._generation = 0
+        self._rows: dict[str, dict[str, Row]] = {"agents": {}, "grants": {}, "tools": {}}
+        self._rate = _Rate()
+        self._seen_s: int | None = None
+        self._follower = LogFollower(runtime.home, runtime.state.seq)
+
+    def close(self) -> None:
+        """Close the follower and the runtime (the feed owns both)."""
+        with self.lock:
+            self._follower.close()
+            self.runtime.close()
+
+    def _now_s(self) -> int:
+        return int(self.runtime.clock())
+
+    @property
+    def filter(self) -> EventFilter:
+        return self._filter
+
+    def start(self) -> Batch:
+        """Everything, for a fresh screen."""
+        with self.lock:
+            self._rows = {"agents": {}, "grants": {}, "tools": {}}
+            return self._batch(self._load_events(self.runtime.state.seq), True, 0)
+
+    def poll(self) -> Batch | None:
+        """Fold what was appended since the last poll; None when nothing changed.
+
+        Raises IntegrityFailure if the log no longer links up."""
+        with self.lock:
+            records = self.runtime.catch_up() if self._follower.poll() else []
+            if not records and self._now_s() == self._seen_s:
+                return None
+            return self._batch(self._matching(records), False, len(records))
+
+    def refilter(self, event_filter: EventFilter) -> Batch:
+        """The newest events matching ``event_filter``; later polls filter with it too.
+
+        Only events: table changes travel in poll batches alone, so they stay in order."""
+        with self.lock:
+            self._filter = event_filter
+            self._generation += 1
+            return self._events_only(
+                self._load_events(self.runtime.state.seq), self.runtime.state.seq
+            )
+
+    def refilter_past(self, event_filter: EventFilter, seq: int) -> Batch:
+        """The newest events up to ``seq`` matching ``event_filter`` (for time travel)."""
+        with self.lock:
+            return self._events_only(self._load_events(seq, event_filter), seq)
+
+    def _events_only(self, events: list[EventRow], seq: int) -> Batch:
+        return Batch(
+            events, True, self._generation, NO_CHANGE, NO_CHANGE, NO_CHANGE, None, seq, None, 0
+        )
+
+    def travel(self, seq: int) -> tuple[Batch, World]:
+        """The world as it was at ``seq``: its rows, its last events and its details."""
+        past = self.runtime.replay(until=seq)
+        now_s = past.ts // 1000
+        with self.lock:
+            events = self._load_events(seq, EventFilter())
+        batch = Batch(
+            events,
+            True,
+            0,
+            TableDiff.between({}, view.agent_rows(past, now_s)),
+            TableDiff.between({}, view.grant_rows(past, now_s)),
+            TableDiff.between({}, view.tool_rows(past)),
+            Permissions.none(self.principal),
+            past.seq,
+            0.0,
+            0,
+        )
+        return batch, World(self.runtime, lambda: past, threading.Lock(), lambda: now_s, seq)
+
+    def _matching(self, records: list[EventRecord]) -> list[EventRow]:
+        rows: list[EventRow] = []
+        for r in reversed(records):
+            if len(rows) >= self.buffer:
+                break
+            if self._filter.matches(r):
+                rows.append(view.event_row(r))
+        rows.reverse()
+        return rows
+
+    def _load_events(self, until: int, event_filter: EventFilter | None = None) -> list[EventRow]:
+        """The newest ``buffer`` events up to ``until`` that pass the filter."""
+        flt = self._filter if event_filter is None else event_filter
+        rows: list[EventRow] = []
+        before = until + 1
+        while len(rows) < self.buffer:
+            page = self.runtime.log.query(
+                **flt.query_args(), before=before, limit=PAGE, newest_first=True
+            )
+            if not page:
+                break
+            rows += [view.event_row(r) for r in page if flt.matches_agent(r)]
+            before = page[-1].seq
+        rows = rows[: self.buffer]
+        rows.reverse()
+        return rows
+
+    def _batch(self, events: list[EventRow], reset: bool, arrived: int) -> Batch:
+        state = self.runtime.state
+        now = self.runtime.clock()
+        now_s = int(now)
+        self._seen_s = now_s
+        tables = {
+            "agents": view.agent_rows(state, now_s),
+            "grants": view.grant_rows(state, now_s),
+            "tools": view.tool_rows(state),
+        }
+        diffs = {name: TableDiff.between(self._rows[name], rows) for name, rows in tables.items()}
+        self._rows = tables
+        return Batch(
+            events,
+            reset,
+            self._generation,
+            diffs["agents"],
+            diffs["grants"],
+            diffs["tools"],
+            Permissions.of(state, self.principal, now_s),
+            state.seq,
+            self._rate.add(now, state.seq),
+            arrived,
+        )

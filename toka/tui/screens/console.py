@@ -1,0 +1,884 @@
+"""ConsoleScreen: the four panes, the detail area and every action.
+
+One class shows both the live world and a replayed past one (``read_only``): in the
+past, every action that would submit an operation is hidden. Actions never change
+state here: each builds an operation through the Client in a worker thread, and the
+result comes back as a toast and, through the feed, as new rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import DescendantFocus, Resize
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from toka.core import ops
+from toka.core.errors import IntegrityFailure, TokaError
+from toka.tui.commands import ConsoleCommands
+from toka.tui.event_filter import HELP as FILTER_HELP
+from toka.tui.event_filter import EventFilter
+from toka.tui.feed import Batch, World
+from toka.tui.permissions import Permissions
+from toka.tui.screens.confirm import Confirm
+from toka.tui.screens.detail import DetailScreen
+from toka.tui.screens.forms import (
+    GrantForm,
+    GrantRequest,
+    InvokeRequest,
+    InvokeToolForm,
+    ObservationForm,
+    ObservationRequest,
+    ScheduleTaskForm,
+    SpawnAgentForm,
+    SpawnRequest,
+    TaskRequest,
+    TimeTravelForm,
+    outcome_text,
+)
+from toka.tui.screens.help import KeyHelp
+from toka.tui.screens.verify import VerifyScreen
+from toka.tui.view import AGENT_COLUMNS, GRANT_COLUMNS, TOOL_COLUMNS, Detail
+from toka.tui.widgets import DetailView, EventStream, ResourceTable, Status, StatusLine
+
+if TYPE_CHECKING:
+    from toka.core.client import Client
+    from toka.tui.app import TokaConsole
+
+PANES = ("agents", "events", "grants", "tools")
+TITLES = {"agents": "Agents", "events": "Events", "grants": "Grants", "tools": "Tools"}
+COMPACT_WIDTH = 100
+COMPACT_HEIGHT = 30
+MUTATING = frozenset(
+    {
+        "spawn_agent",
+        "schedule_task",
+        "pause_agent",
+        "resume_agent",
+        "terminate_agent",
+        "emit_observation",
+        "grant_capability",
+        "revoke_capability",
+        "invoke_tool",
+        "load_demo",
+    }
+)
+KEY_GROUPS = {
+    "Act": (
+        "spawn_agent",
+        "schedule_task",
+        "emit_observation",
+        "pause_agent",
+        "resume_agent",
+        "terminate_agent",
+        "grant_capability",
+        "revoke_capability",
+        "invoke_tool",
+    ),
+    "Inspect": ("show_detail", "verify_log", "time_travel", "leave_time_travel"),
+    "Events": ("filter_events", "clear_filter", "toggle_follow"),
+    "Move": ("focus_pane", "next_pane", "previous_pane"),
+}
+
+
+class ConsoleScreen(Screen[None]):
+    COMMANDS = {ConsoleCommands}
+
+    BINDINGS = [
+        Binding("s", "spawn_agent", "Spawn", id="spawn-agent"),
+        Binding("t", "schedule_task", "Task", id="schedule-task"),
+        Binding("o", "emit_observation", "Observe", id="emit-observation", show=False),
+        Binding("z", "pause_agent", "Pause agent", id="pause-agent", show=False),
+        Binding("u", "resume_agent", "Resume agent", id="resume-agent", show=False),
+        Binding("K", "terminate_agent", "Terminate agent", id="terminate-agent", show=False),
+        Binding("g", "grant_capability", "Grant", id="grant-capability"),
+        Binding("x", "revoke_capability", "Revoke", id="revoke-capability", show=False),
+        Binding("i", "invoke_tool", "Invoke", id="invoke-tool"),
+        Binding("d", "show_detail", "Detail", id="show-detail", show=False),
+        Binding("v", "verify_log", "Verify", id="verify-log", show=False),
+        Binding("h", "time_travel", "Time travel", id="time-travel"),
+        Binding("escape", "close_filter", "Close filter", id="close-filter", show=False),
+        Binding("escape", "leave_time_travel", "Back to live", id="leave-time-travel"),
+        Binding("slash", "filter_events", "Filter", id="filter-events"),
+        Binding("escape", "clear_filter", "Clear filter", id="clear-filter", show=False),
+        Binding("p", "toggle_follow", "Pause", id="toggle-follow"),
+        Binding("1", "focus_pane('agents')", "Agents", id="focus-agents", show=False),
+        Binding("2", "focus_pane('events')", "Events", id="focus-events", show=False),
+        Binding("3", "focus_pane('grants')", "Grants", id="focus-grants", show=False),
+        Binding("4", "focus_pane('tools')", "Tools", id="focus-tools", show=False),
+        Binding("tab", "next_pane", "Next pane", id="next-pane", show=False),
+        Binding("shift+tab", "previous_pane", "Previous pane", id="previous-pane", show=False),
+    ]
+
+    def __init__(
+        self,
+        world: World | None,
+        *,
+        read_only: bool = False,
+        at_seq: int | None = None,
+        initial: Batch | None = None,
+    ) -> None:
+        super().__init__(classes="-read-only" if read_only else "")
+        self.world = world
+        self.initial = initial
+        self.read_only = read_only
+        self.at_seq = at_seq
+        self.permissions = Permissions.none("")
+        self.current = "agents"
+        self.filter = EventFilter()
+        self.generation = 0
+        self.following = True
+        self.held: list = []
+        self.held_count = 0
+        self.head_seq = 0
+        self.rate = 0.0
+        self.loaded = False
+        self._detail_token = 0
+
+    @property
+    def console(self) -> TokaConsole:
+        return self.app  # type: ignore[return-value]
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        if self.read_only:
+            yield Static(
+                f"⏪ TIME TRAVEL @ seq {self.at_seq} — read-only view of the past · "
+                "esc returns to live",
+                id="banner",
+            )
+        yield Static(id="pane-tabs")
+        with Horizontal(id="top", classes="band"):
+            with Vertical(id="agents-pane", classes="pane"):
+                yield ResourceTable(AGENT_COLUMNS, id="agents")
+                yield Static(self._agents_hint(), id="agents-hint", classes="empty-hint")
+            with Vertical(id="tools-pane", classes="pane"):
+                yield ResourceTable(TOOL_COLUMNS, id="tools")
+                yield Static(
+                    "No tools registered.\nRegister one with: toka tool register MANIFEST",
+                    id="tools-hint",
+                    classes="empty-hint",
+                )
+        with Vertical(id="events-pane", classes="pane"):
+            yield EventStream(
+                capacity=self.console.buffer,
+                empty_text="Loading the log…",
+                id="events",
+            )
+            yield Input(id="event-filter", placeholder=FILTER_HELP, compact=True)
+        with Horizontal(id="bottom", classes="band"):
+            with Vertical(id="grants-pane", classes="pane"):
+                yield ResourceTable(GRANT_COLUMNS, id="grants")
+                yield Static("No grants at this point.", id="grants-hint", classes="empty-hint")
+            yield DetailView(id="detail", classes="pane")
+        yield Footer()
+
+    def _agents_hint(self) -> str:
+        if self.read_only:
+            return "No agents at this point in the log."
+        demo = "\nor press ctrl+p and choose “Load demo scenario”." if self.console.demo else "."
+        return f"No agents yet.\n\nPress s to spawn your first agent{demo}\nPress ? for every key."
+
+    def on_mount(self) -> None:
+        for pane in PANES:
+            self.query_one(f"#{pane}-pane").border_title = TITLES[pane]
+        detail = self.query_one("#detail", DetailView)
+        detail.border_title = "Detail"
+        detail.show(None, "Select a row to see it here; Enter opens it in full.")
+        self.query_one("#event-filter", Input).display = False
+        self._layout_for(self.size.width, self.size.height)
+        self._mark_current("agents")
+        self.query_one("#agents", ResourceTable).focus()
+        self._update_titles()
+        self._update_status()
+        if self.initial is not None:
+            self.apply_batch(self.initial)
+            self.initial = None
+
+    def on_resize(self, event: Resize) -> None:
+        self._layout_for(event.size.width, event.size.height)
+
+    def _layout_for(self, width: int, height: int) -> None:
+        self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+
+    @property
+    def compact(self) -> bool:
+        return self.has_class("-compact")
+
+    # -- applying the feed ----------------------------------------------------------------
+
+    def apply_batch(self, batch: Batch) -> None:
+        """Apply one batch of changes: row diffs, events, permissions, header numbers."""
+        tables = {"agents": batch.agents, "grants": batch.grants, "tools": batch.tools}
+        changed_selection = False
+        for name, diff in tables.items():
+            if not diff:
+                continue
+            table = self.query_one(f"#{name}", ResourceTable)
+            table.apply(diff)
+            self.query_one(f"#{name}-hint").display = not table.row_data
+            key = table.selected_key()
+            if name == self.current and any(k == key for k, _ in diff.upserts):
+                changed_selection = True
+        if batch.permissions is not None:
+            self.permissions = batch.permissions
+        if batch.generation == self.generation:
+            self._apply_events(batch)
+        self.head_seq = batch.head_seq
+        if batch.rate is not None:
+            self.rate = batch.rate
+        if not self.loaded:
+            self.loaded = True
+            stream = self.query_one(EventStream)
+            stream.empty_text = "No events match the filter (/ to change it, esc to clear)."
+            for name in ("agents", "grants", "tools"):
+                self.query_one(f"#{name}-hint").display = not self.query_one(
+                    f"#{name}", ResourceTable
+                ).row_data
+            changed_selection = True
+        if changed_selection:
+            self._show_selected_detail()
+        self._update_titles()
+        self._update_status()
+        self.refresh_bindings()
+
+    def _apply_events(self, batch: Batch) -> None:
+        stream = self.query_one(EventStream)
+        if batch.reset_events:
+            self.held, self.held_count = [], 0
+            stream.replace(batch.events)
+        elif not self.following:
+            self.held.extend(batch.events)
+            self.held_count += len(batch.events)
+            del self.held[: max(len(self.held) - stream.capacity, 0)]
+        else:
+            stream.extend(batch.events)
+
+    def _update_titles(self) -> None:
+        events_title = "Events"
+        if self.filter:
+            events_title += f" · filter: {self.filter.describe()}"
+        if not self.following:
+            events_title += f" · paused (+{self.held_count} new)"
+        self.query_one("#events-pane").border_title = events_title
+        for name in ("agents", "grants", "tools"):
+            count = len(self.query_one(f"#{name}", ResourceTable).row_data)
+            self.query_one(f"#{name}-pane").border_subtitle = str(count) if count else ""
+        stream = self.query_one(EventStream)
+        self.query_one("#events-pane").border_subtitle = (
+            f"{len(stream.rows)} shown · last {stream.capacity} kept" if stream.rows else ""
+        )
+        tabs = Text()
+        for number, pane in enumerate(PANES, 1):
+            style = "reverse bold" if pane == self.current else "dim"
+            tabs.append(f" {number} {TITLES[pane]} ", style=style)
+            tabs.append(" ")
+        self.query_one("#pane-tabs", Static).update(tabs)
+
+    def _update_status(self) -> None:
+        app = self.console
+        chain, chain_ok = app.chain
+        if self.read_only:
+            follow, follow_ok = f"past @ {self.at_seq}", False
+        elif not self.following:
+            follow, follow_ok = f"paused (+{self.held_count})", False
+        else:
+            follow, follow_ok = ("following" if app.follow else "not following"), app.follow
+        self.query_one(StatusLine).show(
+            Status(
+                home=app.home_label,
+                seq=self.at_seq if self.read_only and self.at_seq else self.head_seq,
+                chain=chain,
+                chain_ok=chain_ok,
+                principal=app.client.principal,
+                key=app.key_label,
+                runner=app.runner,
+                rate=0.0 if self.read_only else self.rate,
+                follow=follow,
+                follow_ok=follow_ok,
+            )
+        )
+
+    def refresh_status(self) -> None:
+        self._update_status()
+
+    # -- selection and detail -------------------------------------------------------------
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        for pane in PANES:
+            if event.widget.id in (pane, f"{pane}-pane") or (
+                pane == "events" and event.widget.id == "event-filter"
+            ):
+                if pane != self.current:
+                    self.current = pane
+                    self._mark_current(pane)
+                    self._update_titles()
+                    self._show_selected_detail()
+                    self.refresh_bindings()
+                return
+
+    def selected_key(self, pane: str) -> str | None:
+        if pane == "events":
+            row = self.query_one(EventStream).selected()
+            return str(row.seq) if row else None
+        return self.query_one(f"#{pane}", ResourceTable).selected_key()
+
+    def selected_row(self, pane: str) -> tuple | None:
+        if pane == "events":
+            return self.query_one(EventStream).selected()
+        return self.query_one(f"#{pane}", ResourceTable).selected()
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == self.current:
+            self._show_selected_detail()
+        self.refresh_bindings()
+
+    @on(EventStream.Highlighted)
+    def _event_highlighted(self, event: EventStream.Highlighted) -> None:
+        if self.current == "events":
+            self._show_selected_detail()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_show_detail()
+
+    @on(EventStream.Selected)
+    def _event_selected(self, event: EventStream.Selected) -> None:
+        self.action_show_detail()
+
+    def _show_selected_detail(self) -> None:
+        key = self.selected_key(self.current)
+        self._detail_token += 1
+        if key is None or self.world is None:
+            self.query_one(DetailView).show(None, f"Nothing selected in {TITLES[self.current]}.")
+            return
+        self._load_detail(self.current, key, self._detail_token, False)
+
+    @work(thread=True, group="detail", exit_on_error=False)
+    def _load_detail(self, pane: str, key: str, token: int, full: bool) -> None:
+        assert self.world is not None
+        detail = self.world.detail(pane, key)
+        self.app.call_from_thread(self._detail_loaded, detail, token, full)
+
+    def _detail_loaded(self, detail: Detail | None, token: int, full: bool) -> None:
+        if full:
+            if detail is not None:
+                self.app.push_screen(DetailScreen(detail))
+            return
+        if token == self._detail_token:
+            self.query_one(DetailView).show(detail, "It is gone from the world.")
+
+    def action_show_detail(self) -> None:
+        key = self.selected_key(self.current)
+        if key is not None and self.world is not None:
+            self._load_detail(self.current, key, self._detail_token, True)
+
+    # -- permissions ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MUTATING and self.read_only:
+            return False
+        if action == "leave_time_travel":
+            return self.read_only
+        if action == "close_filter":
+            return self.query_one("#event-filter", Input).has_focus
+        if action == "clear_filter":
+            return bool(self.filter) and not self.read_only
+        if action == "toggle_follow":
+            return not self.read_only
+        if action == "load_demo":
+            return self.console.demo is not None and self.permissions.allows_action("agent.spawn")
+        rule = _RULES.get(action)
+        return True if rule is None else rule(self)
+
+    def _agent(self) -> tuple | None:
+        return self.query_one("#agents", ResourceTable).selected()
+
+    def _rule_spawn(self) -> bool | None:
+        probe = ops.SpawnAgent("probe", "", "manual")
+        return True if self.permissions.allows(probe) else None
+
+    def _agent_rule(
+        self, make: Callable[[str], ops.Operation], statuses: tuple[str, ...]
+    ) -> bool | None:
+        agent = self._agent()
+        if agent is None:
+            return False
+        if agent[3] not in statuses:
+            return None
+        return True if self.permissions.allows(make(agent[0])) else None
+
+    def _rule_grant(self) -> bool | None:
+        return True if self.permissions.allows_action("cap.grant") else None
+
+    def _rule_revoke(self) -> bool | None:
+        grant = self.query_one("#grants", ResourceTable).selected()
+        if grant is None:
+            return False
+        if grant[5] == "revoked":
+            return None
+        return True if self.permissions.allows(ops.RevokeCapability(grant[0])) else None
+
+    def _rule_invoke(self) -> bool | None:
+        tool = self.query_one("#tools", ResourceTable).selected()
+        if tool is None:
+            return False
+        allowed = self.permissions.allows(ops.InvokeTool(tool[0], None, tool[1]))
+        return True if allowed else None
+
+    # -- navigation -----------------------------------------------------------------------
+
+    def _mark_current(self, pane: str) -> None:
+        """In compact layout only the current pane (and its band) is shown."""
+        for name in PANES:
+            self.query_one(f"#{name}-pane").set_class(name == pane, "current")
+        self.query_one("#top").set_class(pane in ("agents", "tools"), "current")
+        self.query_one("#bottom").set_class(pane == "grants", "current")
+
+    def action_focus_pane(self, pane: str) -> None:
+        self._mark_current(pane)
+        self.query_one(f"#{pane}").focus()
+
+    def action_next_pane(self) -> None:
+        self.action_focus_pane(PANES[(PANES.index(self.current) + 1) % len(PANES)])
+
+    def action_previous_pane(self) -> None:
+        self.action_focus_pane(PANES[(PANES.index(self.current) - 1) % len(PANES)])
+
+    # -- events pane ----------------------------------------------------------------------
+
+    def action_toggle_follow(self) -> None:
+        stream = self.query_one(EventStream)
+        self.following = not self.following
+        if self.following and self.held:
+            stream.extend(self.held)
+            self.held, self.held_count = [], 0
+        self._update_titles()
+        self._update_status()
+
+    def action_filter_events(self) -> None:
+        box = self.query_one("#event-filter", Input)
+        box.value = self.filter.describe().replace("'", "")
+        box.display = True
+        if self.compact:
+            self.action_focus_pane("events")
+        box.focus()
+
+    @on(Input.Submitted, "#event-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._set_filter(EventFilter.parse(event.value))
+
+    def action_clear_filter(self) -> None:
+        self._set_filter(EventFilter())
+
+    def action_close_filter(self) -> None:
+        self.query_one("#event-filter", Input).display = False
+        self.query_one(EventStream).focus()
+
+    def _set_filter(self, event_filter: EventFilter) -> None:
+        self.query_one("#event-filter", Input).display = False
+        self.query_one(EventStream).focus()
+        self.filter = event_filter
+        self.generation += 1
+        self._update_titles()
+        self.refresh_bindings()
+        self._refilter(event_filter, self.generation)
+
+    @work(thread=True, group="refilter", exit_on_error=False)
+    def _refilter(self, event_filter: EventFilter, generation: int) -> None:
+        feed = self.console.feed
+        if feed is None:
+            return
+        if self.read_only:
+            batch = feed.refilter_past(event_filter, self.at_seq or 0)
+        else:
+            batch = feed.refilter(event_filter)
+        self.app.call_from_thread(self._filtered, batch, generation)
+
+    def _filtered(self, batch: Batch, generation: int) -> None:
+        if generation == self.generation:
+            self.held, self.held_count = [], 0
+            self.query_one(EventStream).replace(batch.events)
+            self._update_titles()
+
+    # -- acting ---------------------------------------------------------------------------
+
+    def _agent_choices(self, *, include_terminated: bool = False) -> list[tuple[str, str]]:
+        rows = self.query_one("#agents", ResourceTable).row_data.values()
+        return [
+            (f"{row[1]} · {row[0]}", row[0])
+            for row in rows
+            if include_terminated or row[3] != "terminated"
+        ]
+
+    def submit(
+        self,
+        label: str,
+        call: Callable[[Client], Any],
+        describe: Callable[[Any], str],
+        on_done: Callable[[Any], None] | None = None,
+        on_refused: Callable[[TokaError], None] | None = None,
+    ) -> None:
+        """Run ``call(client)`` in a worker; toast the result or the kernel's refusal."""
+        self._submit(label, call, describe, on_done, on_refused)
+
+    @work(thread=True, group="submit", exit_on_error=False)
+    def _submit(self, label, call, describe, on_done, on_refused) -> None:
+        app = self.console
+        try:
+            with app.submit_lock:
+                app.client.runtime.catch_up()
+                result = call(app.client)
+        except TokaError as exc:
+            app.call_from_thread(
+                app.notify, exc.message, title=f"{label}: refused", severity="error", timeout=10
+            )
+            if on_refused is not None:
+                app.call_from_thread(on_refused, exc)
+            app.refresh_feed()
+            return
+        app.call_from_thread(app.notify, describe(result), title=label, timeout=5)
+        if on_done is not None:
+            app.call_from_thread(on_done, result)
+        app.refresh_feed()
+
+    def action_spawn_agent(self) -> None:
+        self.app.push_screen(SpawnAgentForm(self._agent_choices()), self._spawn)
+
+    def _spawn(self, req: SpawnRequest | None) -> None:
+        if req is not None:
+            self.submit(
+                "Spawn agent",
+                lambda c: c.spawn_agent(req.name, req.behaviour, parent=req.parent),
+                lambda r: f"spawned {r[0]} ({req.name}) at seq {r[1].last_seq}",
+            )
+
+    def _selected_agent_id(self) -> str | None:
+        agent = self._agent()
+        return agent[0] if agent else None
+
+    def action_schedule_task(self) -> None:
+        form = ScheduleTaskForm(self._agent_choices(), self._selected_agent_id())
+        self.app.push_screen(form, self._schedule)
+
+    def _schedule(self, req: TaskRequest | None) -> None:
+        if req is not None:
+            self.submit(
+                "Schedule task",
+                lambda c: c.schedule(req.agent, req.description, req.payload),
+                lambda o: (
+                    f"task {o.first('task.scheduled')['task']} for {req.agent} at seq {o.last_seq}"
+                ),
+            )
+
+    def action_emit_observation(self) -> None:
+        form = ObservationForm(self._agent_choices(), self._selected_agent_id())
+        self.app.push_screen(form, self._observe)
+
+    def _observe(self, req: ObservationRequest | None) -> None:
+        if req is not None:
+            self.submit(
+                "Emit observation",
+                lambda c: c.observe(req.agent, req.data),
+                lambda o: f"observation about {req.agent} at seq {o.last_seq}",
+            )
+
+    def action_pause_agent(self) -> None:
+        agent = self._selected_agent_id()
+        if agent is not None:
+            self.submit(
+                "Pause agent",
+                lambda c: c.pause(agent),
+                lambda o: f"paused {agent} at seq {o.last_seq}",
+            )
+
+    def action_resume_agent(self) -> None:
+        agent = self._selected_agent_id()
+        if agent is not None:
+            self.submit(
+                "Resume agent",
+                lambda c: c.resume(agent),
+                lambda o: f"resumed {agent} at seq {o.last_seq}",
+            )
+
+    def action_terminate_agent(self) -> None:
+        row = self._agent()
+        if row is None:
+            return
+        agent, name, open_tasks = row[0], row[1], row[4]
+        body = Text.assemble(
+            "Terminate ",
+            (f"{name} ({agent})", "bold"),
+            "?\n\n",
+            f"Its {open_tasks} open task(s) are cancelled and every grant it holds is revoked, "
+            "with everything delegated from them.\nThis cannot be undone.",
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.submit(
+                    "Terminate agent",
+                    lambda c: c.terminate(agent, "terminated from the console"),
+                    lambda o: f"terminated {agent} at seq {o.last_seq}",
+                )
+
+        self.app.push_screen(Confirm("Terminate agent", body, "Terminate"), answered)
+
+    def action_grant_capability(self) -> None:
+        subjects = [(label, value) for label, value in self._agent_choices()]
+        subjects.append(("operator", "operator"))
+        if self.console.client.principal != "operator":
+            subjects.append((self.console.client.principal, self.console.client.principal))
+        form = GrantForm(subjects, self._selected_agent_id())
+        self.app.push_screen(form, self._grant)
+
+    def _grant(self, req: GrantRequest | None) -> None:
+        if req is not None:
+            self.submit(
+                "Grant capability",
+                lambda c: c.grant(
+                    req.subject, req.caps, req.ttl_s, budgets=req.budgets, approve=req.approve
+                ),
+                lambda o: (
+                    f"granted {o.first('capability.granted')['jti']} to {req.subject} at seq {o.last_seq}"
+                ),
+            )
+
+    def action_revoke_capability(self) -> None:
+        row = self.query_one("#grants", ResourceTable).selected()
+        if row is not None:
+            self._prepare_revoke(row)
+
+    @work(thread=True, group="revoke", exit_on_error=False)
+    def _prepare_revoke(self, row: tuple) -> None:
+        assert self.world is not None
+        cascade = self.world.cascade(row[0])
+        self.app.call_from_thread(self._confirm_revoke, row, cascade)
+
+    def _confirm_revoke(self, row: tuple, cascade: list[str]) -> None:
+        jti = row[0]
+        grants = self.query_one("#grants", ResourceTable).row_data
+        body = Text.assemble(
+            "Revoke ", (jti, "bold"), f" held by {row[1]}?\n", (row[2], "dim"), "\n\n"
+        )
+        if cascade:
+            body.append(f"This also revokes {len(cascade)} grant(s) delegated from it:\n")
+            for j in cascade[:12]:
+                other = grants.get(j)
+                body.append(f"  {j}", style="bold")
+                body.append(f"  {other[1]}  {other[2]}\n" if other else "\n", style="")
+            if len(cascade) > 12:
+                body.append(f"  … and {len(cascade) - 12} more\n")
+        else:
+            body.append("Nothing else was delegated from it.\n")
+        count = 1 + len(cascade)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.submit(
+                    "Revoke capability",
+                    lambda c: c.revoke(jti, "revoked from the console"),
+                    lambda o: "revoked " + ", ".join(o.first("capability.revoked")["revoked"]),
+                )
+
+        label = "Revoke" if count == 1 else f"Revoke {count} grants"
+        self.app.push_screen(Confirm("Revoke capability", body, label), answered)
+
+    def action_invoke_tool(self) -> None:
+        key = self.query_one("#tools", ResourceTable).selected_key()
+        if key is not None:
+            self._prepare_invoke(key)
+
+    @work(thread=True, group="invoke-form", exit_on_error=False)
+    def _prepare_invoke(self, key: str) -> None:
+        assert self.world is not None
+        found = self.world.tool(key)
+        if found is not None:
+            self.app.call_from_thread(self._open_invoke, *found)
+
+    def _open_invoke(self, tool, versions: list[str]) -> None:
+        form: InvokeToolForm
+
+        def invoke(req: InvokeRequest) -> None:
+            from toka.core.tools import invoke_as
+
+            def shown(inv) -> None:
+                if inv.ok:
+                    headline = f"{inv.tool}@{inv.version} ok · seq {inv.seq} · fuel {inv.fuel_used} · {inv.wall_ms:.1f} ms"
+                    form.show_result(outcome_text(True, headline, inv.output))
+                else:
+                    assert inv.error is not None
+                    headline = f"{inv.tool}@{inv.version} failed: {inv.error.kind} · seq {inv.seq}"
+                    form.show_result(outcome_text(False, headline, inv.error.message))
+
+            def refused(exc: TokaError) -> None:
+                form.show_result(outcome_text(False, f"refused: {exc.message}", None))
+
+            self.submit(
+                "Invoke tool",
+                lambda c: invoke_as(c, req.tool, req.args, version=req.version),
+                lambda inv: (
+                    f"{inv.tool}@{inv.version} "
+                    + ("succeeded" if inv.ok else f"failed: {inv.error.kind}")
+                    + f" at seq {inv.seq}"
+                ),
+                on_done=lambda inv: shown(inv) if form.is_attached else None,
+                on_refused=lambda exc: refused(exc) if form.is_attached else None,
+            )
+
+        form = InvokeToolForm(tool, versions, invoke)
+        self.app.push_screen(form)
+
+    def action_verify_log(self) -> None:
+        screen = VerifyScreen(self.head_seq)
+        self.app.push_screen(screen)
+        self.console.chain = ("verifying…", None)
+        self._update_status()
+        self._verify(screen)
+
+    @work(thread=True, group="verify", exclusive=True, exit_on_error=False)
+    def _verify(self, screen: VerifyScreen) -> None:
+        app = self.console
+
+        def progress(done: int) -> None:
+            app.call_from_thread(lambda: screen.progress(done) if screen.is_attached else None)
+
+        try:
+            result = app.client.runtime.verify(progress)
+        except IntegrityFailure as exc:
+            app.call_from_thread(self._verified, screen, False, exc.message, "", exc.seq)
+            return
+        except TokaError as exc:
+            app.call_from_thread(self._verified, screen, False, exc.message, "", None)
+            return
+        message = f"{result['events']} events, chain intact to seq {result['head_seq']}"
+        app.call_from_thread(
+            self._verified,
+            screen,
+            True,
+            message,
+            f"head hash {result['head_hash']}",
+            result["head_seq"],
+        )
+
+    def _verified(
+        self, screen: VerifyScreen, ok: bool, message: str, detail: str, seq: int | None
+    ) -> None:
+        app = self.console
+        if ok:
+            app.chain = (f"verified to {seq}", True)
+        else:
+            app.chain = (f"BROKEN at seq {seq}" if seq else "verification failed", False)
+            app.notify(message, title="Verify log: integrity failure", severity="error", timeout=30)
+        if screen.is_attached:
+            screen.finished(ok, message, detail)
+        app.refresh_all_status()
+
+    def action_time_travel(self) -> None:
+        head = self.console.live_head()
+        self.app.push_screen(TimeTravelForm(head), self._travel)
+
+    def _travel(self, seq: int | None) -> None:
+        if seq is not None:
+            self._load_past(seq)
+
+    @work(thread=True, group="travel", exclusive=True, exit_on_error=False)
+    def _load_past(self, seq: int) -> None:
+        app = self.console
+        assert app.feed is not None
+        try:
+            batch, world = app.feed.travel(seq)
+        except TokaError as exc:
+            app.call_from_thread(app.notify, exc.message, title="Time travel", severity="error")
+            return
+        app.call_from_thread(app.show_past, seq, batch, world, self.read_only)
+
+    def action_leave_time_travel(self) -> None:
+        if self.read_only:
+            self.app.pop_screen()
+
+    def action_load_demo(self) -> None:
+        demo = self.console.demo
+        if demo is not None:
+            self.submit("Load demo scenario", demo, lambda summary: str(summary))
+
+    # -- help -----------------------------------------------------------------------------
+
+    def key_help(self) -> list[KeyHelp]:
+        """The keys valid on this screen now, grouped; dimmed ones are not allowed now."""
+        active = self.active_bindings
+        by_action: dict[str, list[str]] = {}
+        enabled: dict[str, bool] = {}
+        descriptions: dict[str, str] = {}
+        for item in active.values():
+            action = item.binding.action.split("(")[0]
+            if item.namespace is not self:
+                continue
+            display = self.app.get_key_display(item.binding)
+            by_action.setdefault(action, []).append(display)
+            enabled[action] = item.enabled
+            descriptions[action] = _DESCRIPTIONS.get(action, item.binding.description)
+        entries = []
+        for group, actions in KEY_GROUPS.items():
+            for action in actions:
+                if action in by_action:
+                    keys = " ".join(dict.fromkeys(by_action[action]))
+                    entries.append(KeyHelp(group, keys, descriptions[action], enabled[action]))
+        entries += [
+            KeyHelp("Move", "↑ ↓ j k", "move the cursor in the focused pane", True),
+            KeyHelp("Move", "enter", "open the selected row in full", True),
+            KeyHelp("App", "ctrl+p", "command palette: every action by name", True),
+            KeyHelp("App", "?", "these keys", True),
+            KeyHelp("App", "q", "quit", True),
+        ]
+        return entries
+
+
+_DESCRIPTIONS = {
+    "spawn_agent": "spawn an agent",
+    "schedule_task": "schedule a task for the selected agent",
+    "emit_observation": "emit an observation about the selected agent",
+    "pause_agent": "pause the selected agent",
+    "resume_agent": "resume the selected agent",
+    "terminate_agent": "terminate the selected agent (asks first)",
+    "grant_capability": "grant capabilities to an agent or principal",
+    "revoke_capability": "revoke the selected grant and what derives from it (asks first)",
+    "invoke_tool": "invoke the selected tool",
+    "show_detail": "show the selected row in full",
+    "verify_log": "verify the hash chain of the whole log",
+    "time_travel": "browse the world as it was at a sequence number",
+    "leave_time_travel": "leave time travel, back to the live world",
+    "filter_events": "filter events: kind:… agent:… principal:… text",
+    "clear_filter": "clear the event filter",
+    "toggle_follow": "pause / resume following new events",
+    "focus_pane": "focus Agents, Events, Grants, Tools",
+    "next_pane": "next pane",
+    "previous_pane": "previous pane",
+}
+
+_RULES: dict[str, Callable[[ConsoleScreen], bool | None]] = {
+    "spawn_agent": ConsoleScreen._rule_spawn,
+    "schedule_task": lambda s: s._agent_rule(
+        lambda a: ops.ScheduleTask(a, "probe"), ("running", "paused")
+    ),
+    "emit_observation": lambda s: s._agent_rule(
+        lambda a: ops.EmitObservation(a, None), ("running", "paused")
+    ),
+    "pause_agent": lambda s: s._agent_rule(ops.PauseAgent, ("running",)),
+    "resume_agent": lambda s: s._agent_rule(ops.ResumeAgent, ("paused",)),
+    "terminate_agent": lambda s: s._agent_rule(ops.TerminateAgent, ("running", "paused")),
+    "grant_capability": ConsoleScreen._rule_grant,
+    "revoke_capability": ConsoleScreen._rule_revoke,
+    "invoke_tool": ConsoleScreen._rule_invoke,
+}

@@ -1,0 +1,509 @@
+"""Modal forms for the console's actions. A form only collects and parses input; the
+console screen turns the result into a signed operation and submits it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+
+import msgspec
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
+
+from toka.core.errors import InvalidInput
+from toka.core.state import Budgets, Tool
+from toka.tui.view import limits_text, pretty_json
+
+T = TypeVar("T")
+Choice = tuple[str, str]  # (label, value)
+
+
+class FormError(Exception):
+    """A field the operator has to fix; nothing was submitted."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class SpawnRequest(NamedTuple):
+    name: str
+    behaviour: str
+    parent: str | None
+
+
+class TaskRequest(NamedTuple):
+    agent: str
+    description: str
+    payload: Any
+
+
+class ObservationRequest(NamedTuple):
+    agent: str
+    data: Any
+
+
+class GrantRequest(NamedTuple):
+    subject: str
+    caps: list[str]
+    ttl_s: int
+    budgets: Budgets
+    approve: bool
+
+
+class InvokeRequest(NamedTuple):
+    tool: str
+    version: str
+    args: Any
+
+
+def field_row(label: str, widget: Widget, hint: str = "") -> ComposeResult:
+    with Horizontal(classes="field"):
+        yield Label(label, classes="field-label")
+        with Vertical(classes="field-input"):
+            yield widget
+            if hint:
+                yield Static(hint, classes="field-hint")
+
+
+class Form(ModalScreen[T], Generic[T]):
+    """Fields, an error line, Submit and Cancel. Enter in a field submits, Escape cancels."""
+
+    TITLE: ClassVar[str] = ""
+    INTRO: ClassVar[str] = ""
+    SUBMIT: ClassVar[str] = "Submit"
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="form-cancel"),
+        Binding("ctrl+s", "submit", "Submit", id="form-submit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="form") as box:
+            box.border_title = self.TITLE
+            if self.INTRO:
+                yield Static(self.INTRO, classes="form-intro")
+            yield from self.fields()
+            yield Static("", id="form-error", classes="form-error")
+            yield from self.extra()
+            with Horizontal(classes="form-buttons"):
+                yield Button(self.SUBMIT, variant="primary", id="submit", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    # Each form defines its fields and how to read them back (raising FormError).
+    fields: Callable[[], ComposeResult]
+    collect: Callable[[], T]
+
+    def extra(self) -> ComposeResult:
+        yield from ()
+
+    # -- helpers for subclasses -----------------------------------------------------------
+
+    def text(self, field: str, *, required: str | None = None) -> str:
+        value = self.query_one(f"#{field}", Input).value.strip()
+        if required and not value:
+            raise FormError(field, required)
+        return value
+
+    def integer(self, field: str, label: str) -> int | None:
+        value = self.text(field)
+        if not value:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise FormError(field, f"{label} must be a whole number, not {value!r}") from None
+        if number < 0:
+            raise FormError(field, f"{label} must not be negative")
+        return number
+
+    def choice(self, field: str, message: str) -> str:
+        value = self.query_one(f"#{field}", Select).value
+        if value is Select.NULL or value is None:
+            raise FormError(field, message)
+        return str(value)
+
+    def json(self, field: str, label: str, *, text_fallback: bool = False) -> Any:
+        value = self.text(field)
+        if not value:
+            return None
+        try:
+            return msgspec.json.decode(value.encode())
+        except msgspec.DecodeError as exc:
+            if text_fallback:
+                return value
+            raise FormError(field, f"{label} is not valid JSON: {exc}") from None
+
+    # -- events ---------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "submit":
+            self.action_submit()
+        elif event.button.id == "cancel":
+            self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        try:
+            value = self.collect()
+        except FormError as exc:
+            self.show_error(exc.message, exc.field)
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def show_error(self, message: str, field: str | None = None) -> None:
+        self.query_one("#form-error", Static).update(Text(f"✗ {message}", style="bold red"))
+        if field:
+            self.query_one(f"#{field}").focus()
+
+
+def _agent_select(choices: list[Choice], selected: str | None) -> Select[str]:
+    values = [value for _, value in choices]
+    return Select(
+        choices,
+        id="agent",
+        allow_blank=not choices,
+        value=selected if selected in values else (values[0] if values else Select.NULL),
+        prompt="no agents",
+        compact=True,
+    )
+
+
+class SpawnAgentForm(Form[SpawnRequest]):
+    TITLE = "Spawn agent"
+    INTRO = "A new agent gets its own key pair and a base grant on its own tasks."
+    SUBMIT = "Spawn"
+
+    def __init__(self, parents: list[Choice]):
+        super().__init__()
+        self.parents = parents
+
+    def fields(self) -> ComposeResult:
+        yield from field_row("Name", Input(id="name", placeholder="e.g. summarizer", compact=True))
+        yield from field_row(
+            "Behaviour",
+            Input(value="manual", id="behaviour", compact=True),
+            "what drives it; manual = only operations you send",
+        )
+        yield from field_row(
+            "Parent",
+            Select(self.parents, id="parent", prompt="none", compact=True),
+            "optional: the agent it works for",
+        )
+
+    def collect(self) -> SpawnRequest:
+        name = self.text("name", required="give the agent a name")
+        behaviour = self.text("behaviour", required="behaviour must not be empty (manual?)")
+        parent = self.query_one("#parent", Select).value
+        return SpawnRequest(name, behaviour, None if parent is Select.NULL else str(parent))
+
+
+class ScheduleTaskForm(Form[TaskRequest]):
+    TITLE = "Schedule task"
+    SUBMIT = "Schedule"
+
+    def __init__(self, agents: list[Choice], selected: str | None):
+        super().__init__()
+        self.agents = agents
+        self.selected = selected
+
+    def fields(self) -> ComposeResult:
+        yield from field_row("Agent", _agent_select(self.agents, self.selected))
+        yield from field_row(
+            "Description", Input(id="description", placeholder="what to do", compact=True)
+        )
+        yield from field_row(
+            "Payload",
+            Input(id="payload", placeholder='optional JSON, e.g. {"url": "…"}', compact=True),
+        )
+
+    def collect(self) -> TaskRequest:
+        agent = self.choice("agent", "pick the agent that gets the task")
+        description = self.text("description", required="describe the task")
+        return TaskRequest(agent, description, self.json("payload", "the payload"))
+
+
+class ObservationForm(Form[ObservationRequest]):
+    TITLE = "Emit observation"
+    SUBMIT = "Emit"
+
+    def __init__(self, agents: list[Choice], selected: str | None):
+        super().__init__()
+        self.agents = agents
+        self.selected = selected
+
+    def fields(self) -> ComposeResult:
+        yield from field_row("Agent", _agent_select(self.agents, self.selected))
+        yield from field_row(
+            "Data",
+            Input(id="data", placeholder="JSON, or plain text", compact=True),
+            "recorded in the log as the agent's observation",
+        )
+
+    def collect(self) -> ObservationRequest:
+        agent = self.choice("agent", "pick the agent this observation is about")
+        self.text("data", required="an observation needs data")
+        return ObservationRequest(agent, self.json("data", "data", text_fallback=True))
+
+
+class GrantForm(Form[GrantRequest]):
+    TITLE = "Grant capability"
+    INTRO = "Delegation only narrows: you can grant only what your own token covers."
+    SUBMIT = "Grant"
+
+    def __init__(self, subjects: list[Choice], selected: str | None):
+        super().__init__()
+        self.subjects = subjects
+        self.selected = selected
+
+    def fields(self) -> ComposeResult:
+        values = [value for _, value in self.subjects]
+        yield from field_row(
+            "Subject",
+            Select(
+                self.subjects,
+                id="subject",
+                allow_blank=False,
+                value=self.selected if self.selected in values else values[0],
+                compact=True,
+            ),
+        )
+        yield from field_row(
+            "Capabilities",
+            Input(
+                id="caps", placeholder="tool.invoke:tool/wordcount task.schedule:*", compact=True
+            ),
+            "ACTION:RESOURCE patterns, separated by spaces or commas",
+        )
+        yield from field_row("TTL", Input(value="1h", id="ttl", compact=True), "30s, 10m, 2h, 7d")
+        yield from field_row(
+            "Max ops", Input(id="max-ops", placeholder="unlimited", type="integer", compact=True)
+        )
+        yield from field_row(
+            "Max tool calls",
+            Input(id="max-tool-calls", placeholder="unlimited", type="integer", compact=True),
+        )
+        yield from field_row(
+            "Max fuel", Input(id="max-fuel", placeholder="unlimited", type="integer", compact=True)
+        )
+        yield from field_row(
+            "Approval", Checkbox("operations wait for operator approval", id="approve")
+        )
+
+    def collect(self) -> GrantRequest:
+        from toka.cli.parsing import duration
+
+        subject = self.choice("subject", "pick who receives the grant")
+        caps = [c for c in self.text("caps").replace(",", " ").split() if c]
+        if not caps:
+            raise FormError("caps", "name at least one capability, e.g. agent.spawn:*")
+        try:
+            ttl_s = duration(self.text("ttl", required="give the grant a lifetime"))
+        except InvalidInput as exc:
+            raise FormError("ttl", exc.message) from None
+        budgets = Budgets(
+            self.integer("max-ops", "max ops"),
+            self.integer("max-tool-calls", "max tool calls"),
+            self.integer("max-fuel", "max fuel"),
+        )
+        return GrantRequest(
+            subject, caps, ttl_s, budgets, self.query_one("#approve", Checkbox).value
+        )
+
+
+class TimeTravelForm(Form[int]):
+    TITLE = "Time travel"
+    INTRO = "Browse the world as it was after one event. Nothing can be changed there."
+    SUBMIT = "Travel"
+
+    def __init__(self, head: int):
+        super().__init__()
+        self.head = head
+
+    def fields(self) -> ComposeResult:
+        yield from field_row(
+            "Sequence",
+            Input(value=str(self.head), id="seq", type="integer", compact=True),
+            f"1 … {self.head} (the head)",
+        )
+
+    def collect(self) -> int:
+        seq = self.integer("seq", "the sequence number")
+        if seq is None or not 1 <= seq <= self.head:
+            raise FormError("seq", f"pick a sequence number between 1 and {self.head}")
+        return seq
+
+
+SIMPLE_TYPES = ("string", "number", "integer", "boolean")
+
+
+def schema_fields(schema: dict[str, Any] | None) -> list[tuple[str, dict[str, Any], bool]] | None:
+    """(name, property schema, required) for a flat object schema of simple types, else None."""
+    if not schema or schema.get("type") != "object":
+        return None
+    props = schema.get("properties")
+    if not isinstance(props, dict) or not props:
+        return None
+    required = set(schema.get("required") or [])
+    out = []
+    for name, prop in props.items():
+        if not isinstance(prop, dict) or prop.get("type") not in SIMPLE_TYPES:
+            return None
+        out.append((name, prop, name in required))
+    return out
+
+
+class InvokeToolForm(Form[None]):
+    """Arguments from the tool's input schema; the result (or failure kind) appears in place."""
+
+    TITLE = "Invoke tool"
+    SUBMIT = "Invoke"
+
+    def __init__(self, tool: Tool, versions: list[str], invoke: Callable[[InvokeRequest], None]):
+        super().__init__()
+        self.tool = tool
+        self.versions = versions
+        self.invoke = invoke
+        self.simple = schema_fields(tool.input_schema)
+
+    def fields(self) -> ComposeResult:
+        t = self.tool
+        yield Static(
+            Text.assemble(
+                (f"{t.name}", "bold"), f"  {t.description}\n", (limits_text(t.limits), "dim")
+            ),
+            classes="form-intro",
+        )
+        yield from field_row(
+            "Version",
+            Select(
+                [(v, v) for v in self.versions],
+                id="version",
+                allow_blank=False,
+                value=t.version,
+                compact=True,
+            ),
+        )
+        if self.simple is None:
+            yield from field_row(
+                "Arguments",
+                TextArea(
+                    "{}" if t.input_schema else "null", id="args", language=None, soft_wrap=True
+                ),
+                "JSON"
+                + (
+                    ": must match the input schema (see the tool's detail)"
+                    if t.input_schema
+                    else ""
+                ),
+            )
+            return
+        for name, prop, required in self.simple:
+            label = f"{name}{' *' if required else ''}"
+            hint = prop.get("description", "")
+            if prop["type"] == "boolean":
+                widget: Widget = Checkbox(
+                    hint or name, value=bool(prop.get("default")), id=f"arg-{name}"
+                )
+                hint = ""
+            elif "enum" in prop:
+                widget = Select(
+                    [(str(v), str(v)) for v in prop["enum"]],
+                    id=f"arg-{name}",
+                    prompt="(leave out)",
+                    compact=True,
+                )
+            else:
+                kind = {"integer": "integer", "number": "number"}.get(prop["type"], "text")
+                default = prop.get("default")
+                widget = Input(
+                    "" if default is None else str(default),
+                    id=f"arg-{name}",
+                    type=kind,
+                    placeholder=prop["type"],
+                    compact=True,
+                )
+            yield from field_row(label, widget, hint)
+
+    def extra(self) -> ComposeResult:
+        yield Static("", id="result", classes="tool-result")
+
+    def collect(self) -> None:
+        version = self.choice("version", "pick a version")
+        self.invoke(InvokeRequest(self.tool.name, version, self.arguments()))
+        self.query_one("#form-error", Static).update("")
+        self.query_one("#result", Static).update(Text("running…", style="dim"))
+
+    def action_submit(self) -> None:
+        try:
+            self.collect()
+        except FormError as exc:
+            self.show_error(exc.message, exc.field)
+
+    def arguments(self) -> Any:
+        if self.simple is None:
+            raw = self.query_one("#args", TextArea).text.strip() or "null"
+            try:
+                return msgspec.json.decode(raw.encode())
+            except msgspec.DecodeError as exc:
+                raise FormError("args", f"arguments are not valid JSON: {exc}") from None
+        args: dict[str, Any] = {}
+        for name, prop, required in self.simple:
+            field = f"arg-{name}"
+            if prop["type"] == "boolean":
+                args[name] = self.query_one(f"#{field}", Checkbox).value
+                continue
+            if "enum" in prop:
+                value = self.query_one(f"#{field}", Select).value
+                raw = None if value is Select.NULL else str(value)
+            else:
+                raw = self.query_one(f"#{field}", Input).value
+            if raw is None or raw == "":
+                if required:
+                    raise FormError(field, f"{name} is required")
+                continue
+            args[name] = _convert(prop, raw, field, name)
+        return args
+
+    def show_result(self, lines: Text) -> None:
+        self.query_one("#result", Static).update(lines)
+
+
+def _convert(prop: dict[str, Any], raw: str, field: str, name: str) -> Any:
+    kind = prop["type"]
+    if "enum" in prop:
+        for option in prop["enum"]:
+            if str(option) == raw:
+                return option
+    if kind == "integer":
+        try:
+            return int(raw)
+        except ValueError:
+            raise FormError(field, f"{name} must be a whole number") from None
+    if kind == "number":
+        try:
+            return float(raw) if any(c in raw for c in ".eE") else int(raw)
+        except ValueError:
+            raise FormError(field, f"{name} must be a number") from None
+    return raw
+
+
+def outcome_text(ok: bool, headline: str, body: Any) -> Text:
+    style = "bold green" if ok else "bold red"
+    text = Text(("✓ " if ok else "✗ ") + headline, style=style)
+    if body is not None:
+        text.append("\n" + (body if isinstance(body, str) else pretty_json(body)))
+    return text

@@ -1,0 +1,324 @@
+"""What the console shows: table rows and detail texts, built from WorldState and log records.
+
+Pure functions of their arguments (time comes in as ``now_s``), so the console, its
+snapshot tests and time travel all render the same world the same way. No Textual here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, NamedTuple
+
+import msgspec
+
+from toka.core.describe import summarize
+from toka.core.events import EventRecord
+from toka.core.identity import thumbprint
+from toka.core.state import OPEN_TASK_STATUSES, Agent, Grant, Tool, WorldState
+
+AGENT_COLUMNS = ("id", "name", "behaviour", "status", "open", "budget")
+GRANT_COLUMNS = ("jti", "subject", "capabilities", "expires", "parent", "status")
+TOOL_COLUMNS = ("name", "version", "kind", "limits")
+EVENT_COLUMNS = ("seq", "time", "kind", "principal", "summary")
+DETAIL_LIST_LIMIT = 50
+
+Row = tuple[str, ...]
+
+
+class EventRow(NamedTuple):
+    """One line of the Events pane."""
+
+    seq: int
+    time: str
+    kind: str
+    principal: str
+    summary: str
+
+
+class Detail(NamedTuple):
+    """Everything about one selected thing: a title, labelled fields, titled text blocks."""
+
+    title: str
+    fields: list[tuple[str, str]]
+    sections: list[tuple[str, str]]
+
+    def plain(self) -> str:
+        width = max((len(k) for k, _ in self.fields), default=0)
+        lines = [self.title, ""]
+        lines += [f"{k:<{width}}  {v}" for k, v in self.fields]
+        for heading, body in self.sections:
+            lines += ["", heading, body]
+        return "\n".join(lines)
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def clock_time(ms: int) -> str:
+    """``HH:MM:SS.mmm`` (UTC) of a log timestamp."""
+    return time.strftime("%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"
+
+
+def full_time(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def span(seconds: int) -> str:
+    """A duration in its largest whole unit: ``45s``, ``59m``, ``23h``, ``12d``, ``9y``."""
+    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def count(n: int) -> str:
+    """``950``, ``12k``, ``3M``: limits and budgets at a glance."""
+    for suffix, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{suffix}"
+    return str(n)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+def event_row(record: EventRecord) -> EventRow:
+    try:
+        summary = summarize(record.kind, msgspec.json.decode(record.payload))
+    except (msgspec.DecodeError, KeyError, TypeError):
+        summary = record.payload[:80].decode(errors="replace")
+    return EventRow(
+        record.seq,
+        clock_time(record.ts),
+        record.kind,
+        record.principal,
+        summary.replace("\n", " "),
+    )
+
+
+def grant_status(state: WorldState, grant: Grant, now_s: int) -> str:
+    """``active``, ``expired`` or ``revoked`` (a revoked ancestor revokes it too)."""
+    if grant.revoked or any(link.revoked for link in state.grant_chain(grant.jti)):
+        return "revoked"
+    return "expired" if grant.exp <= now_s else "active"
+
+
+def budget_text(grants: list[Grant]) -> str:
+    """Budget use of an agent's live grants: ``ops 3/100 calls 0/5``, or ``-`` if unlimited."""
+    parts = []
+    for g in grants:
+        b, u = g.budgets, g.usage
+        if b.max_ops is not None:
+            parts.append(f"ops {u.ops}/{count(b.max_ops)}")
+        if b.max_tool_calls is not None:
+            parts.append(f"calls {u.tool_calls}/{count(b.max_tool_calls)}")
+        if b.max_fuel is not None:
+            parts.append(f"fuel {count(u.fuel)}/{count(b.max_fuel)}")
+    return " ".join(parts) or "-"
+
+
+def agent_rows(state: WorldState, now_s: int) -> dict[str, Row]:
+    live: dict[str, list[Grant]] = {}
+    for g in state.grants.values():
+        if g.subject in state.agents and grant_status(state, g, now_s) == "active":
+            live.setdefault(g.subject, []).append(g)
+    return {
+        a.id: (
+            a.id,
+            a.name,
+            a.behaviour,
+            a.status,
+            str(a.open_tasks),
+            budget_text(live.get(a.id, [])),
+        )
+        for a in state.agents.values()
+    }
+
+
+def grant_rows(state: WorldState, now_s: int) -> dict[str, Row]:
+    rows = {}
+    for g in state.grants.values():
+        status = grant_status(state, g, now_s)
+        expires = span(g.exp - now_s) if status == "active" else "-"
+        rows[g.jti] = (g.jti, g.subject, " ".join(g.caps), expires, g.parent or "-", status)
+    return rows
+
+
+def limits_text(limits: dict[str, int]) -> str:
+    parts = []
+    if "fuel" in limits:
+        parts.append(f"fuel {count(limits['fuel'])}")
+    if "memory_mb" in limits:
+        parts.append(f"{limits['memory_mb']} MB")
+    if "timeout_ms" in limits:
+        parts.append(f"{limits['timeout_ms']} ms")
+    if "max_output_bytes" in limits:
+        parts.append(f"out {count(limits['max_output_bytes'])}B")
+    known = {"fuel", "memory_mb", "timeout_ms", "max_output_bytes"}
+    parts += [f"{k} {v}" for k, v in sorted(limits.items()) if k not in known]
+    return " · ".join(parts) or "-"
+
+
+def tool_key(tool: Tool) -> str:
+    return f"{tool.name}@{tool.version}"
+
+
+def tool_rows(state: WorldState) -> dict[str, Row]:
+    return {
+        tool_key(t): (t.name, t.version, t.kind, limits_text(t.limits))
+        for versions in state.tools.values()
+        for t in versions.values()
+    }
+
+
+# -- details ------------------------------------------------------------------------------
+
+
+def _signer(state: WorldState, principal: str) -> str:
+    key = state.principals.get(principal)
+    return f"{principal} (key {thumbprint(key)[:16]})" if key else principal
+
+
+def event_detail(state: WorldState, record: EventRecord) -> Detail:
+    try:
+        payload = pretty_json(msgspec.json.decode(record.payload))
+    except msgspec.DecodeError:
+        payload = record.payload.decode(errors="replace")
+    return Detail(
+        f"event {record.seq} · {record.kind}",
+        [
+            ("seq", str(record.seq)),
+            ("time", full_time(record.ts)),
+            ("kind", record.kind),
+            ("signer", _signer(state, record.principal)),
+            ("token", record.grant or "-"),
+            ("operation", f"{record.op_digest} (part {record.part})"),
+            ("hash", record.hash),
+            ("prev hash", record.prev_hash),
+        ],
+        [("payload", payload)],
+    )
+
+
+def _limited(lines: list[str]) -> str:
+    if not lines:
+        return "(none)"
+    if len(lines) > DETAIL_LIST_LIMIT:
+        hidden = len(lines) - DETAIL_LIST_LIMIT
+        lines = [*lines[-DETAIL_LIST_LIMIT:], f"(and {hidden} earlier)"]
+    return "\n".join(lines)
+
+
+def _usage(g: Grant) -> str:
+    b, u = g.budgets, g.usage
+    parts = [f"ops {u.ops}" + (f"/{b.max_ops}" if b.max_ops is not None else "")]
+    if u.tool_calls or b.max_tool_calls is not None:
+        limit = f"/{b.max_tool_calls}" if b.max_tool_calls is not None else ""
+        parts.append(f"calls {u.tool_calls}{limit}")
+    if u.fuel or b.max_fuel is not None:
+        parts.append(f"fuel {u.fuel}" + (f"/{b.max_fuel}" if b.max_fuel is not None else ""))
+    return ", ".join(parts)
+
+
+def agent_detail(state: WorldState, agent: Agent, now_s: int) -> Detail:
+    tasks = [t for t in state.tasks.values() if t.agent == agent.id]
+    grants = [g for g in state.grants.values() if g.subject == agent.id]
+    live = [g for g in grants if grant_status(state, g, now_s) == "active"]
+    task_lines = [
+        f"{t.id:<10} {t.status:<10} {t.description}"
+        + (f"  ({t.error})" if t.error and t.status not in OPEN_TASK_STATUSES else "")
+        for t in tasks
+    ]
+    grant_lines = [
+        f"{g.jti:<8} {grant_status(state, g, now_s):<8} {' '.join(g.caps)}  [{_usage(g)}]"
+        for g in grants
+    ]
+    return Detail(
+        f"agent {agent.id} · {agent.name}",
+        [
+            ("id", agent.id),
+            ("name", agent.name),
+            ("behaviour", agent.behaviour),
+            ("status", agent.status),
+            ("spawned", f"{full_time(agent.created_ms)} by {agent.spawned_by}"),
+            ("parent", agent.parent or "-"),
+            ("public key", agent.public_key),
+            ("open tasks", str(agent.open_tasks)),
+            ("observations", str(agent.observations)),
+            ("budget", budget_text(live)),
+        ],
+        [
+            (f"tasks ({len(tasks)})", _limited(task_lines)),
+            (f"grants ({len(grants)})", _limited(grant_lines)),
+        ],
+    )
+
+
+def grant_detail(state: WorldState, grant: Grant, now_s: int) -> Detail:
+    b = grant.budgets
+    chain = [g.jti for g in state.grant_chain(grant.jti)[1:]]
+    cascade = state.descendants(grant.jti)
+    status = grant_status(state, grant, now_s)
+    fields = [
+        ("jti", grant.jti),
+        ("subject", grant.subject),
+        ("issuer", grant.issuer),
+        ("parent", grant.parent or "-"),
+        ("status", status),
+        ("issued", full_time(grant.iat * 1000)),
+        (
+            "expires",
+            full_time(grant.exp * 1000)
+            + (f" (in {span(grant.exp - now_s)})" if status == "active" else ""),
+        ),
+        ("approval", "operations wait for operator approval" if grant.approve else "not required"),
+        (
+            "budgets",
+            ", ".join(
+                f"{name} {value}"
+                for name, value in (
+                    ("max ops", b.max_ops),
+                    ("max tool calls", b.max_tool_calls),
+                    ("max fuel", b.max_fuel),
+                )
+                if value is not None
+            )
+            or "unlimited",
+        ),
+        ("usage", _usage(grant)),
+    ]
+    if grant.revoked_at is not None:
+        fields.append(("revoked at", full_time(grant.revoked_at)))
+    return Detail(
+        f"grant {grant.jti} · {grant.subject}",
+        fields,
+        [
+            ("capabilities", "\n".join(grant.caps)),
+            ("delegated from (nearest first)", " -> ".join(chain) or "(root grant)"),
+            (f"revoking it also revokes ({len(cascade)})", " ".join(cascade) or "(nothing else)"),
+        ],
+    )
+
+
+def tool_detail(state: WorldState, tool: Tool) -> Detail:
+    versions = sorted(state.tools.get(tool.name, {}))
+    return Detail(
+        f"tool {tool.name}@{tool.version}",
+        [
+            ("name", tool.name),
+            ("version", tool.version),
+            ("kind", tool.kind),
+            ("description", tool.description),
+            ("module sha256", tool.module_sha256 or "-"),
+            ("needs", " ".join(tool.capabilities) or "nothing beyond tool.invoke"),
+            ("limits", limits_text(tool.limits)),
+            ("registered", f"{full_time(tool.registered_ms)} by {tool.registered_by}"),
+            ("versions", " ".join(versions)),
+        ],
+        [("input schema", pretty_json(tool.input_schema) if tool.input_schema else "(any JSON)")],
+    )

@@ -1,0 +1,41 @@
+"""DetailView: everything about the selected row, as labelled fields and titled blocks."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from toka.tui.view import Detail
+
+
+def render_detail(detail: Detail) -> Group:
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="dim", no_wrap=True)
+    fields.add_column(overflow="fold")
+    for key, value in detail.fields:
+        fields.add_row(key, value)
+    parts: list = [Text(detail.title, style="bold"), fields]
+    for heading, body in detail.sections:
+        parts += [Text(""), Text(heading, style="bold underline"), Text(body, overflow="fold")]
+    return Group(*parts)
+
+
+class DetailView(VerticalScroll, can_focus=False):
+    """Shows one Detail, or a hint when nothing is selected."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._body = Static(classes="detail-body")
+
+    def compose(self):
+        yield self._body
+
+    def show(self, detail: Detail | None, hint: str = "") -> None:
+        if detail is None:
+            self._body.update(Text(hint, style="dim"))
+        else:
+            self._body.update(render_detail(detail))
+        self.scroll_home(animate=False)

@@ -1,0 +1,89 @@
+"""ResourceTable: a DataTable of agents, grants or tools, updated by row diffs."""
+
+from __future__ import annotations
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from toka.tui.feed import TableDiff
+from toka.tui.view import Row
+
+STATUS_STYLES = {
+    "running": "green",
+    "active": "green",
+    "paused": "yellow",
+    "expired": "yellow",
+    "terminated": "dim",
+    "revoked": "red",
+}
+MAX_CELL = 48
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= MAX_CELL else value[: MAX_CELL - 1] + "…"
+
+
+def _cell(column: str, value: str) -> Text | str:
+    if column == "status":
+        return Text(value, style=STATUS_STYLES.get(value, ""))
+    return _clip(value)
+
+
+class ResourceTable(DataTable[Text | str]):
+    """Rows keyed by id; ``apply`` adds, changes and drops rows in place.
+
+    Column widths are set here, from the rows, before the rows change: DataTable's own
+    auto-width is computed later, on idle, and a frame painted in between would cache
+    cells at the old widths.
+    """
+
+    BINDINGS = [
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+    ]
+
+    def __init__(self, columns: tuple[str, ...], *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.column_names = columns
+        self.row_data: dict[str, Row] = {}
+
+    def on_mount(self) -> None:
+        for name in self.column_names:
+            self.add_column(name, key=name, width=cell_len(name))
+
+    def apply(self, diff: TableDiff) -> None:
+        self._widen(diff)
+        for key, row in diff.upserts:
+            old = self.row_data.get(key)
+            self.row_data[key] = row
+            if old is None:
+                cells = [_cell(c, v) for c, v in zip(self.column_names, row, strict=True)]
+                self.add_row(*cells, key=key)
+                continue
+            for column, before, after in zip(self.column_names, old, row, strict=True):
+                if before != after:
+                    self.update_cell(key, column, _cell(column, after))
+        for key in diff.removed:
+            if self.row_data.pop(key, None) is not None:
+                self.remove_row(key)
+
+    def _widen(self, diff: TableDiff) -> None:
+        """Grow columns to fit the new values (they never shrink, so rows do not jitter)."""
+        for index, name in enumerate(self.column_names):
+            column = self.columns[name]  # type: ignore[index]
+            wanted = max((cell_len(_clip(row[index])) for _, row in diff.upserts), default=0)
+            if wanted > column.width:
+                column.width = wanted
+                self.refresh()
+
+    def selected_key(self) -> str | None:
+        if not self.row_data or self.row_count == 0:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return row_key.value
+
+    def selected(self) -> Row | None:
+        key = self.selected_key()
+        return self.row_data.get(key) if key is not None else None
