@@ -8,7 +8,7 @@ import stat
 import sys
 
 import pytest
-from conftest import run_toka
+from toka_cli import run_toka
 
 from toka.cli.main import main
 from toka.core.errors import ExitCode

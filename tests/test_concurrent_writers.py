@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import run_toka
+from toka_cli import run_toka
 
 from toka.core.home import Home
 from toka.core.runtime import Runtime

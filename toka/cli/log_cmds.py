@@ -1,4 +1,4 @@
-"""``toka events``, ``toka state``, ``toka verify`` and ``toka replay``."""
+"""``toka events`` and ``toka state``."""
 
 from __future__ import annotations
 
@@ -36,17 +36,7 @@ def register(sub, common) -> None:
     p.add_argument("--at", type=int, metavar="SEQ", help="the world as it was at SEQ (time travel)")
     p.add_argument("--full", action="store_true", help="with --json: every agent, task and grant")
     p.set_defaults(handler=cmd_state)
-
-    p = sub.add_parser("verify", parents=[common], help="verify the hash chain of the log")
-    p.set_defaults(handler=cmd_verify)
-
-    p = sub.add_parser("replay", parents=[common], help="rebuild state from the log")
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="rebuild from genesis and compare with the live state hash",
-    )
-    p.set_defaults(handler=cmd_replay)
+    # `toka verify` and `toka replay` live in checkpoint_cmds, with the checkpoints.
 
 
 def argparse_suppress():
@@ -70,6 +60,9 @@ def cmd_events(ctx: Context) -> int:
     rt = ctx.runtime
     a = ctx.args
     filters = _filters(ctx)
+    # Where following starts when nothing matches yet; read before the query, so an
+    # event committed meanwhile is shown once, by the query or by the follower.
+    head_before = rt.log.head()[0]
     if a.mode == "list":
         records = [
             r
@@ -100,17 +93,20 @@ def cmd_events(ctx: Context) -> int:
     show(records)
     if a.mode != "tail" or not a.follow:
         return 0
-    last = rt.log.head()[0]
-    version = rt.log.data_version()
-    while True:
-        time.sleep(a.interval)
-        now = rt.log.data_version()
-        if now == version:
-            continue
-        version = now
-        fresh = [r for r in rt.log.query(after=last, limit=10_000, **filters)]
-        last = fresh[-1].seq if fresh else rt.log.head()[0]
-        show([r for r in fresh if _matches_agent(r, a.agent)])
+    from toka.core.follow import LogFollower
+
+    after = max(records[-1].seq if records else 0, head_before)
+    with LogFollower(
+        rt.home,
+        after,
+        kinds=a.kind,
+        principal=a.principal,
+        agent=a.agent,
+        text=a.text,
+    ) as follower:
+        while True:
+            show(follower.poll())
+            time.sleep(a.interval)
 
 
 def _event_line(r) -> str:
@@ -134,7 +130,7 @@ def cmd_state(ctx: Context) -> int:
         head = rt.state.seq
         if not 1 <= ctx.args.at <= head:
             raise InvalidInput(f"--at must be between 1 and the head sequence number {head}")
-        st = rt.replay(until=ctx.args.at)
+        st = rt.state_at(ctx.args.at)
     else:
         st = rt.state
     counts = {
@@ -188,25 +184,4 @@ def cmd_state(ctx: Context) -> int:
     return 0
 
 
-def cmd_verify(ctx: Context) -> int:
-    result = ctx.runtime.verify()
-    ctx.emit(result, f"ok: {result['events']} events, chain verified to seq {result['head_seq']}")
-    return 0
 
-
-def cmd_replay(ctx: Context) -> int:
-    rt = ctx.runtime
-    if ctx.args.check:
-        result = rt.replay_check()
-        ctx.emit(
-            result,
-            f"ok: replay from genesis reaches seq {result['seq']} "
-            f"with the live state hash {result['state_hash'][:16]}",
-        )
-        return 0
-    st = rt.replay()
-    ctx.emit(
-        {"seq": st.seq, "state_hash": st.state_hash()},
-        f"replayed to seq {st.seq}, state hash {st.state_hash()[:16]}",
-    )
-    return 0

@@ -79,6 +79,9 @@ def cmd_run(ctx: Context) -> int:
         for r in records:
             if r.kind in ("task.completed", "task.failed"):
                 p = msgspec.json.decode(r.payload)
+                task = rt.state.tasks.get(p["task"])
+                if task is None or task.runner != runner.runner_id:
+                    continue  # finished by someone else (another runner, a person)
                 entry = {"seq": r.seq, "task": p["task"], "agent": r.principal, "event": r.kind}
                 finished.append(entry)
                 if not ctx.json:

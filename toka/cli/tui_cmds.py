@@ -16,7 +16,8 @@ def register(sub, common) -> None:
     p.add_argument(
         "--no-runner",
         action="store_true",
-        help="do not drive agents from the console (no agent runner exists yet: it is off)",
+        help="do not drive agents from the console (by default it runs the agent runner, "
+        "like `toka run`)",
     )
     p.set_defaults(handler=cmd_tui)
 
@@ -56,11 +57,21 @@ def cmd_tui(ctx: Context) -> int:
         home_label=home_label(home.root),
         demo=demo_loader(),
         greeting=greeting,
+        run_agents=not ctx.args.no_runner,
     )
     app.run()
     return 0
 
 
 def demo_loader():
-    """The demo scenario's seeding function, if this build has one."""
-    return None
+    """``Load demo scenario`` in the palette: ``toka demo``'s seed, through the console."""
+    from toka.core import demo
+
+    def load(client):
+        summary = demo.seed(client.runtime)
+        return (
+            f"seeded {len(summary.agents)} agents, {len(summary.tasks)} tasks and "
+            f"{len(summary.grants)} grants at seq {summary.first_seq}-{summary.last_seq}"
+        )
+
+    return load

@@ -13,7 +13,10 @@ operation of their own:
   approver released it (the first event, under the approver's principal).
 - ``op.deny`` logs ``operation.denied`` with the reason.
 
-Nobody approves their own operation. Approvals and denials are never held themselves.
+Nobody approves their own operation. Approvals and denials are never held, and
+neither are task leases (``task.start``/``task.release``): they are how runners
+coordinate, not actions in the world, and holding them would stall an agent's
+every task before it could ask for anything.
 The held operation was counted against its grant's operation budget when it was
 queued; approving it does not count it again.
 """
@@ -35,11 +38,12 @@ if TYPE_CHECKING:
 
 MAX_REASON_BYTES = 4096
 _DECISIONS = (ops.ApproveOperation, ops.DenyOperation)
+_NEVER_HELD = (*_DECISIONS, ops.StartTask, ops.ReleaseTask)
 
 
 def requires_approval(state: WorldState, op: ops.Operation, ctx: kernel.Ctx) -> bool:
     """Is ``op`` presented under a grant (or an ancestor) marked ``approve``?"""
-    if ctx.approval is not None or isinstance(op, _DECISIONS) or ctx.grant is None:
+    if ctx.approval is not None or isinstance(op, _NEVER_HELD) or ctx.grant is None:
         return False
     return any(link.approve for link in state.grant_chain(ctx.grant))
 

@@ -130,6 +130,7 @@ def verify_log(
     applied, refused = _operation_cursor(log)
     op: OperationRow | None = None
     sigs = _SignatureChecks()
+    held: set[str] = set()
     state = WorldState()
     prev = GENESIS_PREV
     n = n_checkpoints = n_ops = 0
@@ -179,12 +180,17 @@ def verify_log(
                                 )
                             sigs.add(seq, key, signed.sig, signed.signing_bytes())
                     assert op.first_seq is not None
-                    if r.op_digest != op.digest or r.part != seq - op.first_seq:
+                    # An approved operation's effects keep the digest of the operation
+                    # that was held, inside the range of the approval that released them.
+                    theirs = r.op_digest == op.digest or r.op_digest in held
+                    if not theirs or r.part != seq - op.first_seq:
                         raise IntegrityFailure(
                             f"event {seq}: does not belong to operation {op.nonce} "
                             f"(digest {r.op_digest[:16]}, part {r.part})",
                             seq,
                         )
+                if r.kind == "operation.pending":
+                    held.add(r.op_digest)
                 _evolve(state, r)
                 while cp is not None and cp.seq == seq:
                     state_hash = _check_checkpoint(cp, state, r.hash, public_key)
@@ -201,7 +207,7 @@ def verify_log(
         if cp is not None:
             raise IntegrityFailure(
                 f"checkpoint at seq {cp.seq} is beyond the end of the log (seq {head}): "
-                "events were removed",
+                f"events from seq {head + 1} on were removed",
                 head + 1,
             )
         if (op is not None and (op.last_seq or 0) > head) or next(applied, None) is not None:
@@ -355,7 +361,7 @@ def check_against(
     if head_seq < cp.seq:
         raise IntegrityFailure(
             f"the log ends at seq {head_seq} but the exported checkpoint covers seq {cp.seq}: "
-            "the log was truncated or rolled back",
+            f"events from seq {head_seq + 1} on were truncated or rolled back",
             head_seq + 1,
         )
     record = log.record(cp.seq)

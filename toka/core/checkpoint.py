@@ -97,15 +97,22 @@ def decode_snapshot(data: bytes) -> WorldState:
 
 
 def write_checkpoint(
-    log: EventLog, state: WorldState, head_hash: str, key: KeyPair, keep: int = KEEP_SNAPSHOTS
+    log: EventLog,
+    state: WorldState,
+    head_hash: str,
+    key: KeyPair,
+    *,
+    snapshot: bool = True,
+    keep: int = KEEP_SNAPSHOTS,
 ) -> Checkpoint:
-    """Sign and store a checkpoint of ``state`` (folded through ``head_hash``) and its
-    snapshot, keeping the newest ``keep`` snapshots. Call inside the write transaction
-    that appended the events, so the checkpoint commits with them or not at all."""
-    snapshot = encode_snapshot(state)
+    """Sign and store a checkpoint of ``state`` (folded through ``head_hash``), with a
+    snapshot of the state if ``snapshot``, keeping the newest ``keep`` snapshots. Call
+    inside the write transaction that appended the events, so the checkpoint commits
+    with them or not at all."""
     cp = Checkpoint(state.home_id, state.seq, state.ts, head_hash, state.state_hash()).signed(key)
     log.record_checkpoint(cp)
-    log.save_snapshot(state.seq, snapshot, keep)
+    if snapshot:
+        log.save_snapshot(state.seq, encode_snapshot(state), keep)
     return cp
 
 

@@ -17,7 +17,8 @@ class LogFollower:
     """New events after ``after_seq``, optionally filtered, from its own connection.
 
     ``kinds`` holds exact kinds or prefixes (``task.*``); ``principal`` keeps events
-    signed by that principal; ``agent`` keeps events by or about that agent. The
+    signed by that principal; ``agent`` keeps events by or about that agent; ``text``
+    keeps events whose payload contains it. The
     position advances past filtered-out events too, so each event is seen once.
     """
 
@@ -29,6 +30,7 @@ class LogFollower:
         kinds: list[str] | None = None,
         principal: str | None = None,
         agent: str | None = None,
+        text: str | None = None,
         batch: int = 1000,
     ):
         path = Path(getattr(home_or_path, "db_path", home_or_path))
@@ -37,6 +39,7 @@ class LogFollower:
         self.kinds = list(kinds) if kinds else None
         self.principal = principal
         self.agent = agent
+        self._text = text.encode() if text else None
         self.batch = batch
         self._version: int | None = None
 
@@ -88,6 +91,8 @@ class LogFollower:
             and r.principal != self.agent
             and self.agent.encode() not in r.payload
         ):
+            return False
+        if self._text is not None and self._text not in r.payload:
             return False
         if self.kinds is not None:
             return any(_kind_matches(k, r.kind) for k in self.kinds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -22,6 +23,7 @@ SECRET_BYTES = 32
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     durability: str = "full"
     checkpoint_interval: int = 1000
+    snapshot_every: int = 10
     op_max_age_s: int = 24 * 3600
     op_max_skew_s: int = 300
 
@@ -33,8 +35,11 @@ DEFAULT_CONFIG = """\
 # "normal": survives a crash of the process, may lose the last commits on power loss.
 durability = "full"
 
-# A signed checkpoint (and a state snapshot) every this many events.
+# A signed checkpoint every this many events (its state hash costs a full state encode).
 checkpoint_interval = 1000
+
+# A state snapshot (for fast start-up) at every this many checkpoints; the last 3 are kept.
+snapshot_every = 10
 
 # How old (seconds) a signed operation may be when submitted, and how far in the future.
 op_max_age_s = 86400
@@ -85,15 +90,18 @@ class Home:
     def kernel_key(self) -> KeyPair:
         """The kernel's Ed25519 key that signs checkpoints; created on first need, so homes
         made before checkpoints existed get one too. Never replaced once it exists."""
-        try:
-            return KeyPair.from_pem(self.kernel_key_path.read_bytes())
-        except FileNotFoundError:
-            pass
-        try:
-            write_private(self.kernel_key_path, KeyPair.generate().to_pem())
-        except FileExistsError:
-            pass  # another process created it first; use theirs
-        return KeyPair.from_pem(self.kernel_key_path.read_bytes())
+        path = self.kernel_key_path
+        if not path.exists():
+            # Written aside and linked into place: a concurrent reader never sees a
+            # half-written key, and if another process links first, theirs is the key.
+            aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            write_private(aside, KeyPair.generate().to_pem())
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, path)
+            finally:
+                aside.unlink()
+        return KeyPair.from_pem(path.read_bytes())
 
     def kernel_public_key(self) -> str | None:
         """The checkpoint-signing public key, or None if no checkpoint key exists yet."""
@@ -117,6 +125,8 @@ class Home:
             raise InvalidInput(f"{self.config_path}: durability must be 'full' or 'normal'")
         if cfg.checkpoint_interval < 1:
             raise InvalidInput(f"{self.config_path}: checkpoint_interval must be at least 1")
+        if cfg.snapshot_every < 1:
+            raise InvalidInput(f"{self.config_path}: snapshot_every must be at least 1")
         return cfg
 
     def init(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -79,19 +80,24 @@ _UNBLOCKING = frozenset(
 )
 
 
-class Waiting(Exception):
+class _Control(BaseException):
+    """Ends a behaviour's pass. Not an Exception, so a behaviour's ``except Exception``
+    cannot swallow it and carry on deciding as if a step had happened."""
+
+
+class Waiting(_Control):
     """The task cannot move until something else happens (children finish, an approval)."""
 
 
-class _Finished(Exception):
+class _Finished(_Control):
     """The task was completed or failed (by this pass or, as recorded, by an earlier one)."""
 
 
-class _Stopped(Exception):
+class _Stopped(_Control):
     """The agent cannot act now (paused or terminated mid-step); leave the task as it is."""
 
 
-class _NotTaken(Exception):
+class _NotTaken(_Control):
     """The runner could not take the task's lease."""
 
 
@@ -221,8 +227,10 @@ class TaskRun:
             nonce, recorded = self._recorded(index, kind)
             if recorded is not None:
                 return self._settle(recorded)
-            self._take_lease()
             self.runner.pace()
+            if self.runner.stopping:
+                raise _Stopped("the runner is stopping")
+            self._take_lease()
             try:
                 execute(nonce)
             except ReplayedNonce:
@@ -326,6 +334,7 @@ class Runner:
         lease_s: int = DEFAULT_LEASE_S,
         pace_s: float = 0.0,
         behaviours: dict[str, Any] | None = None,
+        on_status: Callable[[str], None] | None = None,
     ):
         from toka.core import behaviours as registry
 
@@ -340,16 +349,16 @@ class Runner:
         self.pace_s = pace_s
         self.behaviours = behaviours if behaviours is not None else registry.drivers()
         self.status = "off"
+        self.on_status = on_status
         self.tasks_advanced = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._blocked: dict[str, str] = {}
-        self._waiting: dict[str, int] = {}
         self._unblock = threading.Event()
-        self._unsubscribe = runtime.subscribe(self._on_events)
+        self._quiet: tuple[int, float] | None = None
         if agent is not None and agent not in runtime.state.agents:
-            self._unsubscribe()
             raise InvalidInput(f"unknown agent {agent!r}")
+        self._unsubscribe = runtime.subscribe(self._on_events)
 
     def close(self) -> None:
         self._unsubscribe()
@@ -366,13 +375,19 @@ class Runner:
         if self._unblock.is_set():
             self._unblock.clear()
             self._blocked.clear()
+            self._quiet = None
+        seq, now = self.runtime.state.seq, self.runtime.now_ms()
+        if self._quiet is not None and self._quiet[0] == seq and now < self._quiet[1]:
+            return 0  # nothing happened since the last fruitless pass, and no lease expired
+        candidates, next_expiry = self._candidates()
         advanced = 0
-        for task_id in self._candidates():
+        for task_id in candidates:
             if self._stop.is_set():
                 break
             if self._advance(task_id):
                 advanced += 1
         self.tasks_advanced += advanced
+        self._quiet = None if advanced else (self.runtime.state.seq, next_expiry)
         return advanced
 
     def _runnable(self, task: Task, now: int) -> bool:
@@ -394,22 +409,25 @@ class Runner:
             and task.lease_until > now
         )
 
-    def _candidates(self) -> list[str]:
+    def _candidates(self) -> tuple[list[str], float]:
+        """The tasks to look at now, and when the next lease held by another runner expires."""
         state = self.runtime.state
         now = self.runtime.now_ms()
+        next_expiry = math.inf
         by_agent: dict[str, list[str]] = {}
         for task in state.tasks.values():  # in the order they were scheduled
+            if self._leased_by_other(task, now):
+                next_expiry = min(next_expiry, task.lease_until or math.inf)
+                continue
             if task.id in self._blocked or not self._runnable(task, now):
                 continue
-            if self._waiting.get(task.id) == state.seq:
-                continue  # it waits for something and nothing happened since
             by_agent.setdefault(task.agent, []).append(task.id)
         # Each agent's tasks first come first served; the agents in an order of this
         # runner's own, so several runners on one home rarely race for the same task.
         order = sorted(
             by_agent, key=lambda a: hashlib.sha256(f"{self.runner_id}/{a}".encode()).digest()
         )
-        return [task_id for agent in order for task_id in by_agent[agent]]
+        return [task_id for agent in order for task_id in by_agent[agent]], next_expiry
 
     def _advance(self, task_id: str) -> bool:
         state = self.runtime.state
@@ -419,13 +437,10 @@ class Runner:
         agent = state.agents[task.agent]
         behaviour = self.behaviours[agent.behaviour]
         run = TaskRun(self, task, agent)
-        self._waiting.pop(task_id, None)
         try:
             try:
                 behaviour.run(run)
                 run.fail(f"behaviour {agent.behaviour} neither completed nor failed the task")
-            except (_Finished, _Stopped, _NotTaken, Waiting):
-                raise
             except TokaError as exc:
                 run.fail(f"{exc.code}: {exc.message}")
             except Exception as exc:
@@ -435,7 +450,6 @@ class Runner:
             pass
         except Waiting:
             self._release(task_id)  # waiting needs no lease; another runner may finish it
-            self._waiting[task_id] = self.runtime.state.seq
         except _Stopped:
             pass
         except _NotTaken as exc:
@@ -506,6 +520,10 @@ class Runner:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def run(
         self,
         *,
@@ -520,16 +538,26 @@ class Runner:
         total = 0
         try:
             while not self._stop.is_set():
-                self.status = "working"
                 advanced = self.step()
                 total += advanced
+                self._set_status("working" if advanced else "idle")
                 if advanced:
                     continue
-                self.status = "idle"
                 if until_idle and not self.others_working():
                     break
                 self._stop.wait(poll_s)
         finally:
             self.release_all()
-            self.status = "off"
+            self._set_status("off")
         return total
+
+    def _set_status(self, status: str) -> None:
+        """``working``, ``idle`` or ``off``; ``on_status`` hears each change."""
+        if status == self.status:
+            return
+        self.status = status
+        if self.on_status is not None:
+            try:
+                self.on_status(status)
+            except Exception:
+                log.exception("runner status callback failed")

@@ -127,16 +127,20 @@ class WorldState(msgspec.Struct):
 
     def grant_chain(self, jti: str) -> list[Grant]:
         """The grant and its ancestors, nearest first."""
-        chain: list[Grant] = []
-        seen: set[str] = set()
-        current: str | None = jti
-        while current is not None and current not in seen:
-            seen.add(current)
-            grant = self.grants.get(current)
+        # On every operation's hot path (authorization, budgets, usage): no set for cycle
+        # detection. A parent always exists before its child, so a chain longer than the
+        # number of grants can only be a corrupted state; it stops there.
+        grants = self.grants
+        grant = grants.get(jti)
+        if grant is None:
+            return []
+        chain = [grant]
+        limit = len(grants)
+        while grant.parent is not None and len(chain) < limit:
+            grant = grants.get(grant.parent)
             if grant is None:
                 break
             chain.append(grant)
-            current = grant.parent
         return chain
 
     def descendants(self, jti: str) -> list[str]:

@@ -10,13 +10,14 @@ into bigger batches, never into a backlog of redraws.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from toka.core.client import Client
@@ -48,6 +49,11 @@ class TokaConsole(App[None]):
             super().__init__()
             self.batch = batch
 
+    class RunnerStatus(Message):
+        def __init__(self, label: str) -> None:
+            super().__init__()
+            self.label = label
+
     class FeedFailed(Message):
         def __init__(self, message: str, seq: int | None) -> None:
             super().__init__()
@@ -61,18 +67,20 @@ class TokaConsole(App[None]):
         home_label: str,
         follow: bool = True,
         demo: DemoLoader | None = None,
-        runner: str = "off",
         buffer: int = BUFFER,
         poll_interval: float = POLL_INTERVAL_S,
         greeting: str | None = None,
+        run_agents: bool = False,
     ) -> None:
         super().__init__(css_path=stylesheet_path())
+        self.run_agents = run_agents
+        self._runner_stop = threading.Event()
         self.greeting = greeting
         self.client = client
         self.home_label = home_label
         self.follow = follow
         self.demo = demo
-        self.runner = runner
+        self.runner = "off"
         self.buffer = buffer
         self.poll_interval = poll_interval
         self.key_label = "key " + thumbprint(client.key.public_key)[:12]
@@ -89,16 +97,19 @@ class TokaConsole(App[None]):
     def on_mount(self) -> None:
         self.push_screen(self.live)
         self._follow_log()
+        if self.run_agents:
+            self._drive_agents()
         if self.greeting:
             self.notify(self.greeting, title="Welcome", timeout=15)
 
     def on_unmount(self) -> None:
         self._stopping = True
         self._wake.set()
+        self._runner_stop.set()
         if self.feed is not None:
             self.feed.close()
 
-    @work(thread=True, group="feed", exit_on_error=False)
+    @work(thread=True, group="feed")
     def _follow_log(self) -> None:
         worker = get_current_worker()
         try:
@@ -125,6 +136,30 @@ class TokaConsole(App[None]):
             if batch is not None:
                 self._deliver(batch, worker)
 
+    @work(thread=True, group="runner")
+    def _drive_agents(self) -> None:
+        """The agent runner (toka.core.runner), on its own Runtime, until the app closes."""
+        from toka.core.runner import Runner
+
+        labels = {"working": "on", "idle": "idle", "off": "off"}
+
+        def show(status: str) -> None:
+            # posted, not called: the runner thread must never wait on a closing UI
+            self.post_message(self.RunnerStatus(labels.get(status, status)))
+
+        writer = self.client.runtime
+        try:
+            with Runtime(writer.home, clock=writer.clock) as runtime:
+                Runner(runtime, on_status=show).run(stop_event=self._runner_stop)
+        except TokaError as exc:
+            show("off")
+            self.notify(exc.message, title="The agent runner stopped", severity="error")
+
+    @on(RunnerStatus)
+    def _runner_status(self, message: RunnerStatus) -> None:
+        self.runner = message.label
+        self.refresh_all_status()
+
     def _attach(self, world: World) -> None:
         self.live.world = world
 
@@ -150,6 +185,7 @@ class TokaConsole(App[None]):
         self.notify(
             message.message, title="The log stopped verifying", severity="error", timeout=60
         )
+        self.live.feed_stopped(message.message)
         self.refresh_all_status()
 
     # -- services for the screens ---------------------------------------------------------
@@ -189,6 +225,13 @@ class TokaConsole(App[None]):
 
     # -- app-wide actions -----------------------------------------------------------------
 
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, with "Keys" opening the console's own key help."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":
+                yield command
+        yield SystemCommand("Keys", "the keys valid here, and what they do", self.action_help)
+
     def action_help(self) -> None:
         screen = self.screen
         if isinstance(screen, ConsoleScreen):
@@ -213,6 +256,7 @@ def make_app(
     buffer: int = BUFFER,
     poll_interval: float = POLL_INTERVAL_S,
     greeting: str | None = None,
+    run_agents: bool = False,
 ) -> TokaConsole:
     """Build the console on ``runtime`` (its clock is the console's clock).
 
@@ -227,4 +271,5 @@ def make_app(
         buffer=buffer,
         poll_interval=poll_interval,
         greeting=greeting,
+        run_agents=run_agents,
     )

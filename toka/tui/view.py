@@ -149,16 +149,26 @@ def grant_rows(state: WorldState, now_s: int) -> dict[str, Row]:
     return rows
 
 
+def size_text(n: int) -> str:
+    """Bytes in the largest binary unit that divides them: ``64 KiB``, ``16 MiB``."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
 def limits_text(limits: dict[str, int]) -> str:
+    """``fuel 100M · 16 MiB · 1s · out 64 KiB``."""
     parts = []
     if "fuel" in limits:
         parts.append(f"fuel {count(limits['fuel'])}")
     if "memory_mb" in limits:
-        parts.append(f"{limits['memory_mb']} MB")
+        parts.append(size_text(limits["memory_mb"] << 20))
     if "timeout_ms" in limits:
-        parts.append(f"{limits['timeout_ms']} ms")
+        ms = limits["timeout_ms"]
+        parts.append(f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms} ms")
     if "max_output_bytes" in limits:
-        parts.append(f"out {count(limits['max_output_bytes'])}B")
+        parts.append(f"out {size_text(limits['max_output_bytes'])}")
     known = {"fuel", "memory_mb", "timeout_ms", "max_output_bytes"}
     parts += [f"{k} {v}" for k, v in sorted(limits.items()) if k not in known]
     return " · ".join(parts) or "-"

@@ -83,7 +83,7 @@ KEY_GROUPS = {
         "invoke_tool",
     ),
     "Inspect": ("show_detail", "verify_log", "time_travel", "leave_time_travel"),
-    "Events": ("filter_events", "clear_filter", "toggle_follow"),
+    "Events": ("filter_events", "clear_filter", "pause_follow", "resume_follow"),
     "Move": ("focus_pane", "next_pane", "previous_pane"),
 }
 
@@ -108,7 +108,8 @@ class ConsoleScreen(Screen[None]):
         Binding("escape", "leave_time_travel", "Back to live", id="leave-time-travel"),
         Binding("slash", "filter_events", "Filter", id="filter-events"),
         Binding("escape", "clear_filter", "Clear filter", id="clear-filter", show=False),
-        Binding("p", "toggle_follow", "Pause", id="toggle-follow"),
+        Binding("p", "pause_follow", "Pause", id="pause-follow"),
+        Binding("p", "resume_follow", "Follow", id="resume-follow"),
         Binding("1", "focus_pane('agents')", "Agents", id="focus-agents", show=False),
         Binding("2", "focus_pane('events')", "Events", id="focus-events", show=False),
         Binding("3", "focus_pane('grants')", "Grants", id="focus-grants", show=False),
@@ -152,7 +153,7 @@ class ConsoleScreen(Screen[None]):
         yield StatusLine(id="status")
         if self.read_only:
             yield Static(
-                f"⏪ TIME TRAVEL @ seq {self.at_seq} — read-only view of the past · "
+                f"TIME TRAVEL @ seq {self.at_seq} — read-only view of the past · "
                 "esc returns to live",
                 id="banner",
             )
@@ -164,7 +165,7 @@ class ConsoleScreen(Screen[None]):
             with Vertical(id="tools-pane", classes="pane"):
                 yield ResourceTable(TOOL_COLUMNS, id="tools")
                 yield Static(
-                    "No tools registered.\nRegister one with: toka tool register MANIFEST",
+                    "[b]No tools registered.[/b]\n\nRegister one with: toka tool register MANIFEST",
                     id="tools-hint",
                     classes="empty-hint",
                 )
@@ -184,9 +185,17 @@ class ConsoleScreen(Screen[None]):
 
     def _agents_hint(self) -> str:
         if self.read_only:
-            return "No agents at this point in the log."
-        demo = "\nor press ctrl+p and choose “Load demo scenario”." if self.console.demo else "."
-        return f"No agents yet.\n\nPress s to spawn your first agent{demo}\nPress ? for every key."
+            return "[b]No agents at this point in the log.[/b]"
+        demo = (
+            "\nor press [b]ctrl+p[/b] and choose [b]Load demo scenario[/b]."
+            if self.console.demo
+            else "."
+        )
+        return (
+            "[b]No agents yet.[/b]\n\n"
+            f"Press [b]s[/b] to spawn your first agent{demo}\n"
+            "Press [b]?[/b] for every key, [b]ctrl+p[/b] for every command."
+        )
 
     def on_mount(self) -> None:
         for pane in PANES:
@@ -225,7 +234,6 @@ class ConsoleScreen(Screen[None]):
                 continue
             table = self.query_one(f"#{name}", ResourceTable)
             table.apply(diff)
-            self.query_one(f"#{name}-hint").display = not table.row_data
             key = table.selected_key()
             if name == self.current and any(k == key for k, _ in diff.upserts):
                 changed_selection = True
@@ -240,11 +248,10 @@ class ConsoleScreen(Screen[None]):
             self.loaded = True
             stream = self.query_one(EventStream)
             stream.empty_text = "No events match the filter (/ to change it, esc to clear)."
-            for name in ("agents", "grants", "tools"):
-                self.query_one(f"#{name}-hint").display = not self.query_one(
-                    f"#{name}", ResourceTable
-                ).row_data
             changed_selection = True
+        for name in ("agents", "grants", "tools"):
+            empty = not self.query_one(f"#{name}", ResourceTable).row_data
+            self.query_one(f"#{name}-pane").set_class(empty and self.loaded, "-empty")
         if changed_selection:
             self._show_selected_detail()
         self._update_titles()
@@ -311,6 +318,12 @@ class ConsoleScreen(Screen[None]):
     def refresh_status(self) -> None:
         self._update_status()
 
+    def feed_stopped(self, reason: str) -> None:
+        """The log can no longer be followed: say why where the events would be."""
+        stream = self.query_one(EventStream)
+        stream.empty_text = f"Not following the log: {reason}"
+        stream.refresh()
+
     # -- selection and detail -------------------------------------------------------------
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
@@ -364,7 +377,7 @@ class ConsoleScreen(Screen[None]):
             return
         self._load_detail(self.current, key, self._detail_token, False)
 
-    @work(thread=True, group="detail", exit_on_error=False)
+    @work(thread=True, group="detail")
     def _load_detail(self, pane: str, key: str, token: int, full: bool) -> None:
         assert self.world is not None
         detail = self.world.detail(pane, key)
@@ -394,8 +407,10 @@ class ConsoleScreen(Screen[None]):
             return self.query_one("#event-filter", Input).has_focus
         if action == "clear_filter":
             return bool(self.filter) and not self.read_only
-        if action == "toggle_follow":
-            return not self.read_only
+        if action == "pause_follow":
+            return self.following and not self.read_only
+        if action == "resume_follow":
+            return not self.following and not self.read_only
         if action == "load_demo":
             return self.console.demo is not None and self.permissions.allows_action("agent.spawn")
         rule = _RULES.get(action)
@@ -457,14 +472,21 @@ class ConsoleScreen(Screen[None]):
 
     # -- events pane ----------------------------------------------------------------------
 
-    def action_toggle_follow(self) -> None:
-        stream = self.query_one(EventStream)
-        self.following = not self.following
-        if self.following and self.held:
-            stream.extend(self.held)
-            self.held, self.held_count = [], 0
+    def action_pause_follow(self) -> None:
+        self.following = False
+        self._follow_changed()
+
+    def action_resume_follow(self) -> None:
+        self.following = True
+        if self.held:
+            self.query_one(EventStream).extend(self.held)
+        self.held, self.held_count = [], 0
+        self._follow_changed()
+
+    def _follow_changed(self) -> None:
         self._update_titles()
         self._update_status()
+        self.refresh_bindings()
 
     def action_filter_events(self) -> None:
         box = self.query_one("#event-filter", Input)
@@ -495,7 +517,7 @@ class ConsoleScreen(Screen[None]):
         self.refresh_bindings()
         self._refilter(event_filter, self.generation)
 
-    @work(thread=True, group="refilter", exit_on_error=False)
+    @work(thread=True, group="refilter")
     def _refilter(self, event_filter: EventFilter, generation: int) -> None:
         feed = self.console.feed
         if feed is None:
@@ -533,7 +555,7 @@ class ConsoleScreen(Screen[None]):
         """Run ``call(client)`` in a worker; toast the result or the kernel's refusal."""
         self._submit(label, call, describe, on_done, on_refused)
 
-    @work(thread=True, group="submit", exit_on_error=False)
+    @work(thread=True, group="submit")
     def _submit(self, label, call, describe, on_done, on_refused) -> None:
         app = self.console
         try:
@@ -660,7 +682,7 @@ class ConsoleScreen(Screen[None]):
         if row is not None:
             self._prepare_revoke(row)
 
-    @work(thread=True, group="revoke", exit_on_error=False)
+    @work(thread=True, group="revoke")
     def _prepare_revoke(self, row: tuple) -> None:
         assert self.world is not None
         cascade = self.world.cascade(row[0])
@@ -682,6 +704,10 @@ class ConsoleScreen(Screen[None]):
                 body.append(f"  … and {len(cascade) - 12} more\n")
         else:
             body.append("Nothing else was delegated from it.\n")
+        if row[1] == self.console.client.principal:
+            body.append(
+                f"\nThis is your own grant: {row[1]} loses what it allows.\n", style="bold red"
+            )
         count = 1 + len(cascade)
 
         def answered(yes: bool | None) -> None:
@@ -700,7 +726,7 @@ class ConsoleScreen(Screen[None]):
         if key is not None:
             self._prepare_invoke(key)
 
-    @work(thread=True, group="invoke-form", exit_on_error=False)
+    @work(thread=True, group="invoke-form")
     def _prepare_invoke(self, key: str) -> None:
         assert self.world is not None
         found = self.world.tool(key)
@@ -747,15 +773,17 @@ class ConsoleScreen(Screen[None]):
         self._update_status()
         self._verify(screen)
 
-    @work(thread=True, group="verify", exclusive=True, exit_on_error=False)
+    @work(thread=True, group="verify", exclusive=True)
     def _verify(self, screen: VerifyScreen) -> None:
         app = self.console
 
-        def progress(done: int) -> None:
-            app.call_from_thread(lambda: screen.progress(done) if screen.is_attached else None)
+        def progress(done: int, total: int) -> None:
+            app.call_from_thread(
+                lambda: screen.progress(done, total) if screen.is_attached else None
+            )
 
         try:
-            result = app.client.runtime.verify(progress)
+            result = app.client.runtime.verify(signatures=True, progress=progress)
         except IntegrityFailure as exc:
             app.call_from_thread(self._verified, screen, False, exc.message, "", exc.seq)
             return
@@ -763,14 +791,11 @@ class ConsoleScreen(Screen[None]):
             app.call_from_thread(self._verified, screen, False, exc.message, "", None)
             return
         message = f"{result['events']} events, chain intact to seq {result['head_seq']}"
-        app.call_from_thread(
-            self._verified,
-            screen,
-            True,
-            message,
-            f"head hash {result['head_hash']}",
-            result["head_seq"],
+        detail = (
+            f"{result['signatures_checked']} signatures and {result['checkpoints']} signed "
+            f"checkpoints checked\nhead hash {result['head_hash']}"
         )
+        app.call_from_thread(self._verified, screen, True, message, detail, result["head_seq"])
 
     def _verified(
         self, screen: VerifyScreen, ok: bool, message: str, detail: str, seq: int | None
@@ -793,7 +818,7 @@ class ConsoleScreen(Screen[None]):
         if seq is not None:
             self._load_past(seq)
 
-    @work(thread=True, group="travel", exclusive=True, exit_on_error=False)
+    @work(thread=True, group="travel", exclusive=True)
     def _load_past(self, seq: int) -> None:
         app = self.console
         assert app.feed is not None
@@ -811,24 +836,24 @@ class ConsoleScreen(Screen[None]):
     def action_load_demo(self) -> None:
         demo = self.console.demo
         if demo is not None:
-            self.submit("Load demo scenario", demo, lambda summary: str(summary))
+            self.submit("Load demo scenario", demo, str)
 
     # -- help -----------------------------------------------------------------------------
 
     def key_help(self) -> list[KeyHelp]:
         """The keys valid on this screen now, grouped; dimmed ones are not allowed now."""
-        active = self.active_bindings
         by_action: dict[str, list[str]] = {}
         enabled: dict[str, bool] = {}
         descriptions: dict[str, str] = {}
-        for item in active.values():
-            action = item.binding.action.split("(")[0]
-            if item.namespace is not self:
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            action = binding.action.split("(")[0]
+            state = self.check_action(action, ())
+            if state is False:
                 continue
-            display = self.app.get_key_display(item.binding)
-            by_action.setdefault(action, []).append(display)
-            enabled[action] = item.enabled
-            descriptions[action] = _DESCRIPTIONS.get(action, item.binding.description)
+            by_action.setdefault(action, []).append(self.app.get_key_display(binding))
+            enabled[action] = bool(state)
+            descriptions[action] = _DESCRIPTIONS.get(action, binding.description)
         entries = []
         for group, actions in KEY_GROUPS.items():
             for action in actions:
@@ -861,7 +886,8 @@ _DESCRIPTIONS = {
     "leave_time_travel": "leave time travel, back to the live world",
     "filter_events": "filter events: kind:… agent:… principal:… text",
     "clear_filter": "clear the event filter",
-    "toggle_follow": "pause / resume following new events",
+    "pause_follow": "pause following: new events are held back",
+    "resume_follow": "resume following: show what was held back",
     "focus_pane": "focus Agents, Events, Grants, Tools",
     "next_pane": "next pane",
     "previous_pane": "previous pane",

@@ -27,7 +27,7 @@ class DetailScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog detail-dialog") as box:
             box.border_title = self.detail.title
             box.border_subtitle = "esc to close"
-            yield Static(render_detail(self.detail))
+            yield Static(render_detail(self.detail, title=False))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -78,6 +78,7 @@ class Form(ModalScreen[T], Generic[T]):
     TITLE: ClassVar[str] = ""
     INTRO: ClassVar[str] = ""
     SUBMIT: ClassVar[str] = "Submit"
+    AUTO_FOCUS = ".field-input > Input, .field-input > TextArea, .field-input > Select"
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="form-cancel"),
@@ -184,6 +185,7 @@ def _agent_select(choices: list[Choice], selected: str | None) -> Select[str]:
 
 class SpawnAgentForm(Form[SpawnRequest]):
     TITLE = "Spawn agent"
+    AUTO_FOCUS = "#name"
     INTRO = "A new agent gets its own key pair and a base grant on its own tasks."
     SUBMIT = "Spawn"
 
@@ -213,6 +215,7 @@ class SpawnAgentForm(Form[SpawnRequest]):
 
 class ScheduleTaskForm(Form[TaskRequest]):
     TITLE = "Schedule task"
+    AUTO_FOCUS = "#description"
     SUBMIT = "Schedule"
 
     def __init__(self, agents: list[Choice], selected: str | None):
@@ -238,6 +241,7 @@ class ScheduleTaskForm(Form[TaskRequest]):
 
 class ObservationForm(Form[ObservationRequest]):
     TITLE = "Emit observation"
+    AUTO_FOCUS = "#data"
     SUBMIT = "Emit"
 
     def __init__(self, agents: list[Choice], selected: str | None):
@@ -261,6 +265,7 @@ class ObservationForm(Form[ObservationRequest]):
 
 class GrantForm(Form[GrantRequest]):
     TITLE = "Grant capability"
+    AUTO_FOCUS = "#caps"
     INTRO = "Delegation only narrows: you can grant only what your own token covers."
     SUBMIT = "Grant"
 
@@ -326,6 +331,7 @@ class GrantForm(Form[GrantRequest]):
 
 class TimeTravelForm(Form[int]):
     TITLE = "Time travel"
+    AUTO_FOCUS = "#seq"
     INTRO = "Browse the world as it was after one event. Nothing can be changed there."
     SUBMIT = "Travel"
 
@@ -400,9 +406,7 @@ class InvokeToolForm(Form[None]):
         if self.simple is None:
             yield from field_row(
                 "Arguments",
-                TextArea(
-                    "{}" if t.input_schema else "null", id="args", language=None, soft_wrap=True
-                ),
+                TextArea(id="args", soft_wrap=True, placeholder='JSON, e.g. {"text": "hello"}'),
                 "JSON"
                 + (
                     ": must match the input schema (see the tool's detail)"
@@ -437,6 +441,10 @@ class InvokeToolForm(Form[None]):
                     compact=True,
                 )
             yield from field_row(label, widget, hint)
+
+    def on_mount(self) -> None:
+        first = self.query(".field-input > *").exclude("#version").first()
+        first.focus()
 
     def extra(self) -> ComposeResult:
         yield Static("", id="result", classes="tool-result")
@@ -502,8 +510,9 @@ def _convert(prop: dict[str, Any], raw: str, field: str, name: str) -> Any:
 
 
 def outcome_text(ok: bool, headline: str, body: Any) -> Text:
-    style = "bold green" if ok else "bold red"
-    text = Text(("✓ " if ok else "✗ ") + headline, style=style)
+    """``✓ headline`` (or ``✗``) over the output, as shown under the invoke form."""
+    text = Text()
+    text.append(("✓ " if ok else "✗ ") + headline, style="bold green" if ok else "bold red")
     if body is not None:
         text.append("\n" + (body if isinstance(body, str) else pretty_json(body)))
     return text

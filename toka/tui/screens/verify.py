@@ -28,8 +28,9 @@ class VerifyScreen(ModalScreen[None]):
             yield ProgressBar(total=self.total, show_eta=False, id="verify-progress")
             yield Static("esc to close (verification goes on)", classes="dialog-hint")
 
-    def progress(self, done: int) -> None:
-        self.query_one(ProgressBar).update(progress=done)
+    def progress(self, done: int, total: int) -> None:
+        self.total = max(total, 1)
+        self.query_one(ProgressBar).update(total=self.total, progress=done)
 
     def finished(self, ok: bool, message: str, detail: str = "") -> None:
         if ok:

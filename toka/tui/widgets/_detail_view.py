@@ -11,13 +11,13 @@ from textual.widgets import Static
 from toka.tui.view import Detail
 
 
-def render_detail(detail: Detail) -> Group:
+def render_detail(detail: Detail, *, title: bool = True) -> Group:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="dim", no_wrap=True)
     fields.add_column(overflow="fold")
     for key, value in detail.fields:
         fields.add_row(key, value)
-    parts: list = [Text(detail.title, style="bold"), fields]
+    parts: list = [Text(detail.title, style="bold"), fields] if title else [fields]
     for heading, body in detail.sections:
         parts += [Text(""), Text(heading, style="bold underline"), Text(body, overflow="fold")]
     return Group(*parts)

@@ -42,8 +42,8 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,g", "first", "Oldest", show=False),
-        Binding("end,G", "last", "Newest", show=False),
+        Binding("home", "first", "Oldest", show=False),
+        Binding("end", "last", "Newest", show=False),
         Binding("enter", "select", "Detail", id="event-detail"),
     ]
 
@@ -110,7 +110,8 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
 
     def _moved(self, index: int, *, force: bool = False) -> None:
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+        # no horizontal scrolling: rows are cut to the width with an ellipsis
+        self.virtual_size = Size(0, len(self.rows) + 1)
         index = min(max(index, 0), len(self.rows) - 1)
         changed = index != self.cursor
         self.set_reactive(EventStream.cursor, index)
@@ -129,8 +130,9 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         self.scroll_to(y=max(top, 0), animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, len(self.rows) + 1)
-        self._scroll_to_cursor()
+        self.virtual_size = Size(0, len(self.rows) + 1)
+        # the scroll limits follow the new size only after the next refresh
+        self.call_after_refresh(self._scroll_to_cursor)
 
     # -- keys and mouse -------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         return max(len(str(self.rows[-1].seq)) if self.rows else 0, 3)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width
         base = self.rich_style
         if y == 0:
             return self._header(width, base)

@@ -42,6 +42,8 @@ class ResourceTable(DataTable[Text | str]):
     BINDINGS = [
         Binding("k", "cursor_up", "Up", show=False),
         Binding("j", "cursor_down", "Down", show=False),
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
     ]
 
     def __init__(self, columns: tuple[str, ...], *, id: str | None = None) -> None:
@@ -54,7 +56,7 @@ class ResourceTable(DataTable[Text | str]):
             self.add_column(name, key=name, width=cell_len(name))
 
     def apply(self, diff: TableDiff) -> None:
-        self._widen(diff)
+        widened = self._widen(diff)
         for key, row in diff.upserts:
             old = self.row_data.get(key)
             self.row_data[key] = row
@@ -64,19 +66,24 @@ class ResourceTable(DataTable[Text | str]):
                 continue
             for column, before, after in zip(self.column_names, old, row, strict=True):
                 if before != after:
-                    self.update_cell(key, column, _cell(column, after))
+                    # update_width only makes DataTable recompute its scrollable width
+                    self.update_cell(
+                        key, column, _cell(column, after), update_width=column in widened
+                    )
         for key in diff.removed:
             if self.row_data.pop(key, None) is not None:
                 self.remove_row(key)
 
-    def _widen(self, diff: TableDiff) -> None:
+    def _widen(self, diff: TableDiff) -> set[str]:
         """Grow columns to fit the new values (they never shrink, so rows do not jitter)."""
+        widened = set()
         for index, name in enumerate(self.column_names):
             column = self.columns[name]  # type: ignore[index]
             wanted = max((cell_len(_clip(row[index])) for _, row in diff.upserts), default=0)
             if wanted > column.width:
                 column.width = wanted
-                self.refresh()
+                widened.add(name)
+        return widened
 
     def selected_key(self) -> str | None:
         if not self.row_data or self.row_count == 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 
 class Status(NamedTuple):
@@ -21,32 +21,50 @@ class Status(NamedTuple):
     follow_ok: bool = True
 
 
-class StatusLine(Static):
-    """``toka │ home │ seq │ chain │ principal │ runner │ ev/s │ following``."""
+SEPARATOR = (" │ ", "dim")
+
+
+class StatusLine(Widget):
+    """``toka home │ seq │ chain │ principal key │ runner │ ev/s │ following``.
+
+    On a narrow terminal the key, the home, then the rate are left out before anything is cut.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.status = Status(home="")
 
     def show(self, status: Status) -> None:
-        chain_style = {True: "green", False: "bold red", None: "yellow"}[status.chain_ok]
-        mark = {True: "✓", False: "✗", None: "…"}[status.chain_ok]
-        sep = (" │ ", "dim")
-        text = Text.assemble(
-            (" toka ", "bold"),
-            (status.home, ""),
-            sep,
-            ("seq ", "dim"),
-            (str(status.seq), "bold"),
-            sep,
-            ("chain ", "dim"),
-            (f"{mark} {status.chain}", chain_style),
-            sep,
-            (status.principal, "bold"),
-            (f" {status.key}" if status.key else "", "dim"),
-            sep,
-            (f"runner: {status.runner}", ""),
-            sep,
-            (f"{status.rate:.1f} ev/s", ""),
-            sep,
-            (status.follow, "green" if status.follow_ok else "bold yellow"),
-            no_wrap=True,
-            overflow="ellipsis",
-        )
-        self.update(text)
+        self.status = status
+        self.refresh()
+
+    def render(self) -> Text:
+        s = self.status
+        chain_style = {True: "green", False: "bold red", None: "yellow"}[s.chain_ok]
+        mark = {True: "✓", False: "✗", None: "…"}[s.chain_ok]
+        parts: dict[str, list[tuple[str, str]]] = {
+            "home": [("toka ", "bold"), (s.home, "")],
+            "seq": [("seq ", "dim"), (str(s.seq), "bold")],
+            "chain": [("chain ", "dim"), (f"{mark} {s.chain}", chain_style)],
+            "who": [(s.principal, "bold")],
+            "key": [(" " + s.key, "dim")] if s.key else [],
+            "runner": [(f"runner: {s.runner}", "")],
+            "rate": [(f"{s.rate:.1f} ev/s", "")],
+            "follow": [(s.follow, "green" if s.follow_ok else "bold yellow")],
+        }
+        for drop in ((), ("key",), ("key", "home"), ("key", "home", "rate")):
+            text = _assemble({k: v for k, v in parts.items() if k not in drop})
+            if text.cell_len <= self.size.width:
+                break
+        text.truncate(max(self.size.width, 1), overflow="ellipsis")
+        return text
+
+
+def _assemble(parts: dict[str, list[tuple[str, str]]]) -> Text:
+    text = Text(" ", no_wrap=True, overflow="ellipsis")
+    for index, (name, pieces) in enumerate(parts.items()):
+        if index and name != "key":
+            text.append(*SEPARATOR)
+        for piece, style in pieces:
+            text.append(piece, style)
+    return text

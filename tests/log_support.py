@@ -1,0 +1,80 @@
+"""Helpers shared by the event-log tests (tests/test_log_*.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+
+from toka.core.client import Client
+from toka.core.home import Home
+from toka.core.runtime import Runtime
+
+
+def make_home(root: Path, checkpoint_interval: int = 10, snapshot_every: int = 1) -> Home:
+    home = Home(root)
+    home.init()
+    home.config_path.write_text(
+        f"checkpoint_interval = {checkpoint_interval}\nsnapshot_every = {snapshot_every}\n"
+    )
+    return home
+
+
+def populate(home: Home, tasks: int = 20) -> dict[str, str]:
+    """Some realistic history: two agents, tasks scheduled and completed, observations,
+    a revoked grant. Returns the agent ids."""
+    with Runtime(home) as rt:
+        operator = Client(rt)
+        worker, _ = operator.spawn_agent("worker", "echo")
+        helper, _ = operator.spawn_agent("helper", "manual")
+        as_worker = Client(rt, worker)
+        for i in range(tasks):
+            task = operator.schedule(worker, f"task {i}", {"i": i}).first("task.scheduled")
+            if i % 2 == 0:
+                as_worker.complete(task["task"], {"done": i})
+            as_worker.observe(worker, {"step": i, "note": "working"})
+        grant = operator.grant(helper, [f"observation.emit:agent/{worker}"], 3600)
+        operator.revoke(grant.first("capability.granted")["jti"], "no longer needed")
+    return {"worker": worker, "helper": helper}
+
+
+def run_toka(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
+    full_env["TOKA_HOME"] = str(home)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "toka", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+def toka_json(*args: str, home: Path, expect: int = 0) -> dict:
+    result = run_toka(*args, "--json", home=home)
+    assert result.returncode == expect, result.stderr
+    return json.loads(result.stdout)
+
+
+def tamper(home: Home, sql: str, args: tuple = ()) -> None:
+    """Change the database behind the runtime's back, as an attacker with file access."""
+    conn = apsw.Connection(str(home.db_path))
+    try:
+        conn.execute(sql, args)
+    finally:
+        conn.close()
+
+
+def scalar(home: Home, sql: str, args: tuple = ()):
+    conn = apsw.Connection(str(home.db_path))
+    try:
+        return conn.execute(sql, args).fetchone()[0]
+    finally:
+        conn.close()

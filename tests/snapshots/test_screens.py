@@ -1,0 +1,165 @@
+"""Snapshot tests of the operator console: every pane, form, dialog and mode.
+
+Each screen is built from a seeded world (fixed keys, nonces, clock and home id), at a
+fixed size, with the log not followed, so each SVG is byte-for-byte reproducible.
+Keys are pressed in ``run_before`` and every worker is awaited after each key, so the
+capture never races a detail load or a submission.
+
+Update with ``pytest tests/snapshots --snapshot-update`` and look at every changed SVG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from snapshots.world import World, first_run_world, seeded_world
+from textual.pilot import Pilot
+
+from toka.cli.tui_cmds import demo_loader
+from toka.core import ops
+
+WIDE = (120, 40)
+
+
+def keys(*presses: str):
+    """A ``run_before`` that waits for the first load, then presses each key and lets
+    every worker it started finish before the next."""
+
+    async def run(pilot: Pilot) -> None:
+        await settle(pilot)
+        for key in presses:
+            if key.startswith("type:"):
+                await pilot.press(*key[len("type:") :])
+            else:
+                await pilot.press(key)
+            await settle(pilot)
+
+    return run
+
+
+async def settle(pilot: Pilot) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    w = seeded_world(tmp_path / "home")
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path):
+    w = first_run_world(tmp_path / "home")
+    yield w
+    w.close()
+
+
+class TestPanes:
+    def test_agents_pane_focused(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys())
+
+    def test_events_pane_focused(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("2", "up"))
+
+    def test_grants_pane_focused(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("3", "down"))
+
+    def test_tools_pane_focused(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("4", "end"))
+
+    def test_first_run_explains_what_to_press(self, snap_compare, fresh: World):
+        app = fresh.app(demo=demo_loader())
+        assert snap_compare(app, terminal_size=WIDE, run_before=keys())
+
+    def test_compact_at_80x24(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=(80, 24), run_before=keys("2"))
+
+    def test_wide_at_200x60(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=(200, 60), run_before=keys())
+
+
+class TestDetail:
+    def test_event_detail(self, snap_compare, world: World):
+        # the delegated grant scout issued to archivist: signer, token, hashes, payload
+        press = ("2", "home", *["down"] * 18, "enter")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_agent_detail(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("enter"))
+
+
+class TestForms:
+    def test_spawn_agent_form(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("s", "type:planner"))
+
+    def test_schedule_task_form(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("t"))
+
+    def test_emit_observation_form(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("o"))
+
+    def test_grant_capability_form(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("g"))
+
+    def test_invoke_tool_form_from_schema(self, snap_compare, world: World):
+        press = ("4", "end", "i", "type:two words")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_invoke_tool_form_raw_json(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("4", "i"))
+
+    def test_time_travel_form(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("h"))
+
+    def test_form_error_is_shown_inline(self, snap_compare, world: World):
+        press = ("g", "type:tool.invoke:tool/echo", "tab", "ctrl+a", "ctrl+k", "type:soon", "enter")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+
+class TestDialogs:
+    def test_revoke_confirmation_lists_the_cascade(self, snap_compare, world: World):
+        # scout's delegated grant: revoking it also revokes what scout gave archivist
+        press = ("3", "home", *["down"] * 4, "x")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_terminate_confirmation(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("K"))
+
+    def test_refused_operation_toast(self, snap_compare, world: World):
+        press = ("g", "type:agent.fly:*", "enter")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_help_lists_the_keys_valid_here(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("question_mark"))
+
+    def test_command_palette(self, snap_compare, world: World):
+        press = ("ctrl+p", "type:agent")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_verify_log(self, snap_compare, world: World):
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("v"))
+
+
+class TestModes:
+    def test_time_travel_is_read_only_and_marked(self, snap_compare, world: World):
+        press = ("h", "ctrl+a", "ctrl+k", "type:13", "enter")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_filtered_events(self, snap_compare, world: World):
+        press = ("slash", "type:kind:task", "enter")
+        assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_paused_events_count_what_is_held_back(self, snap_compare, world: World):
+        app = world.app()
+
+        async def run(pilot: Pilot) -> None:
+            await keys("2", "p")(pilot)
+            world.submit(ops.EmitObservation(world.agents["scout"], "held back"))
+            app.refresh_feed()
+            await settle(pilot)
+
+        assert snap_compare(app, terminal_size=WIDE, run_before=run)

@@ -1,0 +1,112 @@
+"""A reproducible Toka world for the console's tests.
+
+Everything that could vary is pinned: the kernel secret, the operator's and agents'
+keys, the home id, the clock and every operation's nonce. So the log, its hashes and
+the console's screens come out byte-identical on every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from toka.core import ops, tools
+from toka.core.client import Client
+from toka.core.errors import NotCovered
+from toka.core.home import Home
+from toka.core.identity import KeyPair, agent_id_for, write_private
+from toka.core.runtime import Runtime
+from toka.core.state import Budgets
+from toka.tui.app import TokaConsole, make_app
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: the home is created
+T1 = T0 + 3_600.0  # one hour later: everything else, and "now"
+HOME_LABEL = "~/toka-demo"
+HOME_ID = "5eed0000c0ffee00"
+SECRET = bytes(range(32))
+
+
+class World:
+    """A home, a runtime on it with a fixed clock, and the ids of what was seeded."""
+
+    def __init__(self, root: Path):
+        self.home = Home(root)
+        self.home.root.mkdir(parents=True, mode=0o700)
+        write_private(self.home.secret_path, SECRET)
+        self.home.init(operator_key=KeyPair.from_seed(b"operator"), now=T0, home_id=HOME_ID)
+        self.runtime = Runtime(self.home, durability="normal", clock=lambda: T1)
+        self.operator = Client(self.runtime)
+        self._nonce = 0
+        self.agents: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def app(self, **options) -> TokaConsole:
+        """The console on this world: fixed home label, not following (nothing races)."""
+        app = make_app(self.runtime, home_label=HOME_LABEL, follow=False, **options)
+        app.animation_level = "none"
+        return app
+
+    # -- seeding with fixed nonces --------------------------------------------------------
+
+    def submit(self, op: ops.Operation, client: Client | None = None):
+        self._nonce += 1
+        client = client or self.operator
+        return self.runtime.submit(client.sign(op, nonce=f"seed-{self._nonce:04d}"))
+
+    def as_agent(self, name: str) -> Client:
+        return Client(self.runtime, self.agents[name])
+
+    def register_builtin_tools(self) -> None:
+        """What ``toka init`` registers, with fixed nonces (modules stored as init does)."""
+        for loaded in tools.builtin_manifests():
+            if loaded.wasm is not None:
+                assert loaded.sha256 is not None
+                tools.store_module(self.home.blobs, loaded.wasm, loaded.sha256)
+            self.submit(loaded.to_op())
+
+    def spawn(self, name: str, behaviour: str = "manual") -> str:
+        key = KeyPair.from_seed(name.encode())
+        agent_id = agent_id_for(key.public_key)
+        self.home.keystore.save(agent_id, key)
+        self.submit(ops.SpawnAgent(name, key.public_key, behaviour))
+        self.agents[name] = agent_id
+        return agent_id
+
+
+def first_run_world(root: Path) -> World:
+    """A home as ``toka tui`` creates it: genesis, the root grant, the built-in tools."""
+    world = World(root)
+    world.register_builtin_tools()
+    return world
+
+
+def seeded_world(root: Path) -> World:
+    """Three agents in three states, tasks, observations, delegated grants, a refusal."""
+    world = first_run_world(root)
+    scout = world.spawn("scout")
+    archivist = world.spawn("archivist")
+    courier = world.spawn("courier", "echo")
+    survey = world.submit(ops.ScheduleTask(scout, "survey the incident logs", {"depth": 2}))
+    world.submit(ops.ScheduleTask(scout, "summarize last night's alerts"))
+    world.submit(ops.ScheduleTask(archivist, "compact the cold storage index"))
+    world.submit(ops.EmitObservation(scout, {"cpu": 0.31, "queue": 4}))
+    world.submit(ops.EmitObservation(archivist, "disk usage at 71%"))
+    delegation = Budgets(max_ops=500, max_tool_calls=40)
+    world.submit(
+        ops.GrantCapability(scout, ["cap.grant:*", "tool.invoke:tool/*"], 7200, delegation)
+    )
+    narrower = Budgets(max_ops=50, max_tool_calls=10)
+    world.submit(
+        ops.GrantCapability(archivist, ["tool.invoke:tool/wordcount"], 1800, narrower),
+        world.as_agent("scout"),
+    )
+    task = survey.first("task.scheduled")["task"]
+    world.submit(ops.CompleteTask(task, {"findings": 3}), world.as_agent("scout"))
+    rogue = ops.SpawnAgent("rogue", KeyPair.from_seed(b"rogue").public_key)
+    with contextlib.suppress(NotCovered):  # refused, and recorded as operation.rejected
+        world.submit(rogue, world.as_agent("courier"))
+    world.submit(ops.PauseAgent(archivist))
+    world.submit(ops.TerminateAgent(courier, "no longer needed"))
+    return world

@@ -1,0 +1,274 @@
+"""Tampering with the log is detected by ``toka verify`` (exit 5, naming the seq)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import apsw
+import msgspec
+import pytest
+from log_support import make_home, populate, run_toka, scalar, tamper, toka_json
+
+from toka.core.checkpoint import Checkpoint
+from toka.core.client import Client
+from toka.core.home import Home
+from toka.core.ops import SignedOperation
+from toka.core.runtime import Runtime
+from toka.core.store import chain_hash
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    h = make_home(tmp_path / "home", checkpoint_interval=10)
+    populate(h, tasks=12)
+    return h
+
+
+def observation_seqs(home: Home) -> list[int]:
+    conn = apsw.Connection(str(home.db_path))
+    try:
+        rows = conn.execute(
+            "SELECT seq FROM events WHERE kind = 'observation.emitted' ORDER BY seq"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [r[0] for r in rows]
+
+
+def assert_detected(home: Home, seq: int, *args: str) -> str:
+    result = run_toka("verify", *args, home=home.root)
+    assert result.returncode == 5, result.stderr
+    assert f"seq {seq}" in result.stderr or f"event {seq}" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    as_json = run_toka("verify", "--json", *args, home=home.root)
+    assert as_json.returncode == 5
+    assert json.loads(as_json.stdout)["first_bad_seq"] == seq
+    return result.stderr
+
+
+def test_intact_log_verifies_every_part(home):
+    report = toka_json("verify", "--signatures", home=home.root)
+    assert report["ok"] is True and report["first_bad_seq"] is None
+    assert report["checkpoints"] == report["head_seq"] // 10
+    assert report["snapshots"] == 3
+    assert report["operations"] > 30
+    assert report["signatures_checked"] == report["operations"]
+
+
+def test_verify_prints_no_progress_when_piped(home):
+    result = run_toka("verify", home=home.root)
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+def test_verify_shows_progress_on_a_terminal(home):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
+    env.update(TOKA_HOME=str(home.root), TERM="xterm-256color", COLUMNS="100")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toka", "verify"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    out, _ = proc.communicate(timeout=60)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"ok:" in out
+    assert b"verifying" in shown
+
+
+def test_edited_payload_byte_is_detected(home):
+    seq = observation_seqs(home)[5]
+    tamper(
+        home,
+        "UPDATE events SET payload = replace(payload, 'working', 'workinG') WHERE seq = ?",
+        (seq,),
+    )
+    stderr = assert_detected(home, seq)
+    assert "hash does not match" in stderr
+
+
+def test_deleted_row_is_detected(home):
+    seq = observation_seqs(home)[3]
+    tamper(home, "DELETE FROM events WHERE seq = ?", (seq,))
+    assert "missing" in assert_detected(home, seq)
+
+
+def test_swapped_payloads_are_detected_at_the_first(home):
+    first, second = observation_seqs(home)[2], observation_seqs(home)[7]
+    tamper(
+        home,
+        "UPDATE events SET payload = CASE seq"
+        " WHEN ?1 THEN (SELECT payload FROM events WHERE seq = ?2)"
+        " ELSE (SELECT payload FROM events WHERE seq = ?1) END WHERE seq IN (?1, ?2)",
+        (first, second),
+    )
+    assert_detected(home, first)
+
+
+def test_rewritten_chain_is_caught_by_the_signed_checkpoint(home):
+    """An attacker who edits a payload and recomputes every later hash keeps the chain
+    valid; the kernel-signed checkpoint after the edit no longer matches."""
+    seq = observation_seqs(home)[4]
+    conn = apsw.Connection(str(home.db_path))
+    rows = conn.execute(
+        "SELECT seq, ts, kind, principal, grant_jti, op_digest, part, payload, prev_hash"
+        " FROM events WHERE seq >= ? ORDER BY seq",
+        (seq - 1,),
+    ).fetchall()
+    prev = scalar(home, "SELECT hash FROM events WHERE seq = ?", (seq - 1,))
+    with conn:
+        for s, ts, kind, principal, grant, digest, part, payload, _ in rows[1:]:
+            if s == seq:
+                payload = payload.replace(b"working", b"idling!")
+            new = chain_hash(prev, s, ts, kind, principal, grant, digest, part, payload)
+            conn.execute(
+                "UPDATE events SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (payload, prev, new, s),
+            )
+            prev = new
+    conn.close()
+    checkpoint_seq = -(-seq // 10) * 10
+    stderr = assert_detected(home, checkpoint_seq)
+    assert f"checkpoint at seq {checkpoint_seq}" in stderr
+
+
+def test_altered_checkpoint_state_hash_is_reported(home):
+    tamper(home, "UPDATE checkpoints SET state_hash = ? WHERE seq = 20", ("f" * 64,))
+    stderr = assert_detected(home, 20)
+    assert "signature" in stderr
+
+
+def test_resigned_checkpoint_with_a_false_state_fails_verify_and_replay_check(home):
+    """Even with the kernel key, a checkpoint cannot vouch for a state the log does not
+    fold to: verify and replay --check both rebuild it and name the seq."""
+    home_id = scalar(home, "SELECT value FROM meta WHERE key = 'home_id'")
+    row = (
+        apsw.Connection(str(home.db_path))
+        .execute("SELECT seq, ts, head_hash FROM checkpoints WHERE seq = 30")
+        .fetchone()
+    )
+    forged = Checkpoint(home_id, row[0], row[1], row[2], "e" * 64).signed(home.kernel_key())
+    tamper(
+        home,
+        "UPDATE checkpoints SET state_hash = ?, sig = ? WHERE seq = 30",
+        (forged.state_hash, forged.sig),
+    )
+    assert "replay gives state hash" in assert_detected(home, 30)
+    replay = run_toka("replay", "--check", home=home.root)
+    assert replay.returncode == 5
+    assert "seq 30" in replay.stderr
+    as_json = run_toka("replay", "--check", "--json", home=home.root)
+    assert json.loads(as_json.stdout)["first_bad_seq"] == 30
+
+
+def test_operation_record_that_does_not_match_its_events_is_detected(home):
+    first_seq, signed = (
+        apsw.Connection(str(home.db_path))
+        .execute(
+            "SELECT first_seq, signed FROM operations WHERE kind = 'observation.emit'"
+            " ORDER BY first_seq LIMIT 1 OFFSET 3"
+        )
+        .fetchone()
+    )
+    altered = bytes(signed).replace(b'"working"', b'"resting"')
+    tamper(home, "UPDATE operations SET signed = ? WHERE first_seq = ?", (altered, first_seq))
+    assert "hashes to" in assert_detected(home, first_seq)
+
+
+def test_forged_operation_signature_is_found_only_with_signatures_flag(home):
+    first_seq, raw = (
+        apsw.Connection(str(home.db_path))
+        .execute(
+            "SELECT first_seq, signed FROM operations WHERE kind = 'task.complete'"
+            " ORDER BY first_seq LIMIT 1"
+        )
+        .fetchone()
+    )
+    signed = SignedOperation.from_json(bytes(raw))
+    other = SignedOperation.from_json(
+        apsw.Connection(str(home.db_path))
+        .execute("SELECT signed FROM operations WHERE kind = 'task.schedule' LIMIT 1")
+        .fetchone()[0]
+    )
+    forged = msgspec.structs.replace(signed, sig=other.sig)
+    tamper(
+        home,
+        "UPDATE operations SET signed = ? WHERE first_seq = ?",
+        (forged.to_json(), first_seq),
+    )
+    assert run_toka("verify", home=home.root).returncode == 0
+    stderr = assert_detected(home, first_seq, "--signatures")
+    assert "signature does not verify" in stderr
+
+
+def test_truncated_tail_is_detected_against_an_exported_checkpoint(home, tmp_path):
+    exported = tmp_path / "checkpoint.json"
+    summary = toka_json("checkpoint", "export", str(exported), home=home.root)
+    kept = summary["seq"] - 15
+    # A careful attacker removes the tail and everything that mentions it.
+    for sql in (
+        "DELETE FROM events WHERE seq > ?",
+        "DELETE FROM checkpoints WHERE seq > ?",
+        "DELETE FROM snapshots WHERE seq > ?",
+        "DELETE FROM operations WHERE first_seq > ?",
+    ):
+        tamper(home, sql, (kept,))
+    assert run_toka("verify", home=home.root).returncode == 0
+    stderr = assert_detected(home, kept + 1, "--against", str(exported))
+    assert f"ends at seq {kept}" in stderr and f"covers seq {summary['seq']}" in stderr
+
+
+def test_rolled_back_then_extended_log_is_detected_against_an_exported_checkpoint(home, tmp_path):
+    exported = tmp_path / "checkpoint.json"
+    cp_seq = toka_json("checkpoint", "export", str(exported), home=home.root)["seq"]
+    for sql in (
+        "DELETE FROM events WHERE seq > ?",
+        "DELETE FROM checkpoints WHERE seq > ?",
+        "DELETE FROM snapshots WHERE seq > ?",
+        "DELETE FROM operations WHERE first_seq > ?",
+    ):
+        tamper(home, sql, (cp_seq - 5,))
+    with Runtime(home) as rt:
+        operator = Client(rt)
+        for i in range(12):
+            operator.observe(next(iter(rt.state.agents)), {"rewritten": i})
+    assert run_toka("verify", home=home.root).returncode == 0
+    assert "rewritten or rolled back" in assert_detected(home, cp_seq, "--against", str(exported))
+
+
+def test_exported_checkpoint_verifies_with_only_its_public_key(home, tmp_path):
+    exported = tmp_path / "cp.json"
+    run_toka("checkpoint", "export", str(exported), home=home.root)
+    data = json.loads(exported.read_text())
+    cp = msgspec.convert(data["checkpoint"], Checkpoint)
+    cp.check_signature(data["public_key"])
+    assert data["public_key"] == home.kernel_public_key()
+    assert cp.head_hash == scalar(home, "SELECT hash FROM events WHERE seq = ?", (cp.seq,))
+    report = toka_json("verify", "--against", str(exported), home=home.root)
+    assert report["against_seq"] == cp.seq
+
+
+def test_replaced_kernel_key_is_detected(home, tmp_path):
+    exported = tmp_path / "cp.json"
+    run_toka("checkpoint", "export", str(exported), home=home.root)
+    home.kernel_key_path.unlink()
+    home.kernel_key()
+    result = run_toka("verify", "--against", str(exported), home=home.root)
+    assert result.returncode == 5
+    assert "signature does not verify" in result.stderr

@@ -1,0 +1,321 @@
+"""Every console action submits exactly the expected signed operation, as the operator,
+through the Client; a refused one changes nothing and shows the kernel's reason."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from snapshots.world import World, seeded_world
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from toka.core import ops
+from toka.core.ops import SignedOperation
+from toka.tui.screens.confirm import Confirm
+from toka.tui.screens.console import ConsoleScreen
+from toka.tui.screens.forms import InvokeToolForm, SpawnAgentForm
+from toka.tui.widgets import EventStream, ResourceTable
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    w = seeded_world(tmp_path / "home")
+    yield w
+    w.close()
+
+
+def operations(world: World) -> list[tuple[str, str, str, SignedOperation]]:
+    """(kind, principal, status, signed operation) of every row of the operations table."""
+    rows = world.runtime.log.conn.execute(
+        "SELECT kind, principal, status, signed FROM operations ORDER BY rowid"
+    )
+    return [(k, p, s, SignedOperation.from_json(signed)) for k, p, s, signed in rows]
+
+
+def drive(app, scenario, *, notifications: bool = False) -> None:
+    """Run ``scenario(pilot)`` on ``app`` at 120x40 once the log is loaded (no async test
+    plugin needed)."""
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40), notifications=notifications) as pilot:
+            await settle(pilot)  # the first load: rows and permissions
+            await scenario(pilot)
+
+    asyncio.run(main())
+
+
+async def settle(pilot: Pilot) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def press(pilot: Pilot, *keys: str) -> None:
+    """Press keys; ``type:TEXT`` types, ``fill:#id=TEXT`` sets a field as typing would
+    (much faster for long values)."""
+    for key in keys:
+        if key.startswith("type:"):
+            await pilot.press(*key[len("type:") :])
+        elif key.startswith("fill:"):
+            selector, _, value = key[len("fill:") :].partition("=")
+            pilot.app.screen.query_one(selector, Input).value = value
+        else:
+            await pilot.press(key)
+        await settle(pilot)
+
+
+def console(pilot: Pilot) -> ConsoleScreen:
+    return pilot.app.live  # type: ignore[attr-defined]
+
+
+def new_operation(world: World, before: int) -> tuple[str, str, str, SignedOperation]:
+    rows = operations(world)
+    assert len(rows) == before + 1, [r[:3] for r in rows[before:]]
+    return rows[-1]
+
+
+def test_spawn_agent_submits_one_agent_spawn_signed_by_the_operator(world: World):
+    before = len(operations(world))
+    app = world.app()
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "s", "type:planner", "enter")
+        kind, principal, status, signed = new_operation(world, before)
+        assert (kind, principal, status) == ("agent.spawn", "operator", "applied")
+        assert isinstance(signed.op, ops.SpawnAgent) and signed.op.name == "planner"
+        world.runtime.catch_up()
+        spawned = [a for a in world.runtime.state.agents.values() if a.name == "planner"]
+        assert len(spawned) == 1 and spawned[0].spawned_by == "operator"
+        assert spawned[0].id in console(pilot).query_one("#agents", ResourceTable).row_data
+
+    drive(app, scenario)
+
+
+def test_schedule_task_goes_to_the_selected_agent(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "t", "fill:#description=rotate the keys", "enter")
+        kind, principal, _, signed = new_operation(world, before)
+        assert (kind, principal) == ("task.schedule", "operator")
+        assert signed.op == ops.ScheduleTask(world.agents["scout"], "rotate the keys", None)
+        stream = console(pilot).query_one(EventStream)
+        assert stream.rows[-1].kind == "task.scheduled"
+
+    drive(world.app(), scenario)
+
+
+def test_emit_observation_parses_json_and_keeps_plain_text(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "o", 'fill:#data={"load": 2}', "enter")
+        await press(pilot, "o", "fill:#data=all quiet", "enter")
+
+    drive(world.app(), scenario)
+    rows = operations(world)[before:]
+    assert [r[0] for r in rows] == ["observation.emit", "observation.emit"]
+    assert rows[0][3].op == ops.EmitObservation(world.agents["scout"], {"load": 2})
+    assert rows[1][3].op == ops.EmitObservation(world.agents["scout"], "all quiet")
+
+
+def test_pause_then_resume_the_selected_agent(world: World):
+    scout = world.agents["scout"]
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "z")
+        assert console(pilot).query_one("#agents", ResourceTable).selected()[3] == "paused"
+        await press(pilot, "u")
+
+    drive(world.app(), scenario)
+    rows = operations(world)[before:]
+    assert [(r[0], r[1], r[3].op) for r in rows] == [
+        ("agent.pause", "operator", ops.PauseAgent(scout)),
+        ("agent.resume", "operator", ops.ResumeAgent(scout)),
+    ]
+
+
+def test_terminate_asks_first_and_cancelling_changes_nothing(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "K")
+        assert isinstance(pilot.app.screen, Confirm)
+        await press(pilot, "n")
+        assert len(operations(world)) == before
+        await press(pilot, "K", "y")
+
+    drive(world.app(), scenario)
+    kind, principal, _, signed = new_operation(world, before)
+    assert (kind, principal) == ("agent.terminate", "operator")
+    assert signed.op.agent == world.agents["scout"]  # type: ignore[union-attr]
+
+
+def test_grant_form_sends_caps_ttl_budgets_and_approval(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "g", "fill:#caps=tool.invoke:tool/echo, task.schedule:*")
+        await press(pilot, "fill:#ttl=2h", "fill:#max-ops=25", "fill:#max-tool-calls=5")
+        await press(pilot, "tab", "tab", "tab", "tab", "tab", "space", "ctrl+s")
+
+    drive(world.app(), scenario)
+    kind, principal, _, signed = new_operation(world, before)
+    assert (kind, principal) == ("cap.grant", "operator")
+    op = signed.op
+    assert isinstance(op, ops.GrantCapability)
+    assert op.subject == world.agents["scout"]
+    assert op.caps == ["tool.invoke:tool/echo", "task.schedule:*"]
+    assert op.ttl_s == 7200
+    assert (op.budgets.max_ops, op.budgets.max_tool_calls, op.budgets.max_fuel) == (25, 5, None)
+    assert op.approve is True
+
+
+def test_revoke_lists_the_cascade_and_revokes_it(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "3", "home", *["down"] * 4)
+        assert console(pilot).query_one("#grants", ResourceTable).selected_key() == "gr-18"
+        await press(pilot, "x")
+        dialog = pilot.app.screen
+        assert isinstance(dialog, Confirm)
+        assert "gr-19" in str(dialog.query_one(".dialog-body", Static).render())
+        await press(pilot, "y")
+        grants = console(pilot).query_one("#grants", ResourceTable).row_data
+        assert grants["gr-18"][5] == grants["gr-19"][5] == "revoked"
+
+    drive(world.app(), scenario)
+    kind, principal, _, signed = new_operation(world, before)
+    assert (kind, principal, signed.op.jti) == ("cap.revoke", "operator", "gr-18")  # type: ignore[union-attr]
+
+
+def test_invoke_tool_form_runs_the_tool_and_shows_the_result_in_place(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "4", "end", "i")
+        form = pilot.app.screen
+        assert isinstance(form, InvokeToolForm) and form.tool.name == "wordcount"
+        await press(pilot, "fill:#arg-text=three small words", "enter")
+        assert pilot.app.screen is form  # stays open for another call
+        result = str(form.query_one("#result", Static).render())
+        assert "ok" in result and '"words": 3' in result
+
+    drive(world.app(), scenario)
+    kind, principal, status, signed = new_operation(world, before)
+    assert (kind, principal, status) == ("tool.invoke", "operator", "applied")
+    assert signed.op == ops.InvokeTool("wordcount", {"text": "three small words"}, "1.0.0")
+    assert world.runtime.log.query(kinds=["tool.succeeded"])[-1].principal == "operator"
+
+
+def test_a_refused_operation_changes_nothing_and_shows_the_kernels_reason(world: World):
+    grants_before = dict(world.runtime.state.grants)
+    before = len(operations(world))
+    toasts: list = []
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "g", "fill:#caps=agent.fly:*", "enter")
+        toasts.extend(pilot.app._notifications)
+
+    drive(world.app(), scenario, notifications=True)
+    world.runtime.catch_up()
+    assert world.runtime.state.grants.keys() == grants_before.keys()
+    kind, principal, status, _ = new_operation(world, before)
+    assert (kind, principal, status) == ("cap.grant", "operator", "rejected")
+    assert [t.severity for t in toasts] == ["error"]
+    assert "unknown action 'agent.fly'" in toasts[0].message
+    assert world.runtime.log.query(kinds=["operation.rejected"], newest_first=True)[
+        0
+    ].principal == ("operator")
+
+
+def test_a_form_with_bad_input_submits_nothing(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "s", "enter")
+        assert isinstance(pilot.app.screen, SpawnAgentForm)
+        assert "give the agent a name" in str(
+            pilot.app.screen.query_one("#form-error", Static).render()
+        )
+        await press(pilot, "escape", "t", "type:x", "fill:#payload={not json", "enter")
+        assert "not valid JSON" in str(pilot.app.screen.query_one("#form-error", Static).render())
+
+    drive(world.app(), scenario)
+    assert len(operations(world)) == before
+
+
+def test_time_travel_hides_every_mutating_action(world: World):
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "h", "ctrl+a", "ctrl+k", "type:13", "enter")
+        past = pilot.app.screen
+        assert isinstance(past, ConsoleScreen) and past.read_only and past.at_seq == 13
+        assert len(past.query_one("#agents", ResourceTable).row_data) == 3
+        assert past.query_one(EventStream).rows[-1].seq == 13
+        for action in ("spawn_agent", "schedule_task", "grant_capability", "invoke_tool"):
+            assert past.check_action(action, ()) is False
+        await press(pilot, "s")
+        assert pilot.app.screen is past  # no form opened
+        await press(pilot, "escape")
+        assert pilot.app.screen is console(pilot)
+
+    drive(world.app(), scenario)
+
+
+def test_actions_the_token_cannot_perform_are_dimmed(world: World):
+    from toka.core.client import Client
+    from toka.tui.app import make_app
+
+    scout = world.agents["scout"]
+    app = make_app(world.runtime, client=Client(world.runtime, scout), follow=False)
+
+    async def scenario(pilot: Pilot) -> None:
+        await settle(pilot)
+        screen = console(pilot)
+        assert screen.check_action("spawn_agent", ()) is None  # no agent.spawn capability
+        assert screen.check_action("pause_agent", ()) is None  # not over itself either
+        assert screen.check_action("grant_capability", ()) is True  # it holds cap.grant:*
+        assert screen.check_action("schedule_task", ()) is None  # not task.schedule
+        active = {b.binding.action: b.enabled for b in screen.active_bindings.values()}
+        assert active["spawn_agent"] is False
+
+    drive(app, scenario)
+
+
+def test_palette_offers_only_what_is_allowed_here(world: World):
+    from toka.tui.commands import ConsoleCommands
+
+    async def scenario(pilot: Pilot) -> None:
+        await settle(pilot)
+        provider = ConsoleCommands(console(pilot))
+        names = [name for name, _, _ in provider._available()]
+        assert {"Spawn agent", "Schedule task", "Grant capability", "Verify log"} <= set(names)
+        assert "Resume agent" not in names  # scout is running
+        assert "Back to live" not in names
+        await press(pilot, "ctrl+p", "type:spawn", "enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, SpawnAgentForm)
+
+    drive(world.app(), scenario)
+
+
+def test_help_opens_on_question_mark_and_q_quits(world: World):
+    from toka.tui.screens.help import HelpScreen
+
+    app = world.app()
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "question_mark")
+        help_screen = pilot.app.screen
+        assert isinstance(help_screen, HelpScreen)
+        keys = {e.description: e.enabled for e in help_screen.entries}
+        assert keys["spawn an agent"] is True and keys["resume the selected agent"] is False
+        await press(pilot, "escape", "q")
+
+    drive(app, scenario)
+    assert app.return_code == 0

@@ -1,0 +1,238 @@
+"""Benchmarks of the kernel path and of replay, on scratch homes (never the user's).
+
+``kernel``: signed, capability-checked operations submitted through one shared
+Runtime, first by one submitter thread, then by several at once (each an agent
+with its own key and token). Operations are signed before the clock starts: what
+is measured is what the runtime does with them (token and signature checks, the
+kernel, the hash chain, the commit at the chosen durability).
+
+``replay``: a rebuild from genesis (no snapshots) of a large log, next to a plain
+scan of the same rows, the floor any replay pays.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from toka.core import ops
+from toka.core.client import Client
+from toka.core.errors import InvalidInput
+from toka.core.home import Home
+from toka.core.identity import KeyPair
+from toka.core.runtime import Runtime, fold
+
+Progress = Callable[[str], None]
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _scratch_home(root: Path, checkpoint_interval: int | None = None) -> Home:
+    home = Home(root / "home")
+    home.init()
+    if checkpoint_interval is not None:
+        home.config_path.write_text(f"checkpoint_interval = {checkpoint_interval}\n")
+    return home
+
+
+class _Submitter:
+    """One agent's pre-signed work: it completes its own tasks and emits observations."""
+
+    def __init__(self, runtime: Runtime, agent: str, n: int):
+        client = Client(runtime, agent, token=runtime.token_for(agent, []))
+        operator = Client(runtime, token=runtime.token_for("operator", []))
+        tasks = []
+        n_tasks = n // 2
+        scheduled = runtime.submit_many(
+            [operator.sign(ops.ScheduleTask(agent, f"bench task {i}")) for i in range(n_tasks)]
+        )
+        for result in scheduled:
+            tasks.append(result.first("task.scheduled")["task"])  # type: ignore[union-attr]
+        work: list[ops.SignedOperation] = []
+        for i in range(n):
+            if i % 2 == 1 and tasks:
+                work.append(client.sign(ops.CompleteTask(tasks.pop(), {"i": i})))
+            else:
+                work.append(client.sign(ops.EmitObservation(agent, {"i": i, "bench": True})))
+        self.work = work
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def run(self, runtime: Runtime, start: threading.Barrier) -> None:
+        clock = time.perf_counter
+        start.wait()
+        for signed in self.work:
+            t0 = clock()
+            outcome = runtime.submit(signed)
+            self.latencies.append(clock() - t0)
+            if outcome.replayed:
+                self.errors += 1
+
+
+def _kernel_phase(submitters: int, n_ops: int, durability: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
+        home = _scratch_home(Path(scratch))
+        with Runtime(home, durability=durability) as rt:
+            operator = Client(rt)
+            per = max(1, n_ops // submitters)
+            workers = []
+            for i in range(submitters):
+                agent, _ = operator.spawn_agent(f"bench-{i}", "manual", key=KeyPair.generate())
+                workers.append(_Submitter(rt, agent, per))
+            barrier = threading.Barrier(submitters + 1)
+            threads = [
+                threading.Thread(target=w.run, args=(rt, barrier), name=f"bench-{i}")
+                for i, w in enumerate(workers)
+            ]
+            for t in threads:
+                t.start()
+            barrier.wait()
+            t0 = time.perf_counter()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - t0
+            head = rt.state.seq
+    latencies = [x for w in workers for x in w.latencies]
+    done = len(latencies)
+    return {
+        "ops": done,
+        "ops_per_s": round(done / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+        "seconds": round(elapsed, 3),
+        "head_seq": head,
+    }
+
+
+def bench_kernel(
+    ops_count: int = 20_000,
+    submitters: int = 4,
+    durability: str = "full",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Throughput and latency of signed, checked, durable submissions: one submitter,
+    then ``submitters`` threads sharing one Runtime. ``ops_per_s``/``p50_ms``/``p99_ms``
+    are the concurrent figures."""
+    if ops_count < submitters or submitters < 1:
+        raise InvalidInput("--ops must be at least --submitters, and --submitters at least 1")
+    if progress:
+        progress(f"1 submitter, {ops_count} ops, durability {durability}")
+    single = _kernel_phase(1, ops_count, durability)
+    if progress:
+        progress(f"{submitters} submitters, {ops_count} ops, durability {durability}")
+    multi = _kernel_phase(submitters, ops_count, durability)
+    return {
+        "durability": durability,
+        "ops": multi["ops"],
+        "submitters": submitters,
+        "ops_per_s": multi["ops_per_s"],
+        "p50_ms": multi["p50_ms"],
+        "p99_ms": multi["p99_ms"],
+        "single_ops_per_s": single["ops_per_s"],
+        "single_p50_ms": single["p50_ms"],
+        "single_p99_ms": single["p99_ms"],
+        "single_ops": single["ops"],
+    }
+
+
+def build_log(
+    runtime: Runtime, events: int, *, chunk: int = 2000, progress: Progress | None = None
+) -> None:
+    """Append at least ``events`` events of realistic traffic (observations mostly,
+    tasks scheduled and completed) in large batches. The next batch is signed on a
+    thread pool while the current one commits."""
+    operator = Client(runtime)
+    agents = [operator.spawn_agent(f"replay-{i}", "manual")[0] for i in range(4)]
+    operator = Client(runtime, token=runtime.token_for("operator", []))
+    clients = [Client(runtime, a, token=runtime.token_for(a, [])) for a in agents]
+    open_tasks: list[list[str]] = [[] for _ in agents]
+    planned = runtime.state.seq
+    counter = 0
+
+    def plan() -> list[tuple[Client, ops.Operation]]:
+        nonlocal planned, counter
+        specs: list[tuple[Client, ops.Operation]] = []
+        for _ in range(min(chunk, events - planned)):
+            i, k = counter, counter % len(agents)
+            if i % 10 == 0:
+                specs.append((operator, ops.ScheduleTask(agents[k], f"task {i}", {"n": i})))
+            elif i % 10 == 5 and open_tasks[k]:
+                specs.append((clients[k], ops.CompleteTask(open_tasks[k].pop(), {"n": i})))
+            else:
+                specs.append((clients[k], ops.EmitObservation(agents[k], {"n": i, "ok": True})))
+            counter += 1
+        planned += len(specs)
+        return specs
+
+    def sign_all(specs: list[tuple[Client, ops.Operation]]) -> list[ops.SignedOperation]:
+        return [client.sign(op) for client, op in specs]
+
+    with ThreadPoolExecutor(2, thread_name_prefix="toka-sign") as pool:
+
+        def sign_async(specs):
+            half = len(specs) // 2
+            return [pool.submit(sign_all, specs[:half]), pool.submit(sign_all, specs[half:])]
+
+        pending = sign_async(plan())
+        while runtime.state.seq < events:
+            signed = [s for f in pending for s in f.result()]
+            if not signed:
+                pending = sign_async(plan())
+                continue
+            pending = sign_async(plan())
+            for result in runtime.submit_many(signed):
+                if isinstance(result, Exception):
+                    raise result
+                if result.op == "task.schedule":
+                    task = result.first("task.scheduled")
+                    open_tasks[agents.index(task["agent"])].append(task["task"])
+            if progress:
+                progress(f"built {runtime.state.seq} events")
+
+
+def bench_replay(events: int = 200_000, progress: Progress | None = None) -> dict[str, Any]:
+    """Time a rebuild from genesis of a log of at least ``events`` events against a raw
+    ``SELECT * FROM events ORDER BY seq`` scan of the same rows."""
+    if events < 10:
+        raise InvalidInput("--events must be at least 10")
+    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
+        home = _scratch_home(Path(scratch))
+        with Runtime(home, durability="normal") as rt:
+            t0 = time.perf_counter()
+            build_log(rt, events, progress=progress)
+            build_s = time.perf_counter() - t0
+            n = rt.state.seq
+            live_hash = rt.state.state_hash()
+            conn = rt.log.conn
+            if progress:
+                progress("scanning")
+            t0 = time.perf_counter()
+            rows = 0
+            for _ in conn.execute("SELECT * FROM events ORDER BY seq"):
+                rows += 1
+            scan_s = time.perf_counter() - t0
+            if progress:
+                progress("replaying from genesis")
+            t0 = time.perf_counter()
+            state, _ = fold(rt.log.records())
+            replay_s = time.perf_counter() - t0
+    if state.state_hash() != live_hash:
+        raise RuntimeError("replay reached a different state than the live runtime")
+    events_per_s = n / replay_s
+    scan_per_s = rows / scan_s
+    return {
+        "events": n,
+        "events_per_s": round(events_per_s, 1),
+        "raw_scan_rows_per_s": round(scan_per_s, 1),
+        "ratio": round(events_per_s / scan_per_s, 3),
+        "replay_s": round(replay_s, 3),
+        "build_s": round(build_s, 3),
+    }
