@@ -213,3 +213,20 @@ def test_subscribers_see_events_written_through_another_connection_on_catch_up(r
     rt.catch_up()
     assert heard == ["agent.spawned", "capability.granted"]
     assert agent in rt.state.agents
+
+
+def test_a_subscriber_may_submit_from_inside_a_commit(rt):
+    operator = Client(rt)
+    agent, _ = operator.spawn_agent("echoing")
+    answered: list[int] = []
+
+    def answer(records) -> None:
+        for r in records:
+            if r.kind == "task.scheduled":
+                task = msgspec.json.decode(r.payload)["task"]
+                answered.append(Client(rt, agent).complete(task, "done").first_seq)
+
+    rt.subscribe(answer)
+    scheduled = operator.schedule(agent, "answer me")
+    assert answered == [scheduled.first_seq + 1]
+    assert rt.state.tasks[scheduled.first("task.scheduled")["task"]].status == "completed"

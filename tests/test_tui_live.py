@@ -38,9 +38,10 @@ def drive(app, scenario, *, notifications: bool = False) -> None:
 
 
 async def settle(pilot: Pilot) -> None:
-    """Let every worker finish but the follower, which runs until the app closes."""
+    """Let every worker finish but the follower and the agent runner, which run until the
+    app closes."""
     await pilot.pause()
-    busy = [w for w in pilot.app.workers if w.group != "feed"]
+    busy = [w for w in pilot.app.workers if w.group not in ("feed", "runner")]
     if busy:  # an empty list would mean every worker
         await pilot.app.workers.wait_for_complete(busy)
     await pilot.pause()
@@ -200,25 +201,6 @@ def test_a_log_that_no_longer_folds_stops_the_feed_and_says_so(world: World):
     drive(world.app(), scenario, notifications=True)
     assert [t.severity for t in toasts] == ["error"]
     assert toasts[0].message.startswith("event 16")
-
-
-def test_the_console_runs_the_agents_unless_told_not_to(runtime: Runtime, operator: Client):
-    herald, _ = operator.spawn_agent("herald", "echo")
-    task = operator.schedule(herald, "say hello", {"text": "hello"}).first("task.scheduled")["task"]
-
-    async def scenario(pilot: Pilot) -> None:
-        await wait_until(
-            pilot,
-            lambda: (
-                runtime.catch_up() is not None and runtime.state.tasks[task].status == "completed"
-            ),
-        )
-        await wait_until(pilot, lambda: pilot.app.runner in ("idle", "on"))  # type: ignore[attr-defined]
-        completed = runtime.log.query(kinds=["task.completed"])[-1]
-        assert completed.principal == herald  # the agent acted as itself
-
-    app = make_app(runtime, home_label="~/toka", follow=True, poll_interval=0.02, run_agents=True)
-    drive(app, scenario)
 
 
 def test_load_demo_scenario_from_the_palette(runtime: Runtime):

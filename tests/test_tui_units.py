@@ -193,7 +193,7 @@ def test_headless_commands_do_not_import_textual():
 
 
 def test_tui_needs_a_terminal(tmp_path):
-    from conftest import run_toka
+    from toka_cli import run_toka
 
     done = run_toka("tui", home=tmp_path / "home")
     assert done.returncode == 1

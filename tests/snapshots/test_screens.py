@@ -15,11 +15,21 @@ from pathlib import Path
 import pytest
 from snapshots.world import World, first_run_world, seeded_world
 from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
 
 from toka.cli.tui_cmds import demo_loader
 from toka.core import ops
 
 WIDE = (120, 40)
+
+
+@pytest.fixture(autouse=True)
+def _steady_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No blinking cursors; no theme or colour settings from the environment."""
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+    monkeypatch.setattr(TextArea, "_toggle_cursor_blink_visible", lambda self: None)
+    for var in ("NO_COLOR", "TEXTUAL_THEME", "COLORTERM"):
+        monkeypatch.delenv(var, raising=False)
 
 
 def keys(*presses: str):

@@ -41,6 +41,35 @@ def register(sub, common) -> None:
     )
     p.set_defaults(handler=cmd_bench_replay)
 
+    p = b.add_parser(
+        "tui",
+        parents=[common],
+        help="the console's key-to-screen latency, idle and under a stream of events",
+    )
+    p.add_argument("--presses", type=int, default=40, help="key presses per run (default 40)")
+    p.add_argument("--rate", type=float, default=1500.0, help="load events/s (default 1500)")
+    p.add_argument("--seconds", type=float, default=10.0, help="load duration (default 10)")
+    p.set_defaults(handler=cmd_bench_tui)
+
+
+def cmd_bench_tui(ctx: Context) -> int:
+    from toka.tui.bench import bench_tui
+
+    a = ctx.args
+    data = bench_tui(a.presses, a.rate, a.seconds, _bench_progress(ctx))
+    idle, load = data["idle"], data["load"]
+    ctx.emit(
+        data,
+        lambda: (
+            f"idle   p50 {idle['p50_ms']:.1f} ms  p95 {idle['p95_ms']:.1f} ms  "
+            f"max {idle['max_ms']:.1f} ms  ({idle['presses']} keys)\n"
+            f"load   p50 {load['p50_ms']:.1f} ms  p95 {load['p95_ms']:.1f} ms  "
+            f"max {load['max_ms']:.1f} ms  ({load['presses']} keys, "
+            f"{load['events_per_s']:.0f} events/s, Events pane {load['events_pane_rows']} rows)"
+        ),
+    )
+    return 0
+
 
 def _bench_progress(ctx: Context):
     """Phase notices on stderr when it is a terminal (stdout stays one JSON document)."""

@@ -240,17 +240,23 @@ class Runtime:
             with self._queue_lock:
                 self._checking -= 1
                 self._gather.notify()
-        # Group commit. Whoever finds no leader becomes it and commits everything queued;
-        # the others sleep on their own wake-up lock until their outcome is ready, or
-        # until the leader hands leadership over to them.
-        with self._queue_lock:
-            self._queue.append(pending)
-            leading = not self._leading
-            self._leading = True
-        if not leading:
-            pending.wake.acquire()
-        if not pending.done:
-            self._lead()
+        if self._lock._is_owned():  # type: ignore[attr-defined]
+            # This thread already holds the state lock (a subscriber reacting inside a
+            # commit, a dry-run decision): waiting for a leader would wait for ourselves.
+            with self._lock:
+                self._commit([pending])
+        else:
+            # Group commit. Whoever finds no leader becomes it and commits everything
+            # queued; the others sleep on their own wake-up lock until their outcome is
+            # ready, or until the leader hands leadership over to them.
+            with self._queue_lock:
+                self._queue.append(pending)
+                leading = not self._leading
+                self._leading = True
+            if not leading:
+                pending.wake.acquire()
+            if not pending.done:
+                self._lead()
         if pending.error is not None:
             raise pending.error
         assert pending.outcome is not None

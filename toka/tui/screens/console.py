@@ -142,6 +142,7 @@ class ConsoleScreen(Screen[None]):
         self.rate = 0.0
         self.loaded = False
         self._detail_token = 0
+        self._binding_state: tuple = ()
 
     @property
     def console(self) -> TokaConsole:
@@ -256,7 +257,7 @@ class ConsoleScreen(Screen[None]):
             self._show_selected_detail()
         self._update_titles()
         self._update_status()
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
 
     def _apply_events(self, batch: Batch) -> None:
         stream = self.query_one(EventStream)
@@ -336,7 +337,7 @@ class ConsoleScreen(Screen[None]):
                     self._mark_current(pane)
                     self._update_titles()
                     self._show_selected_detail()
-                    self.refresh_bindings()
+                    self._refresh_bindings_if_changed()
                 return
 
     def selected_key(self, pane: str) -> str | None:
@@ -354,7 +355,7 @@ class ConsoleScreen(Screen[None]):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == self.current:
             self._show_selected_detail()
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
 
     @on(EventStream.Highlighted)
     def _event_highlighted(self, event: EventStream.Highlighted) -> None:
@@ -397,6 +398,14 @@ class ConsoleScreen(Screen[None]):
             self._load_detail(self.current, key, self._detail_token, True)
 
     # -- permissions ----------------------------------------------------------------------
+
+    def _refresh_bindings_if_changed(self) -> None:
+        """Redraw the footer only when what the keys would do has changed: the footer
+        rebuilds all its keys on every refresh, which costs more than a whole frame."""
+        state = tuple(self.check_action(a, ()) for a in _CHECKED_ACTIONS)
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in MUTATING and self.read_only:
@@ -486,7 +495,7 @@ class ConsoleScreen(Screen[None]):
     def _follow_changed(self) -> None:
         self._update_titles()
         self._update_status()
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
 
     def action_filter_events(self) -> None:
         box = self.query_one("#event-filter", Input)
@@ -514,7 +523,7 @@ class ConsoleScreen(Screen[None]):
         self.filter = event_filter
         self.generation += 1
         self._update_titles()
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
         self._refilter(event_filter, self.generation)
 
     @work(thread=True, group="refilter")
@@ -908,3 +917,7 @@ _RULES: dict[str, Callable[[ConsoleScreen], bool | None]] = {
     "revoke_capability": ConsoleScreen._rule_revoke,
     "invoke_tool": ConsoleScreen._rule_invoke,
 }
+
+_CHECKED_ACTIONS = tuple(
+    dict.fromkeys(b.action.split("(")[0] for b in ConsoleScreen.BINDINGS if isinstance(b, Binding))
+)

@@ -21,6 +21,7 @@ from textual.strip import Strip
 from toka.tui.view import EventRow
 
 TIME_WIDTH = 12
+NARROW = 100  # below this width the time column gives its room to the summary
 KIND_WIDTH = 20
 PRINCIPAL_WIDTH = 14
 KIND_CLASSES = {
@@ -188,8 +189,9 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
     def _header(self, width: int, base: Style) -> Strip:
         style = base + self.get_component_rich_style("event-stream--header")
         seq = self._seq_width()
+        time = f"{'time':<{TIME_WIDTH}}  " if width >= NARROW else ""
         text = (
-            f" {'seq':>{seq}}  {'time':<{TIME_WIDTH}}  {'kind':<{KIND_WIDTH}} "
+            f" {'seq':>{seq}}  {time}{'kind':<{KIND_WIDTH}} "
             f"{'principal':<{PRINCIPAL_WIDTH}} summary"
         )
         return Strip([Segment(text[:width].ljust(width), style)])
@@ -205,7 +207,8 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         )
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(f" {row.seq:>{seq}}  ", component("event-stream--seq"))
-        text.append(f"{row.time:<{TIME_WIDTH}}  ", component("event-stream--time"))
+        if width >= NARROW:
+            text.append(f"{row.time:<{TIME_WIDTH}}  ", component("event-stream--time"))
         text.append(f"{row.kind:<{KIND_WIDTH}} ", component(kind_class))
         principal = row.principal[:PRINCIPAL_WIDTH]
         text.append(f"{principal:<{PRINCIPAL_WIDTH}} ", component("event-stream--principal"))
