@@ -93,3 +93,11 @@ def test_demo_load_rejects_a_non_positive_rate(home):
     result = run_toka("demo", "--load", "0", home=home.root)
     assert result.returncode == 4
     assert "positive" in result.stderr
+
+
+def test_demo_seconds_without_load_is_refused(home):
+    before = toka_json("state", home=home.root)["seq"]
+    result = run_toka("demo", "--seconds", "3", home=home.root)
+    assert result.returncode == 4
+    assert "--load" in result.stderr
+    assert toka_json("state", home=home.root)["seq"] == before

@@ -160,3 +160,10 @@ def test_events_tail_follow_applies_filters(home, rt):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_following_a_missing_log_says_so(tmp_path):
+    from toka.core.errors import HomeError
+
+    with pytest.raises(HomeError, match="no Toka log"):
+        LogFollower(tmp_path / "nowhere" / "toka.db")

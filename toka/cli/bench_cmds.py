@@ -36,9 +36,7 @@ def register(sub, common) -> None:
         parents=[common],
         help="rebuild from genesis of a large log, against a raw scan of its rows",
     )
-    p.add_argument(
-        "--events", type=int, default=200_000, help="log size to build (default 200000)"
-    )
+    p.add_argument("--events", type=int, default=200_000, help="log size to build (default 200000)")
     p.set_defaults(handler=cmd_bench_replay)
 
     p = b.add_parser(

@@ -16,7 +16,7 @@ def register(sub, common) -> None:
         "stream signed operations at RATE per second for --seconds.",
     )
     p.add_argument("--load", type=float, metavar="RATE", help="operations per second to stream")
-    p.add_argument("--seconds", type=float, default=10.0, help="how long to stream (default 10)")
+    p.add_argument("--seconds", type=float, help="how long to stream (default 10)")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -24,10 +24,14 @@ def cmd_demo(ctx: Context) -> int:
     import msgspec
 
     from toka.core import demo
+    from toka.core.errors import InvalidInput
 
     ctx.home.require()
+    if ctx.args.load is None and ctx.args.seconds is not None:
+        raise InvalidInput("--seconds applies to --load RATE: give both, or neither")
     if ctx.args.load is not None:
-        load = demo.stream_load(ctx.runtime, ctx.args.load, ctx.args.seconds)
+        seconds = 10.0 if ctx.args.seconds is None else ctx.args.seconds
+        load = demo.stream_load(ctx.runtime, ctx.args.load, seconds)
         ctx.emit(
             msgspec.to_builtins(load),
             f"sent {load.sent} ops in {load.seconds:.1f} s: {load.achieved_rate:.0f} ops/s "

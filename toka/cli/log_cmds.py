@@ -182,6 +182,3 @@ def cmd_state(ctx: Context) -> int:
 
     ctx.emit(data, human)
     return 0
-
-
-

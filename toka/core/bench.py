@@ -8,6 +8,13 @@ kernel, the hash chain, the commit at the chosen durability).
 
 ``replay``: a rebuild from genesis (no snapshots) of a large log, next to a plain
 scan of the same rows, the floor any replay pays.
+
+What bounds ``kernel`` with ``full`` durability: each submitter waits for the fsync
+that covers its operation, so N submitters put at most N operations in one commit;
+between commits they check signatures (Ed25519, about 80 us, off the GIL) while the
+leader's kernel and store work (about 40 us per operation) holds the GIL, and every
+operation costs one thread wake-up. On a 2-vCPU VM with 0.13-0.25 ms fdatasync that
+held 4 submitters to about 4,000-4,300 operations/s here (16 submitters: about 4,700).
 """
 
 from __future__ import annotations

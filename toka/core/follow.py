@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from toka.core.errors import HomeError
 from toka.core.events import EventRecord
 from toka.core.store import EventLog
 
@@ -34,6 +35,8 @@ class LogFollower:
         batch: int = 1000,
     ):
         path = Path(getattr(home_or_path, "db_path", home_or_path))
+        if not path.exists():
+            raise HomeError(f"no Toka log at {path}: run `toka init` first")
         self.log = EventLog(path, readonly=True)
         self.position = after_seq
         self.kinds = list(kinds) if kinds else None

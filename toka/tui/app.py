@@ -1,10 +1,10 @@
 """TokaConsole: the operator console app, and ``make_app``, the factory that builds it.
 
-The app owns two things besides its screens: the Client every action goes through
-(with the runtime the CLI would use), and a Feed on a second, read-only-in-practice
-Runtime that a worker thread polls for new events. Batches travel to the UI thread
-as messages; the worker waits for each to be applied, so a flood of events turns
-into bigger batches, never into a backlog of redraws.
+Besides its screens the app owns the Client every action goes through (on the
+runtime the CLI would use), a Feed on a second runtime that a worker thread polls for
+new events, and, unless disabled, the agent runner on a third. Batches travel to the
+UI thread as messages; the follower waits for each to be applied, so a flood of
+events turns into bigger batches, never into a backlog of redraws.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """ConsoleScreen: the four panes, the detail area and every action.
 
 One class shows both the live world and a replayed past one (``read_only``): in the
-past, every action that would submit an operation is hidden. Actions never change
-state here: each builds an operation through the Client in a worker thread, and the
-result comes back as a toast and, through the feed, as new rows.
+past, every action that would submit an operation is hidden. What the actions do is
+in ``actions.py``; this module lays the screen out, applies the feed, follows the
+selection and decides which actions are allowed now.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -21,35 +21,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from toka.core import ops
-from toka.core.errors import IntegrityFailure, TokaError
 from toka.tui.commands import ConsoleCommands
 from toka.tui.event_filter import HELP as FILTER_HELP
 from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Batch, World
 from toka.tui.permissions import Permissions
-from toka.tui.screens.confirm import Confirm
+from toka.tui.screens.actions import OperatorActions
 from toka.tui.screens.detail import DetailScreen
-from toka.tui.screens.forms import (
-    GrantForm,
-    GrantRequest,
-    InvokeRequest,
-    InvokeToolForm,
-    ObservationForm,
-    ObservationRequest,
-    ScheduleTaskForm,
-    SpawnAgentForm,
-    SpawnRequest,
-    TaskRequest,
-    TimeTravelForm,
-    outcome_text,
-)
 from toka.tui.screens.help import KeyHelp
-from toka.tui.screens.verify import VerifyScreen
 from toka.tui.view import AGENT_COLUMNS, GRANT_COLUMNS, TOOL_COLUMNS, Detail
 from toka.tui.widgets import DetailView, EventStream, ResourceTable, Status, StatusLine
 
 if TYPE_CHECKING:
-    from toka.core.client import Client
     from toka.tui.app import TokaConsole
 
 PANES = ("agents", "events", "grants", "tools")
@@ -88,7 +71,7 @@ KEY_GROUPS = {
 }
 
 
-class ConsoleScreen(Screen[None]):
+class ConsoleScreen(OperatorActions, Screen[None]):
     COMMANDS = {ConsoleCommands}
 
     BINDINGS = [
@@ -542,310 +525,6 @@ class ConsoleScreen(Screen[None]):
             self.held, self.held_count = [], 0
             self.query_one(EventStream).replace(batch.events)
             self._update_titles()
-
-    # -- acting ---------------------------------------------------------------------------
-
-    def _agent_choices(self, *, include_terminated: bool = False) -> list[tuple[str, str]]:
-        rows = self.query_one("#agents", ResourceTable).row_data.values()
-        return [
-            (f"{row[1]} · {row[0]}", row[0])
-            for row in rows
-            if include_terminated or row[3] != "terminated"
-        ]
-
-    def submit(
-        self,
-        label: str,
-        call: Callable[[Client], Any],
-        describe: Callable[[Any], str],
-        on_done: Callable[[Any], None] | None = None,
-        on_refused: Callable[[TokaError], None] | None = None,
-    ) -> None:
-        """Run ``call(client)`` in a worker; toast the result or the kernel's refusal."""
-        self._submit(label, call, describe, on_done, on_refused)
-
-    @work(thread=True, group="submit")
-    def _submit(self, label, call, describe, on_done, on_refused) -> None:
-        app = self.console
-        try:
-            with app.submit_lock:
-                app.client.runtime.catch_up()
-                result = call(app.client)
-        except TokaError as exc:
-            app.call_from_thread(
-                app.notify, exc.message, title=f"{label}: refused", severity="error", timeout=10
-            )
-            if on_refused is not None:
-                app.call_from_thread(on_refused, exc)
-            app.refresh_feed()
-            return
-        app.call_from_thread(app.notify, describe(result), title=label, timeout=5)
-        if on_done is not None:
-            app.call_from_thread(on_done, result)
-        app.refresh_feed()
-
-    def action_spawn_agent(self) -> None:
-        self.app.push_screen(SpawnAgentForm(self._agent_choices()), self._spawn)
-
-    def _spawn(self, req: SpawnRequest | None) -> None:
-        if req is not None:
-            self.submit(
-                "Spawn agent",
-                lambda c: c.spawn_agent(req.name, req.behaviour, parent=req.parent),
-                lambda r: f"spawned {r[0]} ({req.name}) at seq {r[1].last_seq}",
-            )
-
-    def _selected_agent_id(self) -> str | None:
-        agent = self._agent()
-        return agent[0] if agent else None
-
-    def action_schedule_task(self) -> None:
-        form = ScheduleTaskForm(self._agent_choices(), self._selected_agent_id())
-        self.app.push_screen(form, self._schedule)
-
-    def _schedule(self, req: TaskRequest | None) -> None:
-        if req is not None:
-            self.submit(
-                "Schedule task",
-                lambda c: c.schedule(req.agent, req.description, req.payload),
-                lambda o: (
-                    f"task {o.first('task.scheduled')['task']} for {req.agent} at seq {o.last_seq}"
-                ),
-            )
-
-    def action_emit_observation(self) -> None:
-        form = ObservationForm(self._agent_choices(), self._selected_agent_id())
-        self.app.push_screen(form, self._observe)
-
-    def _observe(self, req: ObservationRequest | None) -> None:
-        if req is not None:
-            self.submit(
-                "Emit observation",
-                lambda c: c.observe(req.agent, req.data),
-                lambda o: f"observation about {req.agent} at seq {o.last_seq}",
-            )
-
-    def action_pause_agent(self) -> None:
-        agent = self._selected_agent_id()
-        if agent is not None:
-            self.submit(
-                "Pause agent",
-                lambda c: c.pause(agent),
-                lambda o: f"paused {agent} at seq {o.last_seq}",
-            )
-
-    def action_resume_agent(self) -> None:
-        agent = self._selected_agent_id()
-        if agent is not None:
-            self.submit(
-                "Resume agent",
-                lambda c: c.resume(agent),
-                lambda o: f"resumed {agent} at seq {o.last_seq}",
-            )
-
-    def action_terminate_agent(self) -> None:
-        row = self._agent()
-        if row is None:
-            return
-        agent, name, open_tasks = row[0], row[1], row[4]
-        body = Text.assemble(
-            "Terminate ",
-            (f"{name} ({agent})", "bold"),
-            "?\n\n",
-            f"Its {open_tasks} open task(s) are cancelled and every grant it holds is revoked, "
-            "with everything delegated from them.\nThis cannot be undone.",
-        )
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.submit(
-                    "Terminate agent",
-                    lambda c: c.terminate(agent, "terminated from the console"),
-                    lambda o: f"terminated {agent} at seq {o.last_seq}",
-                )
-
-        self.app.push_screen(Confirm("Terminate agent", body, "Terminate"), answered)
-
-    def action_grant_capability(self) -> None:
-        subjects = [(label, value) for label, value in self._agent_choices()]
-        subjects.append(("operator", "operator"))
-        if self.console.client.principal != "operator":
-            subjects.append((self.console.client.principal, self.console.client.principal))
-        form = GrantForm(subjects, self._selected_agent_id())
-        self.app.push_screen(form, self._grant)
-
-    def _grant(self, req: GrantRequest | None) -> None:
-        if req is not None:
-            self.submit(
-                "Grant capability",
-                lambda c: c.grant(
-                    req.subject, req.caps, req.ttl_s, budgets=req.budgets, approve=req.approve
-                ),
-                lambda o: (
-                    f"granted {o.first('capability.granted')['jti']} to {req.subject} at seq {o.last_seq}"
-                ),
-            )
-
-    def action_revoke_capability(self) -> None:
-        row = self.query_one("#grants", ResourceTable).selected()
-        if row is not None:
-            self._prepare_revoke(row)
-
-    @work(thread=True, group="revoke")
-    def _prepare_revoke(self, row: tuple) -> None:
-        assert self.world is not None
-        cascade = self.world.cascade(row[0])
-        self.app.call_from_thread(self._confirm_revoke, row, cascade)
-
-    def _confirm_revoke(self, row: tuple, cascade: list[str]) -> None:
-        jti = row[0]
-        grants = self.query_one("#grants", ResourceTable).row_data
-        body = Text.assemble(
-            "Revoke ", (jti, "bold"), f" held by {row[1]}?\n", (row[2], "dim"), "\n\n"
-        )
-        if cascade:
-            body.append(f"This also revokes {len(cascade)} grant(s) delegated from it:\n")
-            for j in cascade[:12]:
-                other = grants.get(j)
-                body.append(f"  {j}", style="bold")
-                body.append(f"  {other[1]}  {other[2]}\n" if other else "\n", style="")
-            if len(cascade) > 12:
-                body.append(f"  … and {len(cascade) - 12} more\n")
-        else:
-            body.append("Nothing else was delegated from it.\n")
-        if row[1] == self.console.client.principal:
-            body.append(
-                f"\nThis is your own grant: {row[1]} loses what it allows.\n", style="bold red"
-            )
-        count = 1 + len(cascade)
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.submit(
-                    "Revoke capability",
-                    lambda c: c.revoke(jti, "revoked from the console"),
-                    lambda o: "revoked " + ", ".join(o.first("capability.revoked")["revoked"]),
-                )
-
-        label = "Revoke" if count == 1 else f"Revoke {count} grants"
-        self.app.push_screen(Confirm("Revoke capability", body, label), answered)
-
-    def action_invoke_tool(self) -> None:
-        key = self.query_one("#tools", ResourceTable).selected_key()
-        if key is not None:
-            self._prepare_invoke(key)
-
-    @work(thread=True, group="invoke-form")
-    def _prepare_invoke(self, key: str) -> None:
-        assert self.world is not None
-        found = self.world.tool(key)
-        if found is not None:
-            self.app.call_from_thread(self._open_invoke, *found)
-
-    def _open_invoke(self, tool, versions: list[str]) -> None:
-        form: InvokeToolForm
-
-        def invoke(req: InvokeRequest) -> None:
-            from toka.core.tools import invoke_as
-
-            def shown(inv) -> None:
-                if inv.ok:
-                    headline = f"{inv.tool}@{inv.version} ok · seq {inv.seq} · fuel {inv.fuel_used} · {inv.wall_ms:.1f} ms"
-                    form.show_result(outcome_text(True, headline, inv.output))
-                else:
-                    assert inv.error is not None
-                    headline = f"{inv.tool}@{inv.version} failed: {inv.error.kind} · seq {inv.seq}"
-                    form.show_result(outcome_text(False, headline, inv.error.message))
-
-            def refused(exc: TokaError) -> None:
-                form.show_result(outcome_text(False, f"refused: {exc.message}", None))
-
-            self.submit(
-                "Invoke tool",
-                lambda c: invoke_as(c, req.tool, req.args, version=req.version),
-                lambda inv: (
-                    f"{inv.tool}@{inv.version} "
-                    + ("succeeded" if inv.ok else f"failed: {inv.error.kind}")
-                    + f" at seq {inv.seq}"
-                ),
-                on_done=lambda inv: shown(inv) if form.is_attached else None,
-                on_refused=lambda exc: refused(exc) if form.is_attached else None,
-            )
-
-        form = InvokeToolForm(tool, versions, invoke)
-        self.app.push_screen(form)
-
-    def action_verify_log(self) -> None:
-        screen = VerifyScreen(self.head_seq)
-        self.app.push_screen(screen)
-        self.console.chain = ("verifying…", None)
-        self._update_status()
-        self._verify(screen)
-
-    @work(thread=True, group="verify", exclusive=True)
-    def _verify(self, screen: VerifyScreen) -> None:
-        app = self.console
-
-        def progress(done: int, total: int) -> None:
-            app.call_from_thread(
-                lambda: screen.progress(done, total) if screen.is_attached else None
-            )
-
-        try:
-            result = app.client.runtime.verify(signatures=True, progress=progress)
-        except IntegrityFailure as exc:
-            app.call_from_thread(self._verified, screen, False, exc.message, "", exc.seq)
-            return
-        except TokaError as exc:
-            app.call_from_thread(self._verified, screen, False, exc.message, "", None)
-            return
-        message = f"{result['events']} events, chain intact to seq {result['head_seq']}"
-        detail = (
-            f"{result['signatures_checked']} signatures and {result['checkpoints']} signed "
-            f"checkpoints checked\nhead hash {result['head_hash']}"
-        )
-        app.call_from_thread(self._verified, screen, True, message, detail, result["head_seq"])
-
-    def _verified(
-        self, screen: VerifyScreen, ok: bool, message: str, detail: str, seq: int | None
-    ) -> None:
-        app = self.console
-        if ok:
-            app.chain = (f"verified to {seq}", True)
-        else:
-            app.chain = (f"BROKEN at seq {seq}" if seq else "verification failed", False)
-            app.notify(message, title="Verify log: integrity failure", severity="error", timeout=30)
-        if screen.is_attached:
-            screen.finished(ok, message, detail)
-        app.refresh_all_status()
-
-    def action_time_travel(self) -> None:
-        head = self.console.live_head()
-        self.app.push_screen(TimeTravelForm(head), self._travel)
-
-    def _travel(self, seq: int | None) -> None:
-        if seq is not None:
-            self._load_past(seq)
-
-    @work(thread=True, group="travel", exclusive=True)
-    def _load_past(self, seq: int) -> None:
-        app = self.console
-        assert app.feed is not None
-        try:
-            batch, world = app.feed.travel(seq)
-        except TokaError as exc:
-            app.call_from_thread(app.notify, exc.message, title="Time travel", severity="error")
-            return
-        app.call_from_thread(app.show_past, seq, batch, world, self.read_only)
-
-    def action_leave_time_travel(self) -> None:
-        if self.read_only:
-            self.app.pop_screen()
-
-    def action_load_demo(self) -> None:
-        demo = self.console.demo
-        if demo is not None:
-            self.submit("Load demo scenario", demo, str)
 
     # -- help -----------------------------------------------------------------------------
 
