@@ -23,6 +23,7 @@ wasmtime is imported lazily: importing this module is cheap.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import errno
@@ -75,6 +76,17 @@ _ENGINE_CONFIG = (
 
 _CACHE_MAGIC = b"TOKA-CWASM\x00\x01"
 _MAC_LEN = 32
+
+
+# Compiled modules left alive until interpreter teardown are finalized after
+# wasmtime's bindings are gone (a noisy TypeError on exit); release them first.
+_LIVE_SANDBOXES: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _release_live_sandboxes() -> None:
+    for sandbox in list(_LIVE_SANDBOXES):
+        sandbox.release()
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -291,6 +303,12 @@ class WasmSandbox:
         )
         # counters, mostly for tests and diagnostics
         self.stats = {"compiled": 0, "memory_hits": 0, "disk_hits": 0, "disk_rejected": 0}
+        _LIVE_SANDBOXES.add(self)
+
+    def release(self) -> None:
+        """Drop compiled modules now, while wasmtime's bindings are still loaded."""
+        with self._lock:
+            self._modules.clear()
 
     # -- engine ---------------------------------------------------------------
 
