@@ -185,19 +185,19 @@ def test_checkpoints_without_a_kernel_key_fail_verification(home):
     assert "kernel key" in result.stderr and "seq 10" in result.stderr
 
 
-def test_export_before_any_checkpoint_explains_why(tmp_path):
+def test_export_before_any_stored_checkpoint_signs_the_current_head(tmp_path):
     home = make_home(tmp_path / "young", checkpoint_interval=1000)
-    result = run_toka("checkpoint", "export", str(tmp_path / "cp.json"), home=home.root)
-    assert result.returncode == 4
-    assert "no checkpoint yet" in result.stderr
-    assert not (tmp_path / "cp.json").exists()
-
-
-def test_exported_checkpoint_is_the_latest_one(home, tmp_path):
     target = tmp_path / "cp.json"
     summary = toka_json("checkpoint", "export", str(target), home=home.root)
-    latest = scalar(home, "SELECT max(seq) FROM checkpoints")
-    assert summary["seq"] == latest
+    assert summary["seq"] == scalar(home, "SELECT max(seq) FROM events")
+    assert scalar(home, "SELECT count(*) FROM checkpoints") == 0
+    assert toka_json("verify", "--against", str(target), home=home.root)["ok"] is True
+
+
+def test_exported_checkpoint_covers_the_head(home, tmp_path):
+    target = tmp_path / "cp.json"
+    summary = toka_json("checkpoint", "export", str(target), home=home.root)
+    assert summary["seq"] == scalar(home, "SELECT max(seq) FROM events")
     assert summary["public_key"] == home.kernel_public_key()
 
 

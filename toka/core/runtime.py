@@ -25,7 +25,6 @@ from toka.core.errors import (
     BindingMismatch,
     Denied,
     IntegrityFailure,
-    NotFound,
     ReplayedNonce,
     StaleOperation,
     TokaError,
@@ -594,16 +593,16 @@ class Runtime:
             reader.close()
 
     def export_checkpoint(self) -> checkpoint.ExportedCheckpoint:
-        """The latest signed checkpoint with the kernel public key, to keep elsewhere."""
+        """A checkpoint of the current head, signed now with the kernel key, plus that
+        key's public half: the operator keeps it elsewhere to detect a later rollback."""
+        self.catch_up()
+        key = self.home.kernel_key()
         with self._lock:
-            latest = self.log.latest_checkpoint()
-            public_key = self.home.kernel_public_key()
-        if latest is None or public_key is None:
-            raise NotFound(
-                "no checkpoint yet: one is signed every "
-                f"{self.config.checkpoint_interval} events (see checkpoint_interval)"
-            )
-        return checkpoint.ExportedCheckpoint(checkpoint.EXPORT_FORMAT, latest, public_key)
+            st = self.state
+            cp = checkpoint.Checkpoint(
+                st.home_id, st.seq, st.ts, self.head_hash, st.state_hash()
+            ).signed(key)
+        return checkpoint.ExportedCheckpoint(checkpoint.EXPORT_FORMAT, cp, key.public_key)
 
     def replay(self, until: int | None = None) -> WorldState:
         """Rebuild state from genesis (ignoring anything cached), up to ``until``."""
