@@ -37,12 +37,12 @@ def register(sub, common) -> None:
     )
     p.set_defaults(handler=cmd_replay)
 
-    cp = sub.add_parser("checkpoint", help="export the latest signed checkpoint")
+    cp = sub.add_parser("checkpoint", help="export a signed checkpoint of the log head")
     c = cp.add_subparsers(dest="checkpoint_command", metavar="ACTION", required=True)
     p = c.add_parser(
         "export",
         parents=[common],
-        help="write the latest signed checkpoint and the kernel public key to FILE",
+        help="sign the current head and write it with the kernel public key to FILE",
     )
     p.add_argument("file", metavar="FILE", help="where to write it (- for stdout)")
     p.set_defaults(handler=cmd_export)
