@@ -96,18 +96,9 @@ def cmd_spawn(ctx: Context) -> int:
 
 
 def _agent_row(st, a) -> dict[str, Any]:
-    from toka.core.state import Budgets
+    from toka.core.describe import budget_use
 
-    usage = []
-    for g in st.grants.values():
-        if g.subject == a.id and not g.revoked and g.budgets != Budgets():
-            b, u = g.budgets, g.usage
-            if b.max_ops is not None:
-                usage.append(f"ops {u.ops}/{b.max_ops}")
-            if b.max_tool_calls is not None:
-                usage.append(f"calls {u.tool_calls}/{b.max_tool_calls}")
-            if b.max_fuel is not None:
-                usage.append(f"fuel {u.fuel}/{b.max_fuel}")
+    usage = budget_use(g for g in st.grants.values() if g.subject == a.id and not g.revoked)
     return {
         "id": a.id,
         "name": a.name,

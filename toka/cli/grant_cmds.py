@@ -62,16 +62,11 @@ def cmd_issue(ctx: Context) -> int:
     return 0
 
 
-def grant_status(g, now_s: int, state) -> str:
-    if g.revoked or any(link.revoked for link in state.grant_chain(g.jti)):
-        return "revoked"
-    return "expired" if g.exp <= now_s else "active"
-
-
 def cmd_list(ctx: Context) -> int:
     import msgspec
 
     from toka.cli.output import fmt_s, shorten, table
+    from toka.core.describe import grant_status
 
     rt = ctx.runtime
     now_s = rt.now_ms() // 1000
@@ -79,7 +74,7 @@ def cmd_list(ctx: Context) -> int:
     for g in rt.state.grants.values():
         if ctx.args.subject and g.subject != ctx.args.subject:
             continue
-        status = grant_status(g, now_s, rt.state)
+        status = grant_status(rt.state, g, now_s)
         if ctx.args.active and status != "active":
             continue
         rows.append({**msgspec.to_builtins(g), "status": status})

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toka.core.state import Grant, WorldState
 
 
 def summarize(kind: str, payload: dict) -> str:
@@ -56,3 +60,24 @@ def short(value: Any, width: int = 60) -> str:
     """``value`` as compact JSON (strings as they are), cut to ``width`` characters."""
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def grant_status(state: WorldState, grant: Grant, now_s: int) -> str:
+    """``active``, ``expired`` or ``revoked`` (a revoked ancestor revokes it too)."""
+    if grant.revoked or any(link.revoked for link in state.grant_chain(grant.jti)):
+        return "revoked"
+    return "expired" if grant.exp <= now_s else "active"
+
+
+def budget_use(grants: Iterable[Grant], number: Callable[[int], str] = str) -> list[str]:
+    """Use against each budget of ``grants``: ``["ops 3/100", "calls 0/5"]``."""
+    parts = []
+    for g in grants:
+        b, u = g.budgets, g.usage
+        if b.max_ops is not None:
+            parts.append(f"ops {number(u.ops)}/{number(b.max_ops)}")
+        if b.max_tool_calls is not None:
+            parts.append(f"calls {number(u.tool_calls)}/{number(b.max_tool_calls)}")
+        if b.max_fuel is not None:
+            parts.append(f"fuel {number(u.fuel)}/{number(b.max_fuel)}")
+    return parts

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from toka.core.describe import summarize
+from toka.core.describe import budget_use, grant_status, summarize
 from toka.core.events import EventRecord
 from toka.core.identity import thumbprint
 from toka.core.state import OPEN_TASK_STATUSES, Agent, Grant, Tool, WorldState
@@ -101,25 +101,9 @@ def event_row(record: EventRecord) -> EventRow:
     )
 
 
-def grant_status(state: WorldState, grant: Grant, now_s: int) -> str:
-    """``active``, ``expired`` or ``revoked`` (a revoked ancestor revokes it too)."""
-    if grant.revoked or any(link.revoked for link in state.grant_chain(grant.jti)):
-        return "revoked"
-    return "expired" if grant.exp <= now_s else "active"
-
-
 def budget_text(grants: list[Grant]) -> str:
     """Budget use of an agent's live grants: ``ops 3/100 calls 0/5``, or ``-`` if unlimited."""
-    parts = []
-    for g in grants:
-        b, u = g.budgets, g.usage
-        if b.max_ops is not None:
-            parts.append(f"ops {u.ops}/{count(b.max_ops)}")
-        if b.max_tool_calls is not None:
-            parts.append(f"calls {u.tool_calls}/{count(b.max_tool_calls)}")
-        if b.max_fuel is not None:
-            parts.append(f"fuel {count(u.fuel)}/{count(b.max_fuel)}")
-    return " ".join(parts) or "-"
+    return " ".join(budget_use(grants, count)) or "-"
 
 
 def agent_rows(state: WorldState, now_s: int) -> dict[str, Row]:
