@@ -200,7 +200,7 @@ class Feed:
 
     def travel(self, seq: int) -> tuple[Batch, World]:
         """The world as it was at ``seq``: its rows, its last events and its details."""
-        past = self.runtime.replay(until=seq)
+        past = self.runtime.state_at(seq)
         now_s = past.ts // 1000
         with self.lock:
             events = self._load_events(seq, EventFilter())
