@@ -96,6 +96,14 @@ def test_200_sequential_calls_all_succeed(sandbox: WasmSandbox) -> None:
         assert r.output == {"i": i}
 
 
+def test_a_released_sandbox_rebuilds_its_engine_on_the_next_call() -> None:
+    sb = WasmSandbox()
+    assert run(sb, "echo", b'{"a": 1}').output == {"a": 1}
+    sb.release()
+    assert run(sb, "echo", b'{"a": 2}').output == {"a": 2}
+    assert sb.stats["compiled"] == 2
+
+
 def test_proc_exit_zero_is_success(sandbox: WasmSandbox) -> None:
     r = run(sandbox, "exit0")
     assert r.ok, r.failure

@@ -306,9 +306,13 @@ class WasmSandbox:
         _LIVE_SANDBOXES.add(self)
 
     def release(self) -> None:
-        """Drop compiled modules now, while wasmtime's bindings are still loaded."""
+        """Drop compiled modules and the engine now, while wasmtime's bindings are still
+        loaded; a later call builds them again."""
         with self._lock:
             self._modules.clear()
+            self._linker = None
+            self._watchdog = None
+            self._engine = None
 
     # -- engine ---------------------------------------------------------------
 
