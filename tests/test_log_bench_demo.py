@@ -16,13 +16,14 @@ def home(tmp_path) -> Home:
 
 
 def test_bench_kernel_reports_single_and_concurrent_figures(tmp_path):
-    data = toka_json("bench", "kernel", "--ops", "200", home=tmp_path / "unused")
+    data = toka_json("bench", "kernel", "--ops", "200", "--window", "8", home=tmp_path / "unused")
     assert data["durability"] == "full"
-    assert data["ops"] == 200 and data["submitters"] == 4
-    for key in ("ops_per_s", "p50_ms", "p99_ms", "single_ops_per_s", "single_p50_ms"):
-        assert data[key] > 0, key
-    assert data["p99_ms"] >= data["p50_ms"]
-    assert data["single_p99_ms"] >= data["single_p50_ms"]
+    assert data["ops"] == 200 and data["submitters"] == 4 and data["window"] == 8
+    for prefix in ("", "sync_", "single_"):
+        for key in ("ops_per_s", "p50_ms", "p99_ms"):
+            assert data[prefix + key] > 0, prefix + key
+        assert data[prefix + "p99_ms"] >= data[prefix + "p50_ms"]
+    assert data["single_ops"] == 200
     assert not (tmp_path / "unused").exists()  # a scratch home, never the user's
 
 
@@ -39,6 +40,7 @@ def test_bench_defaults_are_the_real_sizes():
     parser = build_parser()
     assert parser.parse_args(["bench", "kernel"]).ops == 20_000
     assert parser.parse_args(["bench", "kernel"]).submitters == 4
+    assert parser.parse_args(["bench", "kernel"]).window == 16
     assert parser.parse_args(["bench", "replay"]).events == 200_000
 
 
@@ -46,6 +48,9 @@ def test_bench_rejects_nonsense_sizes(tmp_path):
     result = run_toka("bench", "kernel", "--ops", "2", "--submitters", "4", home=tmp_path)
     assert result.returncode == 4
     assert "--ops" in result.stderr
+    result = run_toka("bench", "kernel", "--ops", "20", "--window", "0", home=tmp_path)
+    assert result.returncode == 4
+    assert "--window" in result.stderr
 
 
 def test_demo_seeds_the_scenario(home):

@@ -128,6 +128,8 @@ def verify_log(
             cp.seq,
         )
     applied, refused = _operation_cursor(log)
+    # Where each refused operation's rejection event is, found on the walk.
+    refused_at: dict[str, int | None] = {row.digest: None for row in refused}
     op: OperationRow | None = None
     sigs = _SignatureChecks()
     held: set[str] = set()
@@ -191,6 +193,8 @@ def verify_log(
                         )
                 if r.kind == "operation.pending":
                     held.add(r.op_digest)
+                elif r.kind == "operation.rejected" and r.op_digest in refused_at:
+                    refused_at[r.op_digest] = min(refused_at[r.op_digest] or seq, seq)
                 _evolve(state, r)
                 while cp is not None and cp.seq == seq:
                     state_hash = _check_checkpoint(cp, state, r.hash, public_key)
@@ -217,7 +221,7 @@ def verify_log(
             )
         sigs.flush()
         for row in refused:
-            seq = log.first_seq_of_digest(row.digest)
+            seq = refused_at[row.digest]
             signed = _check_operation_row(row, seq)
             if signatures:
                 key = state.principals.get(signed.principal)

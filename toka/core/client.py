@@ -5,6 +5,7 @@ The CLI, the console and the agent runner all act through this class.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,13 @@ class Client:
 
             raise AwaitingApproval(outcome.pending)
         return outcome
+
+    def submit_async(self, op: ops.Operation, prepared: Any = None) -> Future[Outcome]:
+        """Sign and queue ``op``; the future resolves with the outcome (or the error)
+        once the operation is committed and, with ``full`` durability, synced.
+        Operations queued by one client are applied in the order they were queued; one
+        held for approval resolves with an outcome whose ``pending`` names the approval."""
+        return self.runtime.submit_async(self.sign(op), prepared)
 
     # -- verbs ---------------------------------------------------------------------------
 

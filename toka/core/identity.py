@@ -9,9 +9,10 @@ import os
 import re
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+import nacl.bindings
+import nacl.exceptions
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from toka.core.errors import BadSignature, HomeError, InvalidInput
 
@@ -88,17 +89,27 @@ class KeyPair:
 
 
 def verify_signature(public_key: str, signature: str, data: bytes) -> None:
-    """Raise :class:`BadSignature` unless ``signature`` is the key's signature of ``data``."""
+    """Raise :class:`BadSignature` unless ``signature`` is the key's signature of ``data``.
+
+    Verification goes through libsodium (PyNaCl): about twice as fast as OpenSSL's
+    Ed25519 here, it lets go of the GIL while it works, and it refuses non-canonical
+    signatures and small-order keys. Keys and signing stay with ``cryptography``."""
     try:
-        _public_key(public_key).verify(unb64(signature), data)
-    except (InvalidSignature, ValueError, InvalidInput) as exc:
+        sig = unb64(signature)
+        if len(sig) != 64:
+            raise ValueError("an Ed25519 signature is 64 bytes")
+        nacl.bindings.crypto_sign_open(sig + data, _raw_public_key(public_key))
+    except (nacl.exceptions.CryptoError, ValueError, TypeError, InvalidInput) as exc:
         raise BadSignature("the operation's signature does not verify") from exc
 
 
 @functools.lru_cache(maxsize=4096)
-def _public_key(public_key: str) -> Ed25519PublicKey:
-    # Parsed keys are immutable; caching them takes base64 and parsing off the hot path.
-    return Ed25519PublicKey.from_public_bytes(unb64(public_key))
+def _raw_public_key(public_key: str) -> bytes:
+    # Decoded keys are immutable; caching them takes base64 off the hot path.
+    raw = unb64(public_key)
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return raw
 
 
 def write_private(path: Path, data: bytes) -> None:

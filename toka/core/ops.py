@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Any
 
 import msgspec
@@ -195,14 +196,20 @@ class SignedOperation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InvalidInput(f"malformed signed operation: {exc}") from exc
 
 
-def new_nonce() -> str:
-    return secrets.token_hex(16)
+def new_nonce(ts_ms: int | None = None) -> str:
+    """32 hex digits: the signing time in ms, then 80 random bits.
+
+    Time first, so nonces signed later sort later: the log's nonce index then grows
+    at its right edge instead of dirtying a random page for every operation."""
+    if ts_ms is None:
+        ts_ms = time.time_ns() // 1_000_000
+    return f"{ts_ms & 0xFFFFFFFFFFFF:012x}{secrets.token_hex(10)}"
 
 
 def sign(
     op: Operation, principal: str, token: str, key: KeyPair, ts_ms: int, nonce: str | None = None
 ) -> SignedOperation:
-    nonce = nonce or new_nonce()
+    nonce = nonce or new_nonce(ts_ms)
     unsigned = Unsigned(op, principal, token, nonce, ts_ms)  # type: ignore[arg-type]
     sig = key.sign(_canonical.encode(unsigned))
     return SignedOperation(op, principal, token, nonce, ts_ms, sig)  # type: ignore[arg-type]

@@ -13,8 +13,9 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -84,6 +85,7 @@ class _Pending:
         "digest",
         "done",
         "error",
+        "future",
         "outcome",
         "prepared",
         "signed",
@@ -104,6 +106,7 @@ class _Pending:
         self.error: TokaError | None = None
         self.outcome: Outcome | None = None
         self.done = False
+        self.future: Future[Outcome] | None = None
 
 
 def fold(
@@ -124,6 +127,81 @@ def fold(
             ) from exc
         head = r.hash
     return state, head
+
+
+class _Pipeline:
+    """Commits what ``Runtime.submit_async`` queues, on two threads of its own.
+
+    One thread commits everything queued in one transaction, hands the batch to the
+    other and goes straight on to the next batch; the other waits until a sync of the
+    WAL covers each batch and then resolves its futures. So a client may have many
+    operations in flight, each still checked, committed and synced before its future
+    says so, and the disk syncs while the next batch is decided.
+    """
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._synced: deque[tuple[list[_Pending], list[int]]] = deque()
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._commit_loop, name="toka-commit", daemon=True),
+            threading.Thread(target=self._sync_loop, name="toka-sync", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def put(self, pending: _Pending) -> None:
+        with self._cond:
+            if self._closing:
+                raise TokaError("the runtime is closing; the operation was not submitted")
+            self._queue.append(pending)
+            self._cond.notify_all()
+
+    def _commit_loop(self) -> None:
+        rt = self.runtime
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:  # closing, and nothing left to commit
+                    self._synced.append(([], []))
+                    self._cond.notify_all()
+                    return
+                batch, self._queue = self._queue, []
+            ticket: list[int] = []
+            try:
+                with rt._lock:
+                    ticket = rt._commit(batch)
+            except BaseException as exc:  # _commit reports its own failures; not this
+                log.exception("commit thread failed")
+                for p in batch:
+                    p.outcome, p.error = None, TokaError(f"internal error while committing: {exc}")
+            with self._cond:
+                self._synced.append((batch, ticket))
+                self._cond.notify_all()
+
+    def _sync_loop(self) -> None:
+        rt = self.runtime
+        while True:
+            with self._cond:
+                while not self._synced:
+                    self._cond.wait()
+                batch, ticket = self._synced.popleft()
+            if not batch:
+                return
+            rt._durable(batch, ticket)
+            for p in batch:
+                rt._settle(p)
+
+    def close(self) -> None:
+        """Commit and sync everything queued, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join()
 
 
 class Runtime:
@@ -148,6 +226,9 @@ class Runtime:
         self._checking = 0  # submitters between entering submit() and joining the queue
         self._suppressed: dict[str, int] = {}
         self._subscribers: list[Callable[[list[EventRecord]], None]] = []
+        self._pipeline: _Pipeline | None = None
+        self._pipeline_lock = threading.Lock()
+        self._closed = False
         self._kernel_key: KeyPair | None = None
         self._checkpoint_seq = self.log.last_checkpoint_seq()
         self._start_from_snapshot()
@@ -164,6 +245,11 @@ class Runtime:
             self.state, self.head_hash = loaded
 
     def close(self) -> None:
+        with self._pipeline_lock:
+            pipeline, self._pipeline = self._pipeline, None
+            self._closed = True
+        if pipeline is not None:
+            pipeline.close()
         with self._lock:
             self.log.close()
 
@@ -243,7 +329,7 @@ class Runtime:
             # This thread already holds the state lock (a subscriber reacting inside a
             # commit, a dry-run decision): waiting for a leader would wait for ourselves.
             with self._lock:
-                self._commit([pending])
+                self._durable([pending], self._commit([pending]))
         else:
             # Group commit. Whoever finds no leader becomes it and commits everything
             # queued; the others sleep on their own wake-up lock until their outcome is
@@ -261,26 +347,68 @@ class Runtime:
         assert pending.outcome is not None
         return pending.outcome
 
+    def submit_async(self, signed: SignedOperation, prepared: Any = None) -> Future[Outcome]:
+        """Check ``signed`` now and queue it; the future gives what ``submit`` would
+        return (or raise) once the operation is committed and, with ``full``
+        durability, on disk. One client can so keep many operations in flight.
+
+        The checks that need no state (token, signature, freshness) run in the
+        calling thread, as in ``submit``; a refusal still comes through the future,
+        after it is logged like any other."""
+        pending = _Pending(signed, prepared)
+        self._precheck(pending)
+        pending.future = Future()
+        # Running from now on: a queued operation cannot be called back by cancel().
+        pending.future.set_running_or_notify_cancel()
+        if self._lock._is_owned():  # type: ignore[attr-defined]
+            # Called while this thread holds the state lock (from a subscriber): the
+            # pipeline would wait for this thread, so commit in place.
+            with self._lock:
+                self._durable([pending], self._commit([pending]))
+            self._settle(pending)
+            return pending.future
+        with self._pipeline_lock:
+            if self._closed:
+                raise TokaError("the runtime is closed; the operation was not submitted")
+            if self._pipeline is None:
+                self._pipeline = _Pipeline(self)
+            pipeline = self._pipeline
+        pipeline.put(pending)
+        return pending.future
+
+    @staticmethod
+    def _settle(p: _Pending) -> None:
+        assert p.future is not None
+        if p.error is not None:
+            p.future.set_exception(p.error)
+        else:
+            p.future.set_result(p.outcome)  # type: ignore[arg-type]
+
     def _lead(self) -> None:
-        """Commit the queued batch, then hand leadership on and wake the batch."""
+        """Commit the queued batch, hand leadership on, wait for the disk, wake the batch."""
         with self._queue_lock:
             # Submitters still checking their signatures arrive within a fraction of a
-            # millisecond: waiting for them makes one fsync serve them all.
+            # millisecond: waiting for them makes one commit and one sync serve them all.
             deadline = time.monotonic() + GATHER_S
             while self._checking and (left := deadline - time.monotonic()) > 0:
                 self._gather.wait(left)
             batch, self._queue = self._queue, []
+        ticket: list[int] = []
         try:
             with self._lock:
-                self._commit(batch)
+                ticket = self._commit(batch)
         finally:
+            # The next leader commits its batch while this one waits for the disk.
             with self._queue_lock:
                 successor = self._queue[0] if self._queue else None
                 self._leading = successor is not None
             if successor is not None:
                 successor.wake.release()
-            for p in batch:
-                p.wake.release()
+            try:
+                self._durable(batch, ticket)
+            finally:
+                for p in batch:
+                    p.wake.release()
 
     def dry_run(
         self, signed: SignedOperation, decide: Callable[[WorldState, kernel.Ctx], Any]
@@ -332,7 +460,8 @@ class Runtime:
             for p in batch:
                 self._precheck(p)
         with self._lock:
-            self._commit(batch)
+            ticket = self._commit(batch)
+        self._durable(batch, ticket)
         return [p.error if p.error is not None else p.outcome for p in batch]  # type: ignore[misc]
 
     def _precheck(self, p: _Pending) -> None:
@@ -370,16 +499,44 @@ class Runtime:
         if -age > self.config.op_max_skew_s:
             raise StaleOperation(f"operation timestamp is {-age} s in the future")
 
-    def _commit(self, batch: list[_Pending]) -> None:
-        new: list[EventRecord] = []
+    def _durable(self, batch: list[_Pending], ticket: list[int]) -> None:
+        """Wait until the commit of ``batch`` is on disk (``full`` durability)."""
         try:
-            with self.log.write():
+            self.log.wait_durable(ticket)
+        except OSError as exc:
+            for p in batch:
+                p.outcome = None
+                p.error = TokaError(
+                    f"the log could not be synced to disk ({exc}): whether the operation"
+                    " was kept is unknown; this process accepts no more operations"
+                )
+
+    def _commit(self, batch: list[_Pending]) -> list[int]:
+        """Decide and append ``batch`` in one transaction; returns the commit's ticket
+        for :meth:`_durable` (the caller waits for the disk after letting go of the lock)."""
+        new: list[EventRecord] = []
+        ticket: list[int] = []
+        sync = self.log.wal_sync
+        if sync is not None and sync.failure is not None:
+            for p in batch:
+                p.error = TokaError(
+                    f"the log could not be synced to disk earlier ({sync.failure}); this"
+                    " process accepts no more operations: restart it once the disk is healthy"
+                )
+                p.done = True
+            return ticket
+        try:
+            with self.log.write(sync=False) as ticket:
                 caught = list(self.log.records(after=self.state.seq))
                 self.state, self.head_hash = fold(caught, self.state, self.head_hash)
                 new.extend(caught)
                 ts = max(self.now_ms(), self.state.ts)
+                # One query for the whole batch; _process adds what the batch records.
+                known = self.log.operations_by_nonce(
+                    [p.signed.nonce for p in batch if p.error is None]
+                )
                 for p in batch:
-                    new.extend(self._process(p, ts))
+                    new.extend(self._process(p, ts, known))
                 self._maybe_checkpoint()
         except Exception as exc:
             log.exception("commit failed; reloading state from the log")
@@ -393,6 +550,7 @@ class Runtime:
             for p in batch:
                 p.done = True
         self._publish(new)
+        return ticket
 
     def _maybe_checkpoint(self) -> None:
         """Inside the write transaction: sign a checkpoint (and snapshot the state) when
@@ -416,7 +574,9 @@ class Runtime:
         )
         self._checkpoint_seq = self.state.seq
 
-    def _process(self, p: _Pending, ts: int) -> list[EventRecord]:
+    def _process(self, p: _Pending, ts: int, known: dict[str, OperationRow]) -> list[EventRecord]:
+        """Decide and append one operation. ``known`` holds the recorded operations
+        among the batch's nonces, and gains each one this records."""
         s = p.signed
         digest = p.digest
         if p.error is None:
@@ -428,7 +588,7 @@ class Runtime:
                     assert p.claims is not None
                     self._check_key(s, p.claims, key, p.body)
                     p.authenticated = True
-                seen = self.log.operation(s.nonce)
+                seen = known.get(s.nonce)
                 if seen is not None:
                     if seen.digest != digest:
                         raise ReplayedNonce(
@@ -452,22 +612,22 @@ class Runtime:
                 log.exception("kernel error on %s", s.kind)
                 p.error = TokaError(f"internal kernel error on {s.kind}: {exc}")
         if p.error is not None:
-            return self._reject(p, ts, digest)
+            return self._reject(p, ts, digest, known)
         records = self._append(s.principal, p.claims.jti, digest, ts, payloads)  # type: ignore[union-attr]
-        self.log.record_operation(
-            OperationRow(
-                s.nonce,
-                digest,
-                s.principal,
-                s.kind,
-                signed_json,
-                "applied",
-                records[0].seq,
-                records[-1].seq,
-                None,
-                None,
-            )
+        row = OperationRow(
+            s.nonce,
+            digest,
+            s.principal,
+            s.kind,
+            signed_json,
+            "applied",
+            records[0].seq,
+            records[-1].seq,
+            None,
+            None,
         )
+        self.log.record_operation(row)
+        known[s.nonce] = row
         p.outcome = self._outcome(s, digest, records)
         return records
 
@@ -495,24 +655,26 @@ class Runtime:
             records.append(record)
         return records
 
-    def _reject(self, p: _Pending, ts: int, digest: str) -> list[EventRecord]:
+    def _reject(
+        self, p: _Pending, ts: int, digest: str, known: dict[str, OperationRow]
+    ) -> list[EventRecord]:
         s, err = p.signed, p.error
         assert err is not None
         if p.authenticated and not isinstance(err, ReplayedNonce):
-            self.log.record_operation(
-                OperationRow(
-                    s.nonce,
-                    digest,
-                    s.principal,
-                    s.kind,
-                    s.to_json(),
-                    "rejected",
-                    None,
-                    None,
-                    err.code,
-                    err.message,
-                )
+            row = OperationRow(
+                s.nonce,
+                digest,
+                s.principal,
+                s.kind,
+                s.to_json(),
+                "rejected",
+                None,
+                None,
+                err.code,
+                err.message,
             )
+            self.log.record_operation(row)
+            known[s.nonce] = row
         try:
             principal = check_principal(s.principal)
         except TokaError:

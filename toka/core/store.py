@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import logging
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +18,18 @@ from toka.core.checkpoint import Checkpoint
 from toka.core.errors import IntegrityFailure
 from toka.core.events import EventRecord
 
+log = logging.getLogger(__name__)
+
 GENESIS_PREV = "0" * 64
-SCHEMA_VERSION = 1
-DURABILITY = {"full": "FULL", "normal": "NORMAL"}
-# Pages (4 KiB) the WAL may reach before a commit folds it into the database file.
+SCHEMA_VERSION = 2
+DURABILITY = ("full", "normal")
+# fdatasync where the platform has it (it skips metadata a read-back does not need).
+_datasync = getattr(os, "fdatasync", os.fsync)
+# Pages (4 KiB) in the WAL past which a thread of the writer's folds them into the
+# database file (a PASSIVE checkpoint: writers go on meanwhile) ...
+WAL_BACKGROUND_CHECKPOINT = 1000
+# ... and past which the committing writer does it itself, as SQLite's auto-checkpoint
+# would: mostly done already, it restarts the WAL from its beginning.
 WAL_AUTOCHECKPOINT = 4000
 
 _SCHEMA = """
@@ -39,7 +51,6 @@ CREATE TABLE IF NOT EXISTS events(
 );
 CREATE INDEX IF NOT EXISTS events_rejected ON events(principal, ts)
     WHERE kind = 'operation.rejected';
-CREATE INDEX IF NOT EXISTS events_op ON events(op_digest);
 CREATE TABLE IF NOT EXISTS operations(
     nonce TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
@@ -67,6 +78,23 @@ CREATE TABLE IF NOT EXISTS snapshots(
 
 _hash_encoder = msgspec.msgpack.Encoder()
 _COLUMNS = "seq, ts, kind, principal, grant_jti, op_digest, part, payload, prev_hash, hash"
+_OPERATION_COLUMNS = (
+    "nonce, digest, principal, kind, signed, status, first_seq, last_seq, error_code, error"
+)
+# Rows per multi-row INSERT: a batch up to this size goes in one statement.
+_MAX_ROWS_PER_INSERT = 64
+
+
+@functools.cache
+def _insert_sql(table: str, columns: str, rows: int) -> str:
+    one = "(" + ",".join("?" * (columns.count(",") + 1)) + ")"
+    return f"INSERT INTO {table}({columns}) VALUES " + ",".join([one] * rows)
+
+
+def _insert_rows(conn: apsw.Connection, table: str, columns: str, rows: list[tuple]) -> None:
+    for i in range(0, len(rows), _MAX_ROWS_PER_INSERT):
+        chunk = rows[i : i + _MAX_ROWS_PER_INSERT]
+        conn.execute(_insert_sql(table, columns, len(chunk)), [v for row in chunk for v in row])
 
 
 def chain_hash(
@@ -98,6 +126,166 @@ class OperationRow(msgspec.Struct, frozen=True):
     error: str | None
 
 
+class WalSync:
+    """Makes commits durable after the write lock is let go.
+
+    SQLite runs with ``synchronous=NORMAL`` (commits are written to the WAL but not
+    synced); this syncs the WAL file itself. A sync covers every commit that returned
+    before it started, so batch k waits for the disk while batch k+1 is already
+    committing, and the disk may serve both syncs at once. SQLite's own ``FULL`` syncs
+    inside each COMMIT, with the write lock held. A commit is acknowledged only once
+    a sync covers it.
+    """
+
+    def __init__(self, db_path: Path):
+        self.wal_path = Path(f"{db_path}-wal")
+        self._cond = threading.Condition()
+        self._committed = 0  # commits made on this connection
+        self._synced = 0  # of those, how many a finished sync covers
+        self._running: list[int] = []  # the commit each sync under way covers up to
+        self._fd: int | None = None
+        self._stale: list[int] = []
+        self.syncs = 0
+        self.failure: OSError | None = None
+
+    def committed(self) -> int:
+        """Count a commit that just returned; its number is what :meth:`wait` takes."""
+        with self._cond:
+            self._committed += 1
+            return self._committed
+
+    def wait(self, number: int) -> None:
+        """Return once commit ``number`` is on disk, syncing unless a sync already
+        under way covers it."""
+        with self._cond:
+            while self._synced < number:
+                if self.failure is not None:
+                    raise self.failure
+                if self._running and max(self._running) >= number:
+                    self._cond.wait()
+                    continue
+                target = self._committed
+                self._running.append(target)
+                self._cond.release()
+                failure = None
+                try:
+                    self._sync_file()
+                except OSError as exc:
+                    failure = exc
+                finally:
+                    self._cond.acquire()
+                    self._running.remove(target)
+                    self._cond.notify_all()
+                if failure is not None:
+                    # After a failed fsync the kernel may have dropped the dirty pages:
+                    # nothing this connection wrote can be called durable any more.
+                    self.failure = failure
+                    raise failure
+                # The file's pages written before the sync began are all on disk now.
+                self._synced = max(self._synced, target)
+                self.syncs += 1
+
+    def _sync_file(self) -> None:
+        with self._cond:
+            fd = self._open()
+        _datasync(fd)
+
+    def _open(self) -> int:
+        fd = self._fd
+        if fd is not None and os.fstat(fd).st_nlink == 0:
+            # The WAL was deleted (every connection closed at some point) and made anew.
+            # A sync under way may still use the old descriptor: it is closed at close().
+            self._stale.append(fd)
+            fd = self._fd = None
+        if fd is None:
+            fd = self._fd = os.open(self.wal_path, os.O_RDWR)
+            # The WAL's directory entry must survive power loss too (SQLite's FULL
+            # syncs the directory after it creates the WAL).
+            dir_fd = os.open(self.wal_path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return fd
+
+    def close(self) -> None:
+        with self._cond:
+            for fd in [*self._stale, *([self._fd] if self._fd is not None else [])]:
+                os.close(fd)
+            self._fd, self._stale = None, []
+
+
+class _Checkpointer:
+    """Folds the WAL back into the database file, mostly on a thread of its own.
+
+    SQLite's auto-checkpoint runs inside the COMMIT that crosses its threshold: that
+    commit, and every submitter waiting on it, pays for copying thousands of pages
+    and syncing the database file. Here a background connection does that work with
+    PASSIVE checkpoints, which never block writers, from ``WAL_BACKGROUND_CHECKPOINT``
+    pages on. A PASSIVE checkpoint cannot finish while commits keep arriving, so at
+    ``WAL_AUTOCHECKPOINT`` the writer checkpoints the few pages left itself, and the
+    WAL starts over from its beginning instead of growing.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._cond = threading.Condition()
+        self._due = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+
+    def hook(self, conn: apsw.Connection, name: str, pages: int) -> int:
+        """SQLite's WAL hook: called after every commit with the WAL's size in pages."""
+        if pages >= WAL_AUTOCHECKPOINT:
+            # Busy: another connection is checkpointing; a later commit tries again.
+            with contextlib.suppress(apsw.BusyError):
+                conn.wal_checkpoint(name, apsw.SQLITE_CHECKPOINT_PASSIVE)
+        elif pages >= WAL_BACKGROUND_CHECKPOINT:
+            with self._cond:
+                if not self._closed:
+                    if self._thread is None:
+                        self._thread = threading.Thread(
+                            target=self._run, name="toka-wal-checkpoint", daemon=True
+                        )
+                        self._thread.start()
+                    self._due = True
+                    self._cond.notify()
+        return apsw.SQLITE_OK
+
+    def _run(self) -> None:
+        conn = apsw.Connection(str(self.path))
+        try:
+            conn.setbusytimeout(1000)
+            # NORMAL: the checkpoint syncs the WAL before copying and the file after.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            while True:
+                with self._cond:
+                    while not self._due and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                    self._due = False
+                try:
+                    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                    self.runs += 1
+                except apsw.BusyError:
+                    pass  # the writer is checkpointing itself right now
+                except apsw.Error as exc:
+                    # The writer's own checkpoint at WAL_AUTOCHECKPOINT still bounds the WAL.
+                    log.warning("background WAL checkpoint failed: %s", exc)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+
 class EventLog:
     """One connection to a Toka log. Writers go through :meth:`write`."""
 
@@ -113,44 +301,94 @@ class EventLog:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
         self.path = path
         self.durability = durability
+        # ``full``: commits are synced by :class:`WalSync` (see there); ``normal``: only
+        # SQLite's checkpoints sync, so a commit survives a process crash, not power loss.
+        self.wal_sync = WalSync(path) if durability == "full" and not readonly else None
+        self._checkpointer: _Checkpointer | None = None
         flags = (
             apsw.SQLITE_OPEN_READONLY
             if readonly
             else (apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
         )
         self.conn = apsw.Connection(str(path), flags=flags, vfs=vfs)
+        # Rows appended inside a write transaction wait here and go to SQLite in a few
+        # multi-row INSERTs (before any read and at COMMIT): fewer calls into SQLite,
+        # each of which lets go of the GIL and must win it back.
+        self._events: list[tuple] = []
+        self._operations: list[tuple] = []
         self.conn.setbusytimeout(30_000)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
-            # Checkpoint the WAL every WAL_AUTOCHECKPOINT pages rather than SQLite's 1000:
-            # the hot pages (the tables' last leaves) are rewritten by every commit, so a
-            # longer WAL copies each of them once for many commits. Commits are synced
-            # all the same; this only changes how often the WAL is folded into the file.
-            self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+            # NORMAL in both modes: ``full`` syncs the WAL itself after COMMIT (WalSync).
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            # The WAL is folded into the file in the background (see _Checkpointer); the
+            # hot pages (the tables' last leaves) are rewritten by every commit, so a
+            # long WAL copies each of them once for many commits.
+            self._checkpointer = _Checkpointer(path)
+            self.conn.set_wal_hook(self._checkpointer.hook)  # replaces wal_autocheckpoint
             self.conn.execute(_SCHEMA)
-            self.conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a log made by an older Toka up to ``SCHEMA_VERSION``; nothing logged changes."""
+        version = self.meta("schema_version")
+        if version == str(SCHEMA_VERSION):
+            return
+        with self.write():
+            version = self.meta("schema_version")
+            if version is None or int(version) < 2:
+                # Version 1 indexed events by operation digest: a random key, so every
+                # event dirtied a page of its own. The audit now maps digests itself.
+                self.conn.execute("DROP INDEX IF EXISTS events_op")
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.conn.close()
+        if self.wal_sync is not None:
+            self.wal_sync.close()
 
     # -- writing -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
+    def write(self, *, sync: bool = True) -> Iterator[list[int]]:
         """A write transaction. ``BEGIN IMMEDIATE`` takes the write lock up front, so a
-        read-then-write never hits ``SQLITE_BUSY_SNAPSHOT``."""
+        read-then-write never hits ``SQLITE_BUSY_SNAPSHOT``.
+
+        With ``full`` durability the commit is on disk when this returns, unless
+        ``sync=False``: then the yielded list holds the commit's number afterwards,
+        and the caller makes it durable with :meth:`wait_durable` once it has let go
+        of whatever it must not hold while the disk syncs."""
+        ticket: list[int] = []
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
+            yield ticket
+            self.flush()
         except BaseException:
+            self._events.clear()
+            self._operations.clear()
             self.conn.execute("ROLLBACK")
             raise
-        else:
-            self.conn.execute("COMMIT")
+        self.conn.execute("COMMIT")
+        if self.wal_sync is not None:
+            ticket.append(self.wal_sync.committed())
+            if sync:
+                self.wal_sync.wait(ticket[0])
+
+    def flush(self) -> None:
+        """Insert the rows appended so far (reads inside the transaction do this first)."""
+        if self._events:
+            _insert_rows(self.conn, "events", _COLUMNS, self._events)
+            self._events.clear()
+        if self._operations:
+            _insert_rows(self.conn, "operations", _OPERATION_COLUMNS, self._operations)
+            self._operations.clear()
+
+    def wait_durable(self, ticket: list[int]) -> None:
+        """Return once the commit of ``ticket`` (from ``write(sync=False)``) is on disk."""
+        if ticket and self.wal_sync is not None:
+            self.wal_sync.wait(ticket[0])
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
@@ -175,16 +413,13 @@ class EventLog:
         payload: bytes,
     ) -> str:
         digest = chain_hash(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
-        self.conn.execute(
-            f"INSERT INTO events({_COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?)",
-            (seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest),
+        self._events.append(
+            (seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest)
         )
         return digest
 
     def record_operation(self, row: OperationRow) -> None:
-        self.conn.execute(
-            "INSERT INTO operations(nonce, digest, principal, kind, signed, status, first_seq,"
-            " last_seq, error_code, error) VALUES(?,?,?,?,?,?,?,?,?,?)",
+        self._operations.append(
             (
                 row.nonce,
                 row.digest,
@@ -196,7 +431,7 @@ class EventLog:
                 row.last_seq,
                 row.error_code,
                 row.error,
-            ),
+            )
         )
 
     def set_meta(self, key: str, value: str) -> None:
@@ -210,6 +445,7 @@ class EventLog:
 
     def head(self) -> tuple[int, str, int]:
         """(last seq, its hash, its timestamp), or (0, genesis prev, 0) when empty."""
+        self.flush()
         row = self.conn.execute(
             "SELECT seq, hash, ts FROM events ORDER BY seq DESC LIMIT 1"
         ).fetchone()
@@ -222,6 +458,7 @@ class EventLog:
     def records(
         self, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[EventRecord]:
+        self.flush()
         sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ?"
         args: list = [after]
         if until is not None:
@@ -235,6 +472,7 @@ class EventLog:
             yield EventRecord(*row)
 
     def record(self, seq: int) -> EventRecord | None:
+        self.flush()
         row = self.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchone()
         return EventRecord(*row) if row else None
 
@@ -249,6 +487,7 @@ class EventLog:
         limit: int = 100,
         newest_first: bool = False,
     ) -> list[EventRecord]:
+        self.flush()
         clauses = ["seq > ?"]
         args: list = [after]
         if before is not None:
@@ -279,14 +518,26 @@ class EventLog:
         return [EventRecord(*row) for row in self.conn.execute(sql, args)]
 
     def operation(self, nonce: str) -> OperationRow | None:
+        self.flush()
         row = self.conn.execute(
-            "SELECT nonce, digest, principal, kind, signed, status, first_seq, last_seq,"
-            " error_code, error FROM operations WHERE nonce = ?",
-            (nonce,),
+            f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE nonce = ?", (nonce,)
         ).fetchone()
         return OperationRow(*row) if row else None
 
+    def operations_by_nonce(self, nonces: list[str]) -> dict[str, OperationRow]:
+        """The recorded operations among ``nonces``, in one query."""
+        self.flush()
+        if not nonces:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT {_OPERATION_COLUMNS} FROM operations"
+            " WHERE nonce IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(nonces).decode(),),
+        )
+        return {row[0]: OperationRow(*row) for row in rows}
+
     def recent_rejections(self, principal: str | None, since_ts: int) -> int:
+        self.flush()
         if principal is None:
             sql = "SELECT count(*) FROM events WHERE kind = 'operation.rejected' AND ts > ?"
             return self.conn.execute(sql, (since_ts,)).fetchone()[0]
@@ -297,12 +548,14 @@ class EventLog:
         return self.conn.execute(sql, (principal, since_ts)).fetchone()[0]
 
     def count(self) -> int:
+        self.flush()
         return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
     # -- integrity -----------------------------------------------------------------------
 
     def verify_chain(self, progress=None) -> int:
         """Walk the whole chain; return the number of events, or raise naming the first bad seq."""
+        self.flush()
         prev = GENESIS_PREV
         expected_seq = 1
         n = 0
@@ -329,6 +582,7 @@ class EventLog:
         return n
 
     def integrity_check(self) -> str:
+        self.flush()
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
     # -- checkpoints and snapshots -------------------------------------------------------
@@ -386,6 +640,7 @@ class EventLog:
 
     def operations(self) -> Iterator[OperationRow]:
         """Every recorded operation: applied ones in log order, then refusals."""
+        self.flush()
         yield from (
             OperationRow(*row)
             for row in self.conn.execute(
@@ -394,9 +649,3 @@ class EventLog:
                 " ORDER BY first_seq IS NULL, first_seq, rowid"
             )
         )
-
-    def first_seq_of_digest(self, digest: str) -> int | None:
-        row = self.conn.execute(
-            "SELECT min(seq) FROM events WHERE op_digest = ?", (digest,)
-        ).fetchone()
-        return row[0] if row else None
