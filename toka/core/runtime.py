@@ -141,8 +141,10 @@ class _Pipeline:
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the committer waits on it for work
         self._queue: list[_Pending] = []
+        self._committed = threading.Condition(lock)  # the syncer waits on it for commits
         self._synced: deque[tuple[list[_Pending], list[int]]] = deque()
         self._closing = False
         self._threads = [
@@ -157,7 +159,7 @@ class _Pipeline:
             if self._closing:
                 raise TokaError("the runtime is closing; the operation was not submitted")
             self._queue.append(pending)
-            self._cond.notify_all()
+            self._cond.notify()
 
     def _commit_loop(self) -> None:
         rt = self.runtime
@@ -167,7 +169,7 @@ class _Pipeline:
                     self._cond.wait()
                 if not self._queue:  # closing, and nothing left to commit
                     self._synced.append(([], []))
-                    self._cond.notify_all()
+                    self._committed.notify()
                     return
                 batch, self._queue = self._queue, []
             ticket: list[int] = []
@@ -180,14 +182,14 @@ class _Pipeline:
                     p.outcome, p.error = None, TokaError(f"internal error while committing: {exc}")
             with self._cond:
                 self._synced.append((batch, ticket))
-                self._cond.notify_all()
+                self._committed.notify()
 
     def _sync_loop(self) -> None:
         rt = self.runtime
         while True:
             with self._cond:
                 while not self._synced:
-                    self._cond.wait()
+                    self._committed.wait()
                 batch, ticket = self._synced.popleft()
             if not batch:
                 return
@@ -199,7 +201,7 @@ class _Pipeline:
         """Commit and sync everything queued, then stop."""
         with self._cond:
             self._closing = True
-            self._cond.notify_all()
+            self._cond.notify()
         for t in self._threads:
             t.join()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import threading
@@ -94,7 +95,7 @@ def _insert_sql(table: str, columns: str, rows: int) -> str:
 def _insert_rows(conn: apsw.Connection, table: str, columns: str, rows: list[tuple]) -> None:
     for i in range(0, len(rows), _MAX_ROWS_PER_INSERT):
         chunk = rows[i : i + _MAX_ROWS_PER_INSERT]
-        conn.execute(_insert_sql(table, columns, len(chunk)), [v for row in chunk for v in row])
+        conn.execute(_insert_sql(table, columns, len(chunk)), list(itertools.chain(*chunk)))
 
 
 def chain_hash(
@@ -199,13 +200,14 @@ class WalSync:
             fd = self._fd = None
         if fd is None:
             fd = self._fd = os.open(self.wal_path, os.O_RDWR)
-            # The WAL's directory entry must survive power loss too (SQLite's FULL
-            # syncs the directory after it creates the WAL).
-            dir_fd = os.open(self.wal_path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            if os.name == "posix":
+                # The WAL's directory entry must survive power loss too (SQLite's FULL
+                # syncs the directory after it creates the WAL).
+                dir_fd = os.open(self.wal_path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         return fd
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 import jwt
@@ -42,7 +41,7 @@ class TokenAuthority:
             raise ValueError("the kernel secret must be at least 32 bytes")
         self._secret = secret
         self.issuer = f"toka:{home_id}"
-        self._cache: dict[bytes, Claims] = {}
+        self._cache: dict[str, Claims] = {}
         self._lock = threading.Lock()
 
     def mint(self, grant: Grant, holder_thumbprint: str) -> str:
@@ -64,14 +63,14 @@ class TokenAuthority:
         """Check signature, algorithm, claims, audience and issuer; ``exp`` on every call."""
         if not isinstance(token, str) or len(token.encode()) > MAX_TOKEN_BYTES:
             raise TokenInvalid(f"token missing or larger than {MAX_TOKEN_BYTES} bytes")
-        key = hashlib.sha256(token.encode()).digest()
-        claims = self._cache.get(key)
+        # Keyed by the token itself: a hit is a string comparison, no hashing of our own.
+        claims = self._cache.get(token)
         if claims is None:
             claims = self._decode(token, now_s)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[key] = claims
+                self._cache[token] = claims
         if claims.exp + LEEWAY_S <= now_s:
             raise TokenExpired(f"token {claims.jti} expired")
         if claims.nbf - LEEWAY_S > now_s:
