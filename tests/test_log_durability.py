@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import collections
-import concurrent.futures
-import errno
 import os
 import random
 import signal
@@ -20,7 +18,7 @@ import pytest
 from log_support import make_home, run_toka, toka_json
 
 from toka.core import ops
-from toka.core import store as store_module
+from toka.core import runtime as runtime_module
 from toka.core.client import Client
 from toka.core.errors import TokaError
 from toka.core.home import Home
@@ -28,52 +26,47 @@ from toka.core.runtime import Runtime
 from toka.core.store import EventLog
 
 
-class RecordingSync:
-    """Stands in for ``store._datasync``: records which file each sync was for, and
-    can hold a sync until the test lets it go, or fail it."""
+class CountingVFS(apsw.VFS):
+    """The default VFS, counting xSync calls per file."""
 
-    def __init__(self, real):
-        self.real = real
-        self.inodes: list[int] = []
-        self.hold = threading.Event()
-        self.hold.set()
-        self.started = threading.Event()
-        self.error: OSError | None = None
+    def __init__(self, name: str):
+        self.syncs: collections.Counter[str] = collections.Counter()
+        self.name = name
+        super().__init__(name, "")
 
-    def __call__(self, fd: int) -> None:
-        self.inodes.append(os.fstat(fd).st_ino)
-        self.started.set()
-        assert self.hold.wait(30)
-        if self.error is not None:
-            raise self.error
-        self.real(fd)
+    def xOpen(self, name, flags):
+        return _CountingFile(self, name, flags)
 
 
-@pytest.fixture
-def syncs(monkeypatch):
-    recorder = RecordingSync(store_module._datasync)
-    monkeypatch.setattr(store_module, "_datasync", recorder)
-    return recorder
+class _CountingFile(apsw.VFSFile):
+    def __init__(self, vfs: CountingVFS, name, flags):
+        self._vfs = vfs
+        self._name = name.filename() if isinstance(name, apsw.URIFilename) else name
+        super().__init__("", name, flags)
+
+    def xSync(self, flags):
+        self._vfs.syncs[os.path.basename(self._name)] += 1
+        return super().xSync(flags)
+
+
+@pytest.fixture(scope="module")
+def counting_vfs():
+    vfs = CountingVFS("toka-test-counting")
+    yield vfs
+    vfs.unregister()
 
 
 @pytest.mark.parametrize(
-    ("configured", "override", "synced"),
-    [
-        ("full", None, True),
-        ("normal", None, False),
-        ("full", "normal", False),
-        ("normal", "full", True),
-    ],
+    ("configured", "override", "pragma"),
+    [("full", None, 2), ("normal", None, 1), ("full", "normal", 1), ("normal", "full", 2)],
 )
-def test_durability_comes_from_config_and_flag(tmp_path, configured, override, synced):
+def test_durability_sets_pragma_synchronous(tmp_path, configured, override, pragma):
     home = Home(tmp_path / "home")
     home.init()
     home.config_path.write_text(f'durability = "{configured}"\n')
     with Runtime(home, durability=override) as rt:
         assert rt.durability == (override or configured)
-        assert (rt.log.wal_sync is not None) == synced
-        # SQLite itself never syncs on COMMIT; ``full`` syncs the WAL after it (WalSync).
-        assert rt.log.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert rt.log.conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
         assert rt.log.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -84,70 +77,79 @@ def test_durability_flag_overrides_the_config(tmp_path):
 
 
 @pytest.mark.parametrize(("durability", "synced"), [("full", True), ("normal", False)])
-def test_full_durability_syncs_the_wal_before_each_acknowledgement(
-    tmp_path, syncs, durability, synced
+def test_full_durability_syncs_the_wal_on_every_commit(
+    tmp_path, monkeypatch, counting_vfs, durability, synced
 ):
     home = make_home(tmp_path / "home", checkpoint_interval=1000)
+
+    def counting_log(path, durability="full", **kwargs):
+        return EventLog(path, durability, vfs=counting_vfs.name, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "EventLog", counting_log)
     with Runtime(home, durability=durability) as rt:
         operator = Client(rt)
         agent, _ = operator.spawn_agent("durable")
-        wal = os.stat(f"{home.db_path}-wal").st_ino
-        syncs.inodes.clear()
+        counting_vfs.syncs.clear()
         for i in range(8):
-            before = len(syncs.inodes)
             operator.observe(agent, {"i": i})
-            if synced:
-                # The WAL file itself was synced after this commit, before submit returned.
-                assert syncs.inodes[before:] == [wal]
-            else:
-                assert syncs.inodes == []
+            wal_syncs = counting_vfs.syncs["toka.db-wal"]
+            # Each acknowledged commit has been synced before submit returned.
+            assert wal_syncs == (i + 1 if synced else 0)
 
 
-def test_an_acknowledgement_waits_for_the_sync_of_its_commit(tmp_path, syncs):
-    home = make_home(tmp_path / "home", checkpoint_interval=1000)
-    with Runtime(home) as rt:
-        operator = Client(rt)
-        agent, _ = operator.spawn_agent("durable")
-        syncs.hold.clear()
-        syncs.started.clear()
-        future = operator.submit_async(ops.EmitObservation(agent, {"held": True}))
-        waiter = concurrent.futures.ThreadPoolExecutor(1)
-        blocking = waiter.submit(operator.observe, agent, {"held": "too"})
-        assert syncs.started.wait(10)
-        # Committed (another connection sees it) but not yet on disk: not acknowledged.
-        reader = EventLog(home.db_path, readonly=True)
-        try:
-            deadline = time.monotonic() + 10
-            while reader.count() < rt.state.seq and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert reader.count() >= rt.state.seq - 1
-        finally:
-            reader.close()
-        time.sleep(0.2)
-        assert not future.done() and not blocking.done()
-        syncs.hold.set()
-        assert future.result(10).first("observation.emitted")["data"] == {"held": True}
-        assert blocking.result(10).first("observation.emitted")["data"] == {"held": "too"}
-        waiter.shutdown()
+class FailingSyncVFS(apsw.VFS):
+    """The default VFS, whose WAL syncs fail while ``failing`` is set (a dying disk)."""
+
+    def __init__(self, name: str):
+        self.failing = False
+        self.name = name
+        super().__init__(name, "")
+
+    def xOpen(self, name, flags):
+        return _FailingFile(self, name, flags)
 
 
-def test_a_failed_sync_is_reported_and_stops_further_submissions(tmp_path, syncs):
-    home = make_home(tmp_path / "home", checkpoint_interval=1000)
-    with Runtime(home) as rt:
-        operator = Client(rt)
-        agent, _ = operator.spawn_agent("durable")
-        syncs.error = OSError(errno.EIO, "Input/output error")
-        with pytest.raises(TokaError, match=r"could not be synced to disk .*unknown"):
-            operator.observe(agent, {"i": 1})
-        head = rt.state.seq
-        syncs.error = None
-        with pytest.raises(TokaError, match="accepts no more operations"):
-            operator.observe(agent, {"i": 2})
-        with pytest.raises(TokaError, match="accepts no more operations"):
-            operator.submit_async(ops.EmitObservation(agent, {"i": 3})).result(10)
-        assert rt.state.seq == head  # nothing more was written after the failure
-    # The log itself is sound: a new process starts on it and verifies it.
-    assert toka_json("verify", home=home.root)["ok"] is True
+class _FailingFile(apsw.VFSFile):
+    def __init__(self, vfs: FailingSyncVFS, name, flags):
+        self._vfs = vfs
+        self._wal = str(name.filename() if isinstance(name, apsw.URIFilename) else name)
+        self._wal = self._wal.endswith("-wal")
+        super().__init__("", name, flags)
+
+    def xSync(self, flags):
+        if self._wal and self._vfs.failing:
+            raise apsw.IOError("simulated fsync failure")
+        return super().xSync(flags)
+
+
+def test_a_commit_whose_sync_fails_is_refused_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    vfs = FailingSyncVFS("toka-test-failing-sync")
+    try:
+        home = make_home(tmp_path / "home", checkpoint_interval=1000)
+
+        def failing_log(path, durability="full", **kwargs):
+            return EventLog(path, durability, vfs=vfs.name, **kwargs)
+
+        monkeypatch.setattr(runtime_module, "EventLog", failing_log)
+        with Runtime(home) as rt:
+            operator = Client(rt)
+            agent, _ = operator.spawn_agent("durable")
+            head = rt.state.seq
+            signed = operator.sign(ops.EmitObservation(agent, {"i": 1}))
+            vfs.failing = True
+            with pytest.raises(TokaError, match="could not be written"):
+                rt.submit(signed)
+            with pytest.raises(TokaError, match="could not be written"):
+                operator.submit_async(ops.EmitObservation(agent, {"i": 2})).result(10)
+            assert rt.state.seq == head  # not acknowledged, not applied
+            vfs.failing = False
+            # The connection is usable again, and the refused operation was never kept:
+            # resubmitting it applies it (not a replay).
+            outcome = rt.submit(signed)
+            assert not outcome.replayed and outcome.first_seq == head + 1
+        assert toka_json("verify", home=home.root)["ok"] is True
+    finally:
+        vfs.unregister()
 
 
 def test_deferred_read_then_write_hits_busy_snapshot_but_event_log_write_does_not(tmp_path):

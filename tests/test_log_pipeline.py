@@ -1,11 +1,8 @@
-"""Operations in flight (``submit_async``), the schema migration, time-ordered nonces
-and the WAL checkpointer."""
+"""Operations in flight (``submit_async``), the schema migration and time-ordered nonces."""
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 
 import apsw
 import pytest
@@ -185,27 +182,3 @@ def test_nonces_lead_with_the_signing_time_so_later_ones_sort_later():
     assert a < b
     assert a[:12] == f"{1_700_000_000_000:012x}"
     assert ops.new_nonce(5) != ops.new_nonce(5)  # 80 random bits after the time
-
-
-# -- the WAL -----------------------------------------------------------------------------
-
-
-def test_the_wal_is_folded_in_the_background_and_starts_over(home, monkeypatch):
-    monkeypatch.setattr(store_module, "WAL_BACKGROUND_CHECKPOINT", 20)
-    monkeypatch.setattr(store_module, "WAL_AUTOCHECKPOINT", 120)
-    with Runtime(home) as rt:
-        operator = Client(rt)
-        agent, _ = operator.spawn_agent("busy")
-        me = Client(rt, agent)
-        for i in range(400):
-            me.observe(agent, {"i": i, "pad": "x" * 200})
-        checkpointer = rt.log._checkpointer
-        assert checkpointer is not None
-        deadline = time.monotonic() + 10
-        while checkpointer.runs == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert checkpointer.runs > 0
-        # Writers restarted the WAL instead of growing it: far below 400 commits' pages.
-        pages = os.path.getsize(f"{home.db_path}-wal") // (4096 + 24)
-        assert pages <= 120 + 20
-    assert toka_json("verify", home=home.root)["ok"] is True

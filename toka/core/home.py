@@ -31,8 +31,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 DEFAULT_CONFIG = """\
 # Toka configuration. Command-line flags override these values.
 
-# "full": every acknowledged operation survives power loss (the WAL is synced before
-# an operation is acknowledged; one sync covers every commit made before it).
+# "full": every acknowledged operation survives power loss (the WAL is synced in every
+# commit; concurrent submissions share one commit).
 # "normal": survives a crash of the process, may lose the last commits on power loss.
 durability = "full"
 

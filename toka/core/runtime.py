@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -130,29 +129,22 @@ def fold(
 
 
 class _Pipeline:
-    """Commits what ``Runtime.submit_async`` queues, on two threads of its own.
+    """Commits what ``Runtime.submit_async`` queues, on a thread of its own.
 
-    One thread commits everything queued in one transaction, hands the batch to the
-    other and goes straight on to the next batch; the other waits until a sync of the
-    WAL covers each batch and then resolves its futures. So a client may have many
-    operations in flight, each still checked, committed and synced before its future
-    says so, and the disk syncs while the next batch is decided.
+    The thread commits everything queued in one transaction and resolves each
+    operation's future, then takes what arrived meanwhile: a client may so keep many
+    operations in flight, each still checked, committed and (with ``full``) synced
+    before its future says so, and the longer the disk takes, the larger the next
+    batch that one sync serves.
     """
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # the committer waits on it for work
+        self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Pending] = []
-        self._committed = threading.Condition(lock)  # the syncer waits on it for commits
-        self._synced: deque[tuple[list[_Pending], list[int]]] = deque()
         self._closing = False
-        self._threads = [
-            threading.Thread(target=self._commit_loop, name="toka-commit", daemon=True),
-            threading.Thread(target=self._sync_loop, name="toka-sync", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self._thread = threading.Thread(target=self._run, name="toka-commit", daemon=True)
+        self._thread.start()
 
     def put(self, pending: _Pending) -> None:
         with self._cond:
@@ -161,49 +153,31 @@ class _Pipeline:
             self._queue.append(pending)
             self._cond.notify()
 
-    def _commit_loop(self) -> None:
+    def _run(self) -> None:
         rt = self.runtime
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._cond.wait()
                 if not self._queue:  # closing, and nothing left to commit
-                    self._synced.append(([], []))
-                    self._committed.notify()
                     return
                 batch, self._queue = self._queue, []
-            ticket: list[int] = []
             try:
                 with rt._lock:
-                    ticket = rt._commit(batch)
+                    rt._commit(batch)
             except BaseException as exc:  # _commit reports its own failures; not this
                 log.exception("commit thread failed")
                 for p in batch:
                     p.outcome, p.error = None, TokaError(f"internal error while committing: {exc}")
-            with self._cond:
-                self._synced.append((batch, ticket))
-                self._committed.notify()
-
-    def _sync_loop(self) -> None:
-        rt = self.runtime
-        while True:
-            with self._cond:
-                while not self._synced:
-                    self._committed.wait()
-                batch, ticket = self._synced.popleft()
-            if not batch:
-                return
-            rt._durable(batch, ticket)
             for p in batch:
                 rt._settle(p)
 
     def close(self) -> None:
-        """Commit and sync everything queued, then stop."""
+        """Commit everything queued, then stop."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        for t in self._threads:
-            t.join()
+        self._thread.join()
 
 
 class Runtime:
@@ -331,7 +305,7 @@ class Runtime:
             # This thread already holds the state lock (a subscriber reacting inside a
             # commit, a dry-run decision): waiting for a leader would wait for ourselves.
             with self._lock:
-                self._durable([pending], self._commit([pending]))
+                self._commit([pending])
         else:
             # Group commit. Whoever finds no leader becomes it and commits everything
             # queued; the others sleep on their own wake-up lock until their outcome is
@@ -366,7 +340,7 @@ class Runtime:
             # Called while this thread holds the state lock (from a subscriber): the
             # pipeline would wait for this thread, so commit in place.
             with self._lock:
-                self._durable([pending], self._commit([pending]))
+                self._commit([pending])
             self._settle(pending)
             return pending.future
         with self._pipeline_lock:
@@ -387,7 +361,7 @@ class Runtime:
             p.future.set_result(p.outcome)  # type: ignore[arg-type]
 
     def _lead(self) -> None:
-        """Commit the queued batch, hand leadership on, wait for the disk, wake the batch."""
+        """Commit the queued batch, then hand leadership on and wake the batch."""
         with self._queue_lock:
             # Submitters still checking their signatures arrive within a fraction of a
             # millisecond: waiting for them makes one commit and one sync serve them all.
@@ -395,22 +369,17 @@ class Runtime:
             while self._checking and (left := deadline - time.monotonic()) > 0:
                 self._gather.wait(left)
             batch, self._queue = self._queue, []
-        ticket: list[int] = []
         try:
             with self._lock:
-                ticket = self._commit(batch)
+                self._commit(batch)
         finally:
-            # The next leader commits its batch while this one waits for the disk.
             with self._queue_lock:
                 successor = self._queue[0] if self._queue else None
                 self._leading = successor is not None
             if successor is not None:
                 successor.wake.release()
-            try:
-                self._durable(batch, ticket)
-            finally:
-                for p in batch:
-                    p.wake.release()
+            for p in batch:
+                p.wake.release()
 
     def dry_run(
         self, signed: SignedOperation, decide: Callable[[WorldState, kernel.Ctx], Any]
@@ -462,8 +431,7 @@ class Runtime:
             for p in batch:
                 self._precheck(p)
         with self._lock:
-            ticket = self._commit(batch)
-        self._durable(batch, ticket)
+            self._commit(batch)
         return [p.error if p.error is not None else p.outcome for p in batch]  # type: ignore[misc]
 
     def _precheck(self, p: _Pending) -> None:
@@ -501,34 +469,10 @@ class Runtime:
         if -age > self.config.op_max_skew_s:
             raise StaleOperation(f"operation timestamp is {-age} s in the future")
 
-    def _durable(self, batch: list[_Pending], ticket: list[int]) -> None:
-        """Wait until the commit of ``batch`` is on disk (``full`` durability)."""
-        try:
-            self.log.wait_durable(ticket)
-        except OSError as exc:
-            for p in batch:
-                p.outcome = None
-                p.error = TokaError(
-                    f"the log could not be synced to disk ({exc}): whether the operation"
-                    " was kept is unknown; this process accepts no more operations"
-                )
-
-    def _commit(self, batch: list[_Pending]) -> list[int]:
-        """Decide and append ``batch`` in one transaction; returns the commit's ticket
-        for :meth:`_durable` (the caller waits for the disk after letting go of the lock)."""
+    def _commit(self, batch: list[_Pending]) -> None:
         new: list[EventRecord] = []
-        ticket: list[int] = []
-        sync = self.log.wal_sync
-        if sync is not None and sync.failure is not None:
-            for p in batch:
-                p.error = TokaError(
-                    f"the log could not be synced to disk earlier ({sync.failure}); this"
-                    " process accepts no more operations: restart it once the disk is healthy"
-                )
-                p.done = True
-            return ticket
         try:
-            with self.log.write(sync=False) as ticket:
+            with self.log.write():
                 caught = list(self.log.records(after=self.state.seq))
                 self.state, self.head_hash = fold(caught, self.state, self.head_hash)
                 new.extend(caught)
@@ -552,7 +496,6 @@ class Runtime:
             for p in batch:
                 p.done = True
         self._publish(new)
-        return ticket
 
     def _maybe_checkpoint(self) -> None:
         """Inside the write transaction: sign a checkpoint (and snapshot the state) when

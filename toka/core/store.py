@@ -6,9 +6,6 @@ import contextlib
 import functools
 import hashlib
 import itertools
-import logging
-import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,18 +16,10 @@ from toka.core.checkpoint import Checkpoint
 from toka.core.errors import IntegrityFailure
 from toka.core.events import EventRecord
 
-log = logging.getLogger(__name__)
-
 GENESIS_PREV = "0" * 64
 SCHEMA_VERSION = 2
-DURABILITY = ("full", "normal")
-# fdatasync where the platform has it (it skips metadata a read-back does not need).
-_datasync = getattr(os, "fdatasync", os.fsync)
-# Pages (4 KiB) in the WAL past which a thread of the writer's folds them into the
-# database file (a PASSIVE checkpoint: writers go on meanwhile) ...
-WAL_BACKGROUND_CHECKPOINT = 1000
-# ... and past which the committing writer does it itself, as SQLite's auto-checkpoint
-# would: mostly done already, it restarts the WAL from its beginning.
+DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+# Pages (4 KiB) the WAL may reach before a commit folds it into the database file.
 WAL_AUTOCHECKPOINT = 4000
 
 _SCHEMA = """
@@ -127,167 +116,6 @@ class OperationRow(msgspec.Struct, frozen=True):
     error: str | None
 
 
-class WalSync:
-    """Makes commits durable after the write lock is let go.
-
-    SQLite runs with ``synchronous=NORMAL`` (commits are written to the WAL but not
-    synced); this syncs the WAL file itself. A sync covers every commit that returned
-    before it started, so batch k waits for the disk while batch k+1 is already
-    committing, and the disk may serve both syncs at once. SQLite's own ``FULL`` syncs
-    inside each COMMIT, with the write lock held. A commit is acknowledged only once
-    a sync covers it.
-    """
-
-    def __init__(self, db_path: Path):
-        self.wal_path = Path(f"{db_path}-wal")
-        self._cond = threading.Condition()
-        self._committed = 0  # commits made on this connection
-        self._synced = 0  # of those, how many a finished sync covers
-        self._running: list[int] = []  # the commit each sync under way covers up to
-        self._fd: int | None = None
-        self._stale: list[int] = []
-        self.syncs = 0
-        self.failure: OSError | None = None
-
-    def committed(self) -> int:
-        """Count a commit that just returned; its number is what :meth:`wait` takes."""
-        with self._cond:
-            self._committed += 1
-            return self._committed
-
-    def wait(self, number: int) -> None:
-        """Return once commit ``number`` is on disk, syncing unless a sync already
-        under way covers it."""
-        with self._cond:
-            while self._synced < number:
-                if self.failure is not None:
-                    raise self.failure
-                if self._running and max(self._running) >= number:
-                    self._cond.wait()
-                    continue
-                target = self._committed
-                self._running.append(target)
-                self._cond.release()
-                failure = None
-                try:
-                    self._sync_file()
-                except OSError as exc:
-                    failure = exc
-                finally:
-                    self._cond.acquire()
-                    self._running.remove(target)
-                    self._cond.notify_all()
-                if failure is not None:
-                    # After a failed fsync the kernel may have dropped the dirty pages:
-                    # nothing this connection wrote can be called durable any more.
-                    self.failure = failure
-                    raise failure
-                # The file's pages written before the sync began are all on disk now.
-                self._synced = max(self._synced, target)
-                self.syncs += 1
-
-    def _sync_file(self) -> None:
-        with self._cond:
-            fd = self._open()
-        _datasync(fd)
-
-    def _open(self) -> int:
-        fd = self._fd
-        if fd is not None and os.fstat(fd).st_nlink == 0:
-            # The WAL was deleted (every connection closed at some point) and made anew.
-            # A sync under way may still use the old descriptor: it is closed at close().
-            self._stale.append(fd)
-            fd = self._fd = None
-        if fd is None:
-            fd = self._fd = os.open(self.wal_path, os.O_RDWR)
-            if os.name == "posix":
-                # The WAL's directory entry must survive power loss too (SQLite's FULL
-                # syncs the directory after it creates the WAL).
-                dir_fd = os.open(self.wal_path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        return fd
-
-    def close(self) -> None:
-        with self._cond:
-            for fd in [*self._stale, *([self._fd] if self._fd is not None else [])]:
-                os.close(fd)
-            self._fd, self._stale = None, []
-
-
-class _Checkpointer:
-    """Folds the WAL back into the database file, mostly on a thread of its own.
-
-    SQLite's auto-checkpoint runs inside the COMMIT that crosses its threshold: that
-    commit, and every submitter waiting on it, pays for copying thousands of pages
-    and syncing the database file. Here a background connection does that work with
-    PASSIVE checkpoints, which never block writers, from ``WAL_BACKGROUND_CHECKPOINT``
-    pages on. A PASSIVE checkpoint cannot finish while commits keep arriving, so at
-    ``WAL_AUTOCHECKPOINT`` the writer checkpoints the few pages left itself, and the
-    WAL starts over from its beginning instead of growing.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._cond = threading.Condition()
-        self._due = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self.runs = 0
-
-    def hook(self, conn: apsw.Connection, name: str, pages: int) -> int:
-        """SQLite's WAL hook: called after every commit with the WAL's size in pages."""
-        if pages >= WAL_AUTOCHECKPOINT:
-            # Busy: another connection is checkpointing; a later commit tries again.
-            with contextlib.suppress(apsw.BusyError):
-                conn.wal_checkpoint(name, apsw.SQLITE_CHECKPOINT_PASSIVE)
-        elif pages >= WAL_BACKGROUND_CHECKPOINT:
-            with self._cond:
-                if not self._closed:
-                    if self._thread is None:
-                        self._thread = threading.Thread(
-                            target=self._run, name="toka-wal-checkpoint", daemon=True
-                        )
-                        self._thread.start()
-                    self._due = True
-                    self._cond.notify()
-        return apsw.SQLITE_OK
-
-    def _run(self) -> None:
-        conn = apsw.Connection(str(self.path))
-        try:
-            conn.setbusytimeout(1000)
-            # NORMAL: the checkpoint syncs the WAL before copying and the file after.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            while True:
-                with self._cond:
-                    while not self._due and not self._closed:
-                        self._cond.wait()
-                    if self._closed:
-                        return
-                    self._due = False
-                try:
-                    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
-                    self.runs += 1
-                except apsw.BusyError:
-                    pass  # the writer is checkpointing itself right now
-                except apsw.Error as exc:
-                    # The writer's own checkpoint at WAL_AUTOCHECKPOINT still bounds the WAL.
-                    log.warning("background WAL checkpoint failed: %s", exc)
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
-
-
 class EventLog:
     """One connection to a Toka log. Writers go through :meth:`write`."""
 
@@ -303,10 +131,6 @@ class EventLog:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
         self.path = path
         self.durability = durability
-        # ``full``: commits are synced by :class:`WalSync` (see there); ``normal``: only
-        # SQLite's checkpoints sync, so a commit survives a process crash, not power loss.
-        self.wal_sync = WalSync(path) if durability == "full" and not readonly else None
-        self._checkpointer: _Checkpointer | None = None
         flags = (
             apsw.SQLITE_OPEN_READONLY
             if readonly
@@ -321,13 +145,15 @@ class EventLog:
         self.conn.setbusytimeout(30_000)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in both modes: ``full`` syncs the WAL itself after COMMIT (WalSync).
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            # The WAL is folded into the file in the background (see _Checkpointer); the
-            # hot pages (the tables' last leaves) are rewritten by every commit, so a
-            # long WAL copies each of them once for many commits.
-            self._checkpointer = _Checkpointer(path)
-            self.conn.set_wal_hook(self._checkpointer.hook)  # replaces wal_autocheckpoint
+            # FULL syncs the WAL inside every COMMIT, before the commit becomes visible
+            # to any reader: what anyone sees has reached the disk.
+            self.conn.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
+            # Checkpoint the WAL every WAL_AUTOCHECKPOINT pages rather than SQLite's 1000:
+            # the hot pages (the tables' last leaves) are rewritten by every commit, so a
+            # longer WAL copies each of them once for many commits. (Checkpointing on a
+            # thread of its own was measured too: its syncs of the database file slowed
+            # every commit's sync of the WAL more than they saved.)
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             self.conn.execute(_SCHEMA)
             self._migrate()
 
@@ -345,38 +171,31 @@ class EventLog:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         self.conn.close()
-        if self.wal_sync is not None:
-            self.wal_sync.close()
 
     # -- writing -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self, *, sync: bool = True) -> Iterator[list[int]]:
+    def write(self) -> Iterator[None]:
         """A write transaction. ``BEGIN IMMEDIATE`` takes the write lock up front, so a
-        read-then-write never hits ``SQLITE_BUSY_SNAPSHOT``.
-
-        With ``full`` durability the commit is on disk when this returns, unless
-        ``sync=False``: then the yielded list holds the commit's number afterwards,
-        and the caller makes it durable with :meth:`wait_durable` once it has let go
-        of whatever it must not hold while the disk syncs."""
-        ticket: list[int] = []
+        read-then-write never hits ``SQLITE_BUSY_SNAPSHOT``."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield ticket
+            yield
             self.flush()
         except BaseException:
             self._events.clear()
             self._operations.clear()
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
-        if self.wal_sync is not None:
-            ticket.append(self.wal_sync.committed())
-            if sync:
-                self.wal_sync.wait(ticket[0])
+        try:
+            self.conn.execute("COMMIT")
+        except apsw.Error:
+            # SQLite may leave the transaction open after a failed COMMIT (an I/O
+            # error while syncing, say): end it, so the connection stays usable.
+            if not self.conn.get_autocommit():
+                self.conn.execute("ROLLBACK")
+            raise
 
     def flush(self) -> None:
         """Insert the rows appended so far (reads inside the transaction do this first)."""
@@ -386,11 +205,6 @@ class EventLog:
         if self._operations:
             _insert_rows(self.conn, "operations", _OPERATION_COLUMNS, self._operations)
             self._operations.clear()
-
-    def wait_durable(self, ticket: list[int]) -> None:
-        """Return once the commit of ``ticket`` (from ``write(sync=False)``) is on disk."""
-        if ticket and self.wal_sync is not None:
-            self.wal_sync.wait(ticket[0])
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
@@ -529,8 +343,9 @@ class EventLog:
     def operations_by_nonce(self, nonces: list[str]) -> dict[str, OperationRow]:
         """The recorded operations among ``nonces``, in one query."""
         self.flush()
-        if not nonces:
-            return {}
+        if len(nonces) <= 1:
+            found = self.operation(nonces[0]) if nonces else None
+            return {found.nonce: found} if found is not None else {}
         rows = self.conn.execute(
             f"SELECT {_OPERATION_COLUMNS} FROM operations"
             " WHERE nonce IN (SELECT value FROM json_each(?))",
