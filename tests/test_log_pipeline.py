@@ -182,3 +182,22 @@ def test_nonces_lead_with_the_signing_time_so_later_ones_sort_later():
     assert a < b
     assert a[:12] == f"{1_700_000_000_000:012x}"
     assert ops.new_nonce(5) != ops.new_nonce(5)  # 80 random bits after the time
+
+
+def test_reads_from_another_thread_leave_the_writers_pending_rows_alone(home):
+    log = EventLog(home.db_path)
+    try:
+        seq, head, ts = log.head()
+        with log.write():
+            log.append(
+                head, seq + 1, ts, "observation.emitted", "operator", None, "d" * 64, 0, b"{}"
+            )
+            seen: list[int] = []
+            reader = threading.Thread(target=lambda: seen.append(log.count()))
+            reader.start()
+            reader.join(10)
+            assert seen == [seq]  # not flushed by the other thread, not lost either
+            assert log.count() == seq + 1  # the writer's own read sees its row
+        assert log.count() == seq + 1
+    finally:
+        log.close()

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,6 +143,7 @@ class EventLog:
         # each of which lets go of the GIL and must win it back.
         self._events: list[tuple] = []
         self._operations: list[tuple] = []
+        self._writer: int | None = None  # the thread inside write(): only it appends
         self.conn.setbusytimeout(30_000)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -180,14 +182,17 @@ class EventLog:
         """A write transaction. ``BEGIN IMMEDIATE`` takes the write lock up front, so a
         read-then-write never hits ``SQLITE_BUSY_SNAPSHOT``."""
         self.conn.execute("BEGIN IMMEDIATE")
+        self._writer = threading.get_ident()
         try:
             yield
             self.flush()
         except BaseException:
             self._events.clear()
             self._operations.clear()
+            self._writer = None
             self.conn.execute("ROLLBACK")
             raise
+        self._writer = None
         try:
             self.conn.execute("COMMIT")
         except apsw.Error:
@@ -198,7 +203,11 @@ class EventLog:
             raise
 
     def flush(self) -> None:
-        """Insert the rows appended so far (reads inside the transaction do this first)."""
+        """Insert the rows appended so far. The writer's own reads inside the transaction
+        do this first; reads from other threads (sharing the connection) leave the
+        writer's rows alone."""
+        if self._writer != threading.get_ident():
+            return
         if self._events:
             _insert_rows(self.conn, "events", _COLUMNS, self._events)
             self._events.clear()
