@@ -12,14 +12,14 @@ The headline figure has each submitter keep ``window`` operations in flight
 (``Runtime.submit_async``), as a client streaming work does. A submitter that waits
 for every outcome is bound by latency instead: its next operation cannot start
 before the last one is on disk. Measured on a 2-vCPU VM with ``full`` durability,
-one cycle of 4 waiting submitters took about 0.9 ms, its steps one after the other:
+one cycle of 4 waiting submitters took about 0.8 ms, its steps one after the other:
 checking the 4 signatures (Ed25519 through libsodium, about 50 us each, off the
 GIL, 2 at a time) and gathering them, about 0.3 ms; deciding and writing them in one
-transaction, about 0.25 ms; syncing the WAL, about 0.27 ms; the wake-ups. With
-operations in flight, batches grow while the disk syncs, and the Python work per
-operation, which holds the GIL (about 100 us of CPU with the wake-ups), is what
-bounds throughput; a checkpoint's full-state hash every ``checkpoint_interval``
-events (some 5-20 ms on a state of 10,000 tasks) is what bounds p99.
+transaction, about 0.17 ms; the sync of the WAL inside the commit, about 0.25 ms;
+the wake-ups. With operations in flight, batches grow while the disk syncs, and the
+CPU is what bounds throughput: about 180 us per operation in all, the Python part
+of which holds the GIL. A checkpoint's full-state hash every ``checkpoint_interval``
+events (5-20 ms on a state of 10,000 tasks) is what bounds p99.
 
 ``replay``: a rebuild from genesis (no snapshots) of a large log, next to a plain
 scan of the same rows, the floor any replay pays.
