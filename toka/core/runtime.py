@@ -330,7 +330,8 @@ class Runtime:
 
         The checks that need no state (token, signature, freshness) run in the
         calling thread, as in ``submit``; a refusal still comes through the future,
-        after it is logged like any other."""
+        after it is logged like any other. Subscribers are called on the committing
+        thread: one must not wait on a future there (the thread would wait for itself)."""
         pending = _Pending(signed, prepared)
         self._precheck(pending)
         pending.future = Future()
