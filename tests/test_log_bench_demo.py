@@ -16,9 +16,9 @@ def home(tmp_path) -> Home:
 
 
 def test_bench_kernel_reports_single_and_concurrent_figures(tmp_path):
-    data = toka_json("bench", "kernel", "--ops", "200", "--window", "8", home=tmp_path / "unused")
+    data = toka_json("bench", "kernel", "--ops", "200", "--window", "3", home=tmp_path / "unused")
     assert data["durability"] == "full"
-    assert data["ops"] == 200 and data["submitters"] == 4 and data["window"] == 8
+    assert data["ops"] == 200 and data["submitters"] == 4 and data["window"] == 3
     for prefix in ("", "sync_", "single_"):
         for key in ("ops_per_s", "p50_ms", "p99_ms"):
             assert data[prefix + key] > 0, prefix + key
@@ -40,7 +40,7 @@ def test_bench_defaults_are_the_real_sizes():
     parser = build_parser()
     assert parser.parse_args(["bench", "kernel"]).ops == 20_000
     assert parser.parse_args(["bench", "kernel"]).submitters == 4
-    assert parser.parse_args(["bench", "kernel"]).window == 16
+    assert parser.parse_args(["bench", "kernel"]).window == 8
     assert parser.parse_args(["bench", "replay"]).events == 200_000
 
 

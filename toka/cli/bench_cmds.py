@@ -32,8 +32,8 @@ def register(sub, common) -> None:
     p.add_argument(
         "--window",
         type=int,
-        default=16,
-        help="operations each submitter keeps in flight in the first run (default 16)",
+        default=8,
+        help="operations each submitter keeps in flight in the first run (default 8)",
     )
     p.set_defaults(handler=cmd_bench_kernel)
 

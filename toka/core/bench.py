@@ -156,7 +156,7 @@ def bench_kernel(
     ops_count: int = 20_000,
     submitters: int = 4,
     durability: str = "full",
-    window: int = 16,
+    window: int = 8,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Throughput and latency of signed, checked, durable submissions by ``submitters``
