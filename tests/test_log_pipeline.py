@@ -76,8 +76,22 @@ def test_a_queued_operation_cannot_be_cancelled(home):
     with Runtime(home) as rt:
         operator = Client(rt)
         agent, _ = operator.spawn_agent("streamer")
+        # Another thread holds the state lock, so the operation stays queued.
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with rt._lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10)
         future = operator.submit_async(ops.EmitObservation(agent, {"x": 1}))
+        assert not future.done()
         assert future.cancel() is False
+        release.set()
+        holder.join(10)
         assert future.result(10).first("observation.emitted")["data"] == {"x": 1}
 
 

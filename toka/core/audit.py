@@ -194,7 +194,7 @@ def verify_log(
                 if r.kind == "operation.pending":
                     held.add(r.op_digest)
                 elif r.kind == "operation.rejected" and r.op_digest in refused_at:
-                    refused_at[r.op_digest] = min(refused_at[r.op_digest] or seq, seq)
+                    refused_at[r.op_digest] = refused_at[r.op_digest] or seq
                 _evolve(state, r)
                 while cp is not None and cp.seq == seq:
                     state_hash = _check_checkpoint(cp, state, r.hash, public_key)

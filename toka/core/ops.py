@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from typing import Any
 
 import msgspec
@@ -196,13 +195,11 @@ class SignedOperation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InvalidInput(f"malformed signed operation: {exc}") from exc
 
 
-def new_nonce(ts_ms: int | None = None) -> str:
+def new_nonce(ts_ms: int) -> str:
     """32 hex digits: the signing time in ms, then 80 random bits.
 
     Time first, so nonces signed later sort later: the log's nonce index then grows
     at its right edge instead of dirtying a random page for every operation."""
-    if ts_ms is None:
-        ts_ms = time.time_ns() // 1_000_000
     return f"{ts_ms & 0xFFFFFFFFFFFF:012x}{secrets.token_hex(10)}"
 
 

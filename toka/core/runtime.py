@@ -165,7 +165,7 @@ class _Pipeline:
             try:
                 with rt._lock:
                     rt._commit(batch)
-            except BaseException as exc:  # _commit reports its own failures; not this
+            except Exception as exc:  # _commit reports its own failures; not this
                 log.exception("commit thread failed")
                 for p in batch:
                     p.outcome, p.error = None, TokaError(f"internal error while committing: {exc}")

@@ -147,8 +147,8 @@ class EventLog:
         self.conn.setbusytimeout(30_000)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode=WAL")
-            # FULL syncs the WAL inside every COMMIT, before the commit becomes visible
-            # to any reader: what anyone sees has reached the disk.
+            # FULL syncs the WAL inside every COMMIT, before other connections can see
+            # the commit: what they read has reached the disk.
             self.conn.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
             # Checkpoint the WAL every WAL_AUTOCHECKPOINT pages rather than SQLite's 1000:
             # the hot pages (the tables' last leaves) are rewritten by every commit, so a
