@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from toka_cli import run_toka  # noqa: F401  (use `from toka_cli import run_toka` in tests)
 
-from toka.core.client import Client
-from toka.core.home import Home
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 
 @pytest.fixture

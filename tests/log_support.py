@@ -10,9 +10,9 @@ from pathlib import Path
 
 import apsw
 
-from toka.core.client import Client
-from toka.core.home import Home
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 
 def make_home(root: Path, checkpoint_interval: int = 10, snapshot_every: int = 1) -> Home:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from toka.core import approvals, ops, tools
-from toka.core.audit import verify_log
-from toka.core.client import Client
+from toka.core import approvals, tools
 from toka.core.errors import Denied, InvalidOperation, Revoked
+from toka.core.log.audit import verify_log
+from toka.core.model import ops
+from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
-from toka.core.state import Budgets
+from toka.core.runtime.client import Client
 
 
 def agent_with(rt: Runtime, caps: list[str], **grant) -> tuple[str, str]:
@@ -142,7 +143,7 @@ def test_held_operation_kinds_keep_their_own_rules_at_approval(runtime: Runtime)
 
 
 def test_an_agent_whose_every_grant_needs_approval_still_takes_its_tasks(runtime: Runtime):
-    from toka.core.runner import Runner
+    from toka.core.agents.runner import Runner
 
     boss, _ = agent_with(
         runtime,

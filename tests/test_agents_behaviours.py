@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from toka.core import tools
-from toka.core.behaviours import check_spawnable, names
-from toka.core.behaviours.planner import PlanError, resolve
-from toka.core.client import Client
+from toka.core.agents.behaviours import check_spawnable, names
+from toka.core.agents.behaviours.planner import PlanError, resolve
+from toka.core.agents.runner import Runner
 from toka.core.errors import InvalidInput
-from toka.core.runner import Runner
+from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
-from toka.core.state import Budgets
+from toka.core.runtime.client import Client
 
 
 def spawn(rt: Runtime, name: str, behaviour: str, *caps: str, **grant) -> str:

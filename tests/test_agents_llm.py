@@ -13,9 +13,9 @@ import pytest
 from toka_cli import run_toka
 
 from toka.core import tools
-from toka.core.client import Client
-from toka.core.runner import Runner, TaskRun
+from toka.core.agents.runner import Runner, TaskRun
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
 
 
 class FakeModel:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from toka.core import approvals
-from toka.core.behaviours import showcase
-from toka.core.client import Client
-from toka.core.runner import Runner
+from toka.core.agents.runner import Runner
+from toka.core.demo import team as showcase
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
 
 
 def test_the_showcase_team_shows_every_behaviour_at_work(runtime: Runtime):

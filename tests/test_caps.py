@@ -2,8 +2,8 @@
 
 import pytest
 
-from toka.core import caps
 from toka.core.errors import InvalidInput
+from toka.core.model import caps
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ def test_forged_token_in_env_exits_3(toka):
 
 
 def test_foreign_key_in_env_exits_3(toka, tmp_path):
-    from toka.core.identity import KeyPair
+    from toka.core.model.keys import KeyPair
 
     js(toka("init", "--json"))
     agent = js(toka("agent", "spawn", "a1", "--json"))["id"]

@@ -9,14 +9,14 @@ import textwrap
 
 from toka_cli import run_toka
 
-from toka.core.home import Home
 from toka.core.runtime import Runtime
+from toka.core.runtime.home import Home
 
 WRITER = textwrap.dedent(
     """
     import sys
-    from toka.core.client import Client
-    from toka.core.home import Home
+    from toka.core.runtime.client import Client
+    from toka.core.runtime.home import Home
     from toka.core.runtime import Runtime
 
     rt = Runtime(Home(sys.argv[1]))

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from toka.core import ops
-from toka.core.client import Client
 from toka.core.errors import TokaError
-from toka.core.home import Home
-from toka.core.identity import KeyPair
+from toka.core.model import ops
+from toka.core.model.keys import KeyPair
+from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
-from toka.core.state import Budgets
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 KEYS = [KeyPair.from_seed(bytes([i])) for i in range(3)]
 WORDS = st.sampled_from(["", " ", "scan", "x" * 300, "report", "ünïcode"])

@@ -6,8 +6,6 @@ import jwt
 import msgspec
 import pytest
 
-from toka.core import ops
-from toka.core.client import Client
 from toka.core.errors import (
     BadSignature,
     BindingMismatch,
@@ -22,11 +20,14 @@ from toka.core.errors import (
     TokenExpired,
     TokenInvalid,
 )
-from toka.core.home import Home
-from toka.core.identity import KeyPair, thumbprint
-from toka.core.runtime import REJECTIONS_PER_PRINCIPAL_PER_MIN, Runtime
-from toka.core.state import Budgets
-from toka.core.tokens import TokenAuthority
+from toka.core.model import ops
+from toka.core.model.keys import KeyPair, thumbprint
+from toka.core.model.state import Budgets
+from toka.core.runtime import Runtime
+from toka.core.runtime._runtime import REJECTIONS_PER_PRINCIPAL_PER_MIN
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
+from toka.core.runtime.tokens import TokenAuthority
 
 
 class Clock:

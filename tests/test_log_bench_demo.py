@@ -6,8 +6,8 @@ import pytest
 from log_support import make_home, run_toka, toka_json
 
 from toka.cli.main import build_parser
-from toka.core.home import Home
 from toka.core.runtime import Runtime
+from toka.core.runtime.home import Home
 
 
 @pytest.fixture

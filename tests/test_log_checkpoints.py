@@ -6,12 +6,12 @@ import msgspec
 import pytest
 from log_support import make_home, populate, run_toka, scalar, tamper, toka_json
 
-from toka.core import checkpoint
-from toka.core.client import Client
 from toka.core.errors import TokaError
-from toka.core.home import Home
+from toka.core.log import snapshots
+from toka.core.log.store import EventLog
 from toka.core.runtime import Runtime
-from toka.core.store import EventLog
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_checkpoint_commits_with_the_events_or_not_at_all(home, monkeypatch):
         def broken(*args, **kwargs):
             raise OSError("disk full while writing the checkpoint")
 
-        monkeypatch.setattr(checkpoint, "write_checkpoint", broken)
+        monkeypatch.setattr(snapshots, "write_checkpoint", broken)
         with pytest.raises(TokaError, match="could not be written"):
             operator.observe(agent, "crosses the boundary")
         assert rt.log.head()[0] == head
@@ -85,8 +85,8 @@ def test_startup_from_a_snapshot_equals_a_full_replay(home, monkeypatch):
 
 def test_snapshots_are_bounded(home):
     with Runtime(home) as rt:
-        assert len(rt.log.checkpoints()) > checkpoint.KEEP_SNAPSHOTS
-        assert len(rt.log.snapshot_seqs()) == checkpoint.KEEP_SNAPSHOTS
+        assert len(rt.log.checkpoints()) > snapshots.KEEP_SNAPSHOTS
+        assert len(rt.log.snapshot_seqs()) == snapshots.KEEP_SNAPSHOTS
 
 
 def test_corrupted_snapshot_is_ignored_not_trusted(home, monkeypatch):
@@ -109,14 +109,14 @@ def test_forged_snapshot_that_decodes_is_not_trusted(home, monkeypatch):
     state hash and start-up falls back."""
     log = EventLog(home.db_path)
     newest = log.snapshot_seqs()[0]
-    state = checkpoint.decode_snapshot(log.snapshot(newest))
+    state = snapshots.decode_snapshot(log.snapshot(newest))
     log.close()
     agent = next(iter(state.agents.values()))
     agent.status = "paused"
     tamper(
         home,
         "UPDATE snapshots SET state = ? WHERE seq = ?",
-        (checkpoint.encode_snapshot(state), newest),
+        (snapshots.encode_snapshot(state), newest),
     )
     starts = record_reads(monkeypatch)
     with Runtime(home) as rt:
@@ -208,5 +208,5 @@ def test_snapshots_are_taken_at_every_nth_checkpoint(tmp_path):
         numbers = [cp.seq // 5 for cp in rt.log.checkpoints()]
         assert len(numbers) > 6
         expected = [cp.seq for cp in rt.log.checkpoints() if (cp.seq // 5) % 3 == 0]
-        assert sorted(rt.log.snapshot_seqs()) == expected[-checkpoint.KEEP_SNAPSHOTS :]
+        assert sorted(rt.log.snapshot_seqs()) == expected[-snapshots.KEEP_SNAPSHOTS :]
         assert rt.state.state_hash() == rt.replay().state_hash()

@@ -17,13 +17,13 @@ import apsw
 import pytest
 from log_support import make_home, run_toka, toka_json
 
-from toka.core import ops
-from toka.core import runtime as runtime_module
-from toka.core.client import Client
 from toka.core.errors import TokaError
-from toka.core.home import Home
+from toka.core.log.store import EventLog
+from toka.core.model import ops
 from toka.core.runtime import Runtime
-from toka.core.store import EventLog
+from toka.core.runtime import _runtime as runtime_module
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 
 class CountingVFS(apsw.VFS):
@@ -210,8 +210,8 @@ def test_event_log_write_waits_for_a_busy_writer_instead_of_failing(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from toka.core.client import Client
-    from toka.core.home import Home
+    from toka.core.runtime.client import Client
+    from toka.core.runtime.home import Home
     from toka.core.runtime import Runtime
 
     rt = Runtime(Home(sys.argv[1]))
@@ -322,8 +322,8 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_operation(tmp_path):
 MULTI_WRITER = textwrap.dedent(
     """
     import sys
-    from toka.core.client import Client
-    from toka.core.home import Home
+    from toka.core.runtime.client import Client
+    from toka.core.runtime.home import Home
     from toka.core.runtime import Runtime
 
     rt = Runtime(Home(sys.argv[1]))

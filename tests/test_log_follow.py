@@ -12,11 +12,11 @@ import threading
 import pytest
 from log_support import make_home
 
-from toka.core.client import Client
-from toka.core.follow import LogFollower
-from toka.core.home import Home
+from toka.core.log.follow import LogFollower
+from toka.core.log.store import EventLog
 from toka.core.runtime import Runtime
-from toka.core.store import EventLog
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_follower_skips_filtered_events_for_good(home, rt):
 def test_follower_pages_through_a_large_backlog(home, rt):
     operator = Client(rt)
     agent, _ = operator.spawn_agent("bulk")
-    from toka.core import ops
+    from toka.core.model import ops
 
     rt.submit_many([operator.sign(ops.EmitObservation(agent, i)) for i in range(250)])
     with LogFollower(home, batch=100) as f:

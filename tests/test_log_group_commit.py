@@ -9,11 +9,11 @@ import msgspec
 import pytest
 from log_support import make_home
 
-from toka.core import ops
-from toka.core import runtime as runtime_module
-from toka.core.client import Client
 from toka.core.errors import BadSignature, InvalidOperation, NotCovered, TokaError
+from toka.core.model import ops
 from toka.core.runtime import Outcome, Runtime
+from toka.core.runtime import _runtime as runtime_module
+from toka.core.runtime.client import Client
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import textwrap
 import pytest
 from log_support import make_home, run_toka, scalar
 
-from toka.core import ops
-from toka.core.client import Client
 from toka.core.errors import NotCovered, ReplayedNonce
-from toka.core.home import Home
+from toka.core.model import ops
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 
 @pytest.fixture
@@ -106,8 +106,8 @@ def test_resubmission_from_another_process_is_not_applied_twice(home, rt, tmp_pa
 CRASHER = textwrap.dedent(
     """
     import os, signal, sys
-    from toka.core.home import Home
-    from toka.core.ops import SignedOperation
+    from toka.core.runtime.home import Home
+    from toka.core.model.ops import SignedOperation
     from toka.core.runtime import Runtime
 
     rt = Runtime(Home(sys.argv[1]))

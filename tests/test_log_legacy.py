@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from toka_cli import run_toka
 
-from toka.core.home import Home
 from toka.core.runtime import Runtime
+from toka.core.runtime.home import Home
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy-home.tar.gz"
 

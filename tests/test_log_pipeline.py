@@ -8,12 +8,12 @@ import apsw
 import pytest
 from log_support import make_home, run_toka, tamper, toka_json
 
-from toka.core import ops
-from toka.core import store as store_module
-from toka.core.client import Client
 from toka.core.errors import NotCovered, ReplayedNonce, TokaError
+from toka.core.log import store as store_module
+from toka.core.log.store import EventLog
+from toka.core.model import ops
 from toka.core.runtime import Runtime
-from toka.core.store import EventLog
+from toka.core.runtime.client import Client
 
 
 @pytest.fixture

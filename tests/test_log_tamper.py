@@ -13,12 +13,12 @@ import msgspec
 import pytest
 from log_support import make_home, populate, run_toka, scalar, tamper, toka_json
 
-from toka.core.checkpoint import Checkpoint
-from toka.core.client import Client
-from toka.core.home import Home
-from toka.core.ops import SignedOperation
+from toka.core.log.checkpoints import Checkpoint
+from toka.core.log.store import chain_hash
+from toka.core.model.ops import SignedOperation
 from toka.core.runtime import Runtime
-from toka.core.store import chain_hash
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from toka.core import ops
-from toka.core.behaviours.echo import Echo
-from toka.core.client import Client
+from toka.core.agents.behaviours.echo import Echo
+from toka.core.agents.runner import Runner, TaskRun, step_nonce
 from toka.core.errors import InvalidOperation
-from toka.core.home import Home
-from toka.core.runner import Runner, TaskRun, step_nonce
+from toka.core.model import ops
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 T0 = 1_800_000_000.0
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from toka.core.client import Client
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
 
 
 @pytest.mark.parametrize("run_agents", [True, False])

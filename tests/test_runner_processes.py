@@ -14,8 +14,8 @@ from pathlib import Path
 import msgspec
 from toka_cli import run_toka
 
-from toka.core.home import Home
 from toka.core.runtime import Runtime
+from toka.core.runtime.home import Home
 
 WAIT_S = 60
 
@@ -101,7 +101,7 @@ def test_several_runner_processes_never_run_a_task_twice(tmp_path: Path):
         for n in range(2)
     ]
     with Runtime(Home(home)) as rt:
-        from toka.core.client import Client
+        from toka.core.runtime.client import Client
 
         operator = Client(rt)
         scheduled = {

@@ -1,4 +1,4 @@
-"""The WASM sandbox (toka.core.sandbox), exercised directly with hostile modules.
+"""The WASM sandbox (toka.core.tools.sandbox), exercised directly with hostile modules.
 
 The modules live in tests/wasm/*.wat and are assembled here with
 wasmtime.wat2wasm. Timing is only ever checked against generous upper bounds
@@ -19,7 +19,7 @@ import tomllib
 
 import pytest
 
-from toka.core.sandbox import InvalidModule, Limits, SandboxResult, WasmSandbox
+from toka.core.tools.sandbox import InvalidModule, Limits, SandboxResult, WasmSandbox
 
 wasmtime = pytest.importorskip("wasmtime")
 
@@ -64,7 +64,7 @@ def rss_bytes() -> int:
 
 def test_importing_the_sandbox_does_not_load_wasmtime_or_textual() -> None:
     code = (
-        "import sys, toka.core.sandbox; "
+        "import sys, toka.core.tools.sandbox; "
         "print(sorted(m for m in ('wasmtime', 'textual') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -8,8 +8,8 @@ import jwt
 import pytest
 
 from toka.core.errors import TokenExpired, TokenInvalid
-from toka.core.state import Grant
-from toka.core.tokens import MAX_TOKEN_BYTES, TokenAuthority
+from toka.core.model.state import Grant
+from toka.core.runtime.tokens import MAX_TOKEN_BYTES, TokenAuthority
 
 SECRET = b"k" * 32
 NOW = 1_800_000_000

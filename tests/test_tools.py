@@ -17,8 +17,7 @@ import msgspec
 import pytest
 import wasmtime
 
-from toka.core import ops, tools
-from toka.core.client import Client
+from toka.core import tools
 from toka.core.errors import (
     BudgetExhausted,
     HomeError,
@@ -28,9 +27,11 @@ from toka.core.errors import (
     NotCovered,
     NotFound,
 )
+from toka.core.model import ops
+from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
-from toka.core.sandbox import WasmSandbox
-from toka.core.state import Budgets
+from toka.core.runtime.client import Client
+from toka.core.tools.sandbox import WasmSandbox
 
 WASM_DIR = Path(__file__).parent / "wasm"
 

@@ -11,8 +11,8 @@ from snapshots.world import World, seeded_world
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from toka.core import ops
-from toka.core.ops import SignedOperation
+from toka.core.model import ops
+from toka.core.model.ops import SignedOperation
 from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.console import ConsoleScreen
 from toka.tui.screens.forms import InvokeToolForm, SpawnAgentForm
@@ -268,7 +268,7 @@ def test_time_travel_hides_every_mutating_action(world: World):
 
 
 def test_actions_the_token_cannot_perform_are_dimmed(world: World):
-    from toka.core.client import Client
+    from toka.core.runtime.client import Client
     from toka.tui.app import make_app
 
     scout = world.agents["scout"]

@@ -13,9 +13,9 @@ from snapshots.world import HOME_LABEL, World, seeded_world
 from textual.pilot import Pilot
 from toka_cli import run_toka
 
-from toka.core import ops
-from toka.core.client import Client
+from toka.core.model import ops
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
 from toka.tui.app import make_app
 from toka.tui.screens.console import ConsoleScreen
 from toka.tui.widgets import EventStream, ResourceTable

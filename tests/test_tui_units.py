@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from snapshots.world import World, seeded_world
 
-from toka.core import ops
-from toka.core.client import Client
 from toka.core.errors import TokaError
-from toka.core.events import EventRecord
+from toka.core.model import ops
+from toka.core.model.events import EventRecord
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
 from toka.tui import view
 from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Feed, TableDiff
@@ -205,7 +205,7 @@ def test_tui_needs_a_terminal(tmp_path):
 
 def test_tui_on_a_new_home_initializes_it_like_init(tmp_path, monkeypatch):
     from toka.cli.main import main
-    from toka.core.home import Home
+    from toka.core.runtime.home import Home
     from toka.tui.app import TokaConsole
 
     started: list[TokaConsole] = []

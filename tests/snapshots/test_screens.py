@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
 from toka.cli.tui_cmds import demo_loader
-from toka.core import ops
+from toka.core.model import ops
 
 WIDE = (120, 40)
 

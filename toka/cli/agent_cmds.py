@@ -77,7 +77,7 @@ def _seq_summary(outcome) -> dict[str, Any]:
 
 
 def cmd_spawn(ctx: Context) -> int:
-    from toka.core.behaviours import check_spawnable
+    from toka.core.agents.behaviours import check_spawnable
 
     check_spawnable(ctx.args.behaviour)
     agent_id, outcome = ctx.client.spawn_agent(
@@ -272,7 +272,7 @@ def cmd_tasks(ctx: Context) -> int:
     import msgspec
 
     from toka.cli.output import fmt_ms, shorten, table
-    from toka.core.state import OPEN_TASK_STATUSES
+    from toka.core.model.state import OPEN_TASK_STATUSES
 
     want = ctx.args.status
     rows = [

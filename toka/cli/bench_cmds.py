@@ -181,12 +181,13 @@ def cmd_bench_tool(ctx: Context) -> int:
 
     import wasmtime
 
-    from toka.core import ops, tools
-    from toka.core.client import Client
+    from toka.core import tools
     from toka.core.errors import InvalidInput
-    from toka.core.home import Home
+    from toka.core.model import ops
     from toka.core.runtime import Runtime
-    from toka.core.sandbox import Limits
+    from toka.core.runtime.client import Client
+    from toka.core.runtime.home import Home
+    from toka.core.tools.sandbox import Limits
 
     a = ctx.args
     if a.calls < 1 or a.warmup < 0:

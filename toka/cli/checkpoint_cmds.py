@@ -80,10 +80,10 @@ def _failure(ctx: Context, exc) -> None:
 
 
 def cmd_verify(ctx: Context) -> int:
-    from toka.core import audit
-    from toka.core.checkpoint import ExportedCheckpoint
     from toka.core.errors import IntegrityFailure
-    from toka.core.store import EventLog
+    from toka.core.log import audit
+    from toka.core.log.checkpoints import ExportedCheckpoint
+    from toka.core.log.store import EventLog
 
     home = ctx.home
     home.require()

@@ -40,7 +40,7 @@ def register(sub, common) -> None:
 
 def cmd_issue(ctx: Context) -> int:
     from toka.cli.parsing import duration
-    from toka.core.state import Budgets
+    from toka.core.model.state import Budgets
 
     a = ctx.args
     budgets = Budgets(a.max_ops, a.max_tool_calls, a.max_fuel)

@@ -93,7 +93,7 @@ def cmd_events(ctx: Context) -> int:
     show(records)
     if a.mode != "tail" or not a.follow:
         return 0
-    from toka.core.follow import LogFollower
+    from toka.core.log.follow import LogFollower
 
     after = max(records[-1].seq if records else 0, head_before)
     with LogFollower(

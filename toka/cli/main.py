@@ -38,7 +38,7 @@ class Context:
 
     @cached_property
     def home(self):
-        from toka.core.home import Home
+        from toka.core.runtime.home import Home
 
         return Home(self.args.home)
 
@@ -54,7 +54,7 @@ class Context:
 
     @cached_property
     def client(self):
-        from toka.core.client import Client
+        from toka.core.runtime.client import Client
 
         client = Client.from_env(
             self.runtime,

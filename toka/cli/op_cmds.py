@@ -93,7 +93,7 @@ def build_operation(kind: str, pairs: list[tuple[str, str]]):
 
     from toka.cli.parsing import json_or_text
     from toka.core.errors import InvalidInput
-    from toka.core.ops import OPERATION_TYPES
+    from toka.core.model.ops import OPERATION_TYPES
 
     cls = OPERATION_TYPES.get(kind)
     if cls is None:
@@ -136,8 +136,8 @@ def _signing_material(ctx: Context, principal: str):
     """The principal's key (TOKA_KEY or keystore) and token (TOKA_TOKEN, or the
     operator's token file); never opens the log."""
     from toka.core.errors import HomeError, InvalidInput
-    from toka.core.identity import KeyPair, check_principal
     from toka.core.kernel import OPERATOR
+    from toka.core.model.keys import KeyPair, check_principal
 
     check_principal(principal)
     home = ctx.home
@@ -167,8 +167,8 @@ def cmd_sign(ctx: Context) -> int:
     import time
 
     from toka.cli.parsing import json_value
-    from toka.core import ops
     from toka.core.errors import InvalidInput
+    from toka.core.model import ops
 
     a = ctx.args
     pairs = _split_fields(ctx, a.fields or [])
@@ -194,7 +194,7 @@ def cmd_sign(ctx: Context) -> int:
 
 def cmd_submit(ctx: Context) -> int:
     from toka.core.errors import InvalidInput, ReplayedNonce
-    from toka.core.ops import SignedOperation
+    from toka.core.model.ops import SignedOperation
 
     name = ctx.args.file
     try:

@@ -48,10 +48,10 @@ def cmd_run(ctx: Context) -> int:
 
     from toka.cli.output import info
     from toka.cli.parsing import duration
-    from toka.core.behaviours import drivers
+    from toka.core.agents.behaviours import drivers
+    from toka.core.agents.runner import Runner
     from toka.core.describe import short
     from toka.core.errors import InvalidInput, NotFound
-    from toka.core.runner import Runner
 
     a = ctx.args
     rt = ctx.runtime

@@ -14,7 +14,7 @@ def register(sub, common) -> None:
 
 def cmd_init(ctx: Context) -> int:
     from toka.cli.output import info
-    from toka.core.client import Client
+    from toka.core.runtime.client import Client
     from toka.core.tools import register_builtins
 
     home = ctx.home
@@ -52,7 +52,7 @@ def cmd_init(ctx: Context) -> int:
 
 def cmd_info(ctx: Context) -> int:
     from toka import __version__
-    from toka.core.identity import thumbprint
+    from toka.core.model.keys import thumbprint
 
     home = ctx.home
     home.require()

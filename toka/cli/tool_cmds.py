@@ -59,7 +59,7 @@ def _tool_dict(t) -> dict[str, Any]:
 
 def cmd_list(ctx: Context) -> int:
     from toka.cli.output import shorten, table
-    from toka.core.state import version_key
+    from toka.core.model.state import version_key
 
     st = ctx.runtime.state
     rows = []
@@ -100,7 +100,7 @@ def cmd_show(ctx: Context) -> int:
 
     from toka.cli.output import fmt_ms
     from toka.core.errors import NotFound
-    from toka.core.state import version_key
+    from toka.core.model.state import version_key
 
     st = ctx.runtime.state
     name, wanted = ctx.args.name, ctx.args.tool_version

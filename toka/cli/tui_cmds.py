@@ -43,7 +43,7 @@ def cmd_tui(ctx: Context) -> int:
     home = ctx.home
     greeting = None
     if not home.exists():
-        from toka.core.client import Client
+        from toka.core.runtime.client import Client
         from toka.core.tools import register_builtins
 
         home.init()

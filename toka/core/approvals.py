@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from toka.core import events as ev
-from toka.core import kernel, ops
+from toka.core import kernel
 from toka.core.errors import Denied, InvalidOperation, NotFound, TokaError
-from toka.core.state import Approval, WorldState
+from toka.core.model import events as ev
+from toka.core.model import ops
+from toka.core.model.state import Approval, WorldState
 
 if TYPE_CHECKING:
-    from toka.core.client import Client
     from toka.core.runtime import Outcome, Runtime
+    from toka.core.runtime.client import Client
 
 MAX_REASON_BYTES = 4096
 _DECISIONS = (ops.ApproveOperation, ops.DenyOperation)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from toka.core.state import Grant, WorldState
+    from toka.core.model.state import Grant, WorldState
 
 
 def summarize(kind: str, payload: dict) -> str:

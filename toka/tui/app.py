@@ -20,10 +20,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from toka.core.client import Client
 from toka.core.errors import IntegrityFailure, TokaError
-from toka.core.identity import thumbprint
+from toka.core.model.keys import thumbprint
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
 from toka.tui.feed import BUFFER, Batch, Feed, World
 from toka.tui.screens.console import ConsoleScreen
 from toka.tui.screens.help import HelpScreen, KeyHelp
@@ -138,8 +138,8 @@ class TokaConsole(App[None]):
 
     @work(thread=True, group="runner")
     def _drive_agents(self) -> None:
-        """The agent runner (toka.core.runner), on its own Runtime, until the app closes."""
-        from toka.core.runner import Runner
+        """The agent runner (toka.core.agents.runner), on its own Runtime, until the app closes."""
+        from toka.core.agents.runner import Runner
 
         labels = {"working": "on", "idle": "idle", "off": "off"}
 

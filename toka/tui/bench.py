@@ -21,10 +21,10 @@ from typing import Any
 
 from textual import events
 
-from toka.core.client import Client
 from toka.core.errors import TokaError
-from toka.core.home import Home
 from toka.core.runtime import Runtime
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 from toka.tui.app import TokaConsole, make_app
 from toka.tui.widgets import EventStream
 

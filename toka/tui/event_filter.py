@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from toka.core.events import EventRecord
+from toka.core.model.events import EventRecord
 
 KEYS = ("kind", "agent", "principal")
 HELP = (

@@ -15,10 +15,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
-from toka.core.events import EventRecord
-from toka.core.follow import LogFollower
+from toka.core.log.follow import LogFollower
+from toka.core.model.events import EventRecord
+from toka.core.model.state import Tool, WorldState, version_key
 from toka.core.runtime import Runtime
-from toka.core.state import Tool, WorldState, version_key
 from toka.tui import view
 from toka.tui.event_filter import EventFilter
 from toka.tui.permissions import Permissions

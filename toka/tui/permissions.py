@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from toka.core import caps as capmod
-from toka.core import kernel, ops
+from toka.core import kernel
 from toka.core.errors import TokaError
-from toka.core.state import WorldState
+from toka.core.model import caps as capmod
+from toka.core.model import ops
+from toka.core.model.state import WorldState
 
 
 class _Held(NamedTuple):

@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 import msgspec
 
 from toka.core.describe import budget_use, grant_status, summarize
-from toka.core.events import EventRecord
-from toka.core.identity import thumbprint
-from toka.core.state import OPEN_TASK_STATUSES, Agent, Grant, Tool, WorldState
+from toka.core.model.events import EventRecord
+from toka.core.model.keys import thumbprint
+from toka.core.model.state import OPEN_TASK_STATUSES, Agent, Grant, Tool, WorldState
 
 AGENT_COLUMNS = ("id", "name", "behaviour", "status", "open", "budget")
 GRANT_COLUMNS = ("jti", "subject", "capabilities", "expires", "parent", "status")

@@ -34,7 +34,7 @@ from toka.tui.screens.verify import VerifyScreen
 from toka.tui.widgets import ResourceTable
 
 if TYPE_CHECKING:
-    from toka.core.client import Client
+    from toka.core.runtime.client import Client
     from toka.tui.feed import World
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from toka.core import ops
+from toka.core.model import ops
 from toka.tui.commands import ConsoleCommands
 from toka.tui.event_filter import HELP as FILTER_HELP
 from toka.tui.event_filter import EventFilter

@@ -16,7 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
 
 from toka.core.errors import InvalidInput
-from toka.core.state import Budgets, Tool
+from toka.core.model.state import Budgets, Tool
 from toka.tui.view import limits_text, pretty_json
 
 T = TypeVar("T")

@@ -606,7 +606,7 @@ def _poll_oneoff_enosys(*_args: Any) -> int:
 
 def _check_limits(limits: Limits) -> None:
     if not isinstance(limits, Limits):
-        raise TypeError("limits must be a toka.core.sandbox.Limits")
+        raise TypeError("limits must be a toka.core.tools.sandbox.Limits")
     if limits.fuel < 0 or limits.fuel >= 2**64:
         raise ValueError("limits.fuel must be in [0, 2**64)")
     if limits.memory_mb <= 0:

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from toka.core import caps as capmod
-from toka.core import ops
 from toka.core.errors import Denied, InvalidInput, TokaError
-from toka.core.state import OPEN_TASK_STATUSES, Budgets
+from toka.core.model import caps as capmod
+from toka.core.model import ops
+from toka.core.model.state import OPEN_TASK_STATUSES, Budgets
 
 if TYPE_CHECKING:
-    from toka.core.runner import TaskRun
+    from toka.core.agents.runner import TaskRun
 
 MAX_CHILDREN = 100
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import apsw
 import msgspec
 
-from toka.core.checkpoint import Checkpoint
 from toka.core.errors import IntegrityFailure
-from toka.core.events import EventRecord
+from toka.core.log.checkpoints import Checkpoint
+from toka.core.model.events import EventRecord
 
 GENESIS_PREV = "0" * 64
 SCHEMA_VERSION = 2

@@ -33,9 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from toka.core import caps as capmod
-from toka.core import events as ev
-from toka.core import kernel, ops
+from toka.core import kernel
 from toka.core.errors import (
     BudgetExhausted,
     HomeError,
@@ -45,12 +43,15 @@ from toka.core.errors import (
     NotFound,
     TokaError,
 )
-from toka.core.sandbox import FAILURE_KINDS, InvalidModule, Limits, WasmSandbox
-from toka.core.state import Grant, Tool, WorldState
+from toka.core.model import caps as capmod
+from toka.core.model import events as ev
+from toka.core.model import ops
+from toka.core.model.state import Grant, Tool, WorldState
+from toka.core.tools.sandbox import FAILURE_KINDS, InvalidModule, Limits, WasmSandbox
 
 if TYPE_CHECKING:
-    from toka.core.client import Client
     from toka.core.runtime import Outcome, Runtime
+    from toka.core.runtime.client import Client
 
 KINDS = ("wasm", "native")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")

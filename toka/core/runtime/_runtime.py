@@ -19,8 +19,7 @@ from typing import Any
 
 import msgspec
 
-from toka.core import checkpoint, kernel
-from toka.core import events as ev
+from toka.core import kernel
 from toka.core.errors import (
     BindingMismatch,
     Denied,
@@ -31,13 +30,15 @@ from toka.core.errors import (
     TokenInvalid,
     error_from_code,
 )
-from toka.core.events import EventRecord
-from toka.core.home import Home
-from toka.core.identity import KeyPair, check_principal, thumbprint, verify_signature
-from toka.core.ops import SignedOperation
-from toka.core.state import WorldState
-from toka.core.store import GENESIS_PREV, EventLog, OperationRow
-from toka.core.tokens import Claims, TokenAuthority
+from toka.core.log import checkpoints, snapshots
+from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow
+from toka.core.model import events as ev
+from toka.core.model.events import EventRecord
+from toka.core.model.keys import check_principal, thumbprint, verify_signature
+from toka.core.model.ops import SignedOperation
+from toka.core.model.state import WorldState
+from toka.core.runtime.home import Home
+from toka.core.runtime.tokens import Claims, TokenAuthority
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +206,12 @@ class Runtime:
         self._pipeline: _Pipeline | None = None
         self._pipeline_lock = threading.Lock()
         self._closed = False
-        self._kernel_key: KeyPair | None = None
-        self._checkpoint_seq = self.log.last_checkpoint_seq()
+        self._checkpoints = snapshots.CheckpointSchedule(
+            self.config.checkpoint_interval,
+            self.config.snapshot_every,
+            home.kernel_key,
+            self.log.last_checkpoint_seq(),
+        )
         self._start_from_snapshot()
         self.catch_up()
         self.authority = TokenAuthority(home.secret(), self.state.home_id)
@@ -214,7 +219,7 @@ class Runtime:
     def _start_from_snapshot(self, until: int | None = None) -> None:
         """Load the newest valid snapshot (at or before ``until``); the tail is folded
         by catch-up. Without one, state starts empty and the whole log is folded."""
-        loaded = checkpoint.load_snapshot(self.log, self.home.kernel_public_key(), until)
+        loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), until)
         if loaded is None:
             self.state, self.head_hash = WorldState(), GENESIS_PREV
         else:
@@ -484,7 +489,7 @@ class Runtime:
                 )
                 for p in batch:
                     new.extend(self._process(p, ts, known))
-                self._maybe_checkpoint()
+                self._checkpoints.maybe_write(self.log, self.state, self.head_hash)
         except Exception as exc:
             log.exception("commit failed; reloading state from the log")
             self._rebuild()
@@ -497,28 +502,6 @@ class Runtime:
             for p in batch:
                 p.done = True
         self._publish(new)
-
-    def _maybe_checkpoint(self) -> None:
-        """Inside the write transaction: sign a checkpoint (and snapshot the state) when
-        the log crossed a multiple of ``checkpoint_interval`` since the last checkpoint."""
-        interval = self.config.checkpoint_interval
-        if self.state.seq // interval <= self._checkpoint_seq // interval:
-            return
-        # Another process may have written it while folding the same events.
-        self._checkpoint_seq = self.log.last_checkpoint_seq()
-        if self.state.seq // interval <= self._checkpoint_seq // interval:
-            return
-        if self._kernel_key is None:
-            self._kernel_key = self.home.kernel_key()
-        number = self.state.seq // interval
-        checkpoint.write_checkpoint(
-            self.log,
-            self.state,
-            self.head_hash,
-            self._kernel_key,
-            snapshot=number % self.config.snapshot_every == 0,
-        )
-        self._checkpoint_seq = self.state.seq
 
     def _process(self, p: _Pending, ts: int, known: dict[str, OperationRow]) -> list[EventRecord]:
         """Decide and append one operation. ``known`` holds the recorded operations
@@ -677,16 +660,16 @@ class Runtime:
 
         Reads one consistent snapshot of the log on a connection of its own, so
         submissions go on while a long log is verified."""
-        from toka.core import audit
+        from toka.core.log import audit
 
         with self._reader() as reader:
             return audit.verify_log(
                 reader, self.home.kernel_public_key(), signatures=signatures, progress=progress
             )
 
-    def verify_against(self, exported: checkpoint.ExportedCheckpoint) -> dict[str, Any]:
+    def verify_against(self, exported: checkpoints.ExportedCheckpoint) -> dict[str, Any]:
         """Detect truncation or rollback against a checkpoint kept outside the log."""
-        from toka.core import audit
+        from toka.core.log import audit
 
         with self._reader() as reader:
             return audit.check_against(reader, exported, self.home.kernel_public_key())
@@ -700,17 +683,17 @@ class Runtime:
         finally:
             reader.close()
 
-    def export_checkpoint(self) -> checkpoint.ExportedCheckpoint:
+    def export_checkpoint(self) -> checkpoints.ExportedCheckpoint:
         """A checkpoint of the current head, signed now with the kernel key, plus that
         key's public half: the operator keeps it elsewhere to detect a later rollback."""
         self.catch_up()
         key = self.home.kernel_key()
         with self._lock:
             st = self.state
-            cp = checkpoint.Checkpoint(
+            cp = checkpoints.Checkpoint(
                 st.home_id, st.seq, st.ts, self.head_hash, st.state_hash()
             ).signed(key)
-        return checkpoint.ExportedCheckpoint(checkpoint.EXPORT_FORMAT, cp, key.public_key)
+        return checkpoints.ExportedCheckpoint(checkpoints.EXPORT_FORMAT, cp, key.public_key)
 
     def replay(self, until: int | None = None) -> WorldState:
         """Rebuild state from genesis (ignoring anything cached), up to ``until``."""
@@ -721,7 +704,7 @@ class Runtime:
     def state_at(self, seq: int) -> WorldState:
         """The world as it was at ``seq``: the nearest valid snapshot, then the events after."""
         with self._lock, self.log.read():
-            loaded = checkpoint.load_snapshot(self.log, self.home.kernel_public_key(), seq)
+            loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), seq)
             state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
             state, _ = fold(self.log.records(after=state.seq, until=seq), state, head)
         return state
@@ -729,7 +712,7 @@ class Runtime:
     def replay_check(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Rebuild from genesis ignoring snapshots; the state hash must match every
         checkpoint and, at the head, this runtime's live state (snapshot + tail)."""
-        from toka.core import audit
+        from toka.core.log import audit
 
         self.catch_up()
         with self._lock:

@@ -9,10 +9,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from toka.core import kernel, ops
-from toka.core.identity import KeyPair
-from toka.core.runtime import Outcome, Runtime
-from toka.core.state import Budgets
+from toka.core import kernel
+from toka.core.model import ops
+from toka.core.model.keys import KeyPair
+from toka.core.model.state import Budgets
+from toka.core.runtime._runtime import Outcome, Runtime
 
 
 class Client:
@@ -88,7 +89,7 @@ class Client:
         key: KeyPair | None = None,
     ) -> tuple[str, Outcome]:
         """Spawn an agent; its key pair goes into the keystore before the operation is sent."""
-        from toka.core.identity import agent_id_for
+        from toka.core.model.keys import agent_id_for
 
         key = key or KeyPair.generate()
         agent_id = agent_id_for(key.public_key)

@@ -14,13 +14,14 @@ from typing import Any
 import msgspec
 
 from toka.core import kernel
-from toka.core.checkpoint import Checkpoint, ExportedCheckpoint, decode_snapshot
 from toka.core.errors import BadSignature, IntegrityFailure, InvalidInput
-from toka.core.events import EventRecord
-from toka.core.identity import verify_signature
-from toka.core.ops import SignedOperation
-from toka.core.state import WorldState
-from toka.core.store import GENESIS_PREV, EventLog, OperationRow, chain_hash
+from toka.core.log.checkpoints import Checkpoint, ExportedCheckpoint
+from toka.core.log.snapshots import decode_snapshot
+from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow, chain_hash
+from toka.core.model.events import EventRecord
+from toka.core.model.keys import verify_signature
+from toka.core.model.ops import SignedOperation
+from toka.core.model.state import WorldState
 
 Progress = Callable[[int, int], None]
 

@@ -28,7 +28,7 @@ import msgspec
 from toka.core.errors import Denied, TokaError
 
 if TYPE_CHECKING:
-    from toka.core.runner import TaskRun
+    from toka.core.agents.runner import TaskRun
 
 MAX_STEPS = 100
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import msgspec
 
-from toka.core import events as ev
 from toka.core.errors import HomeError, InvalidInput
-from toka.core.identity import KeyPair, Keystore, thumbprint, write_private
 from toka.core.kernel import KERNEL, MAX_TTL_S, OPERATOR
-from toka.core.store import EventLog
+from toka.core.log.store import EventLog
+from toka.core.model import events as ev
+from toka.core.model.keys import KeyPair, Keystore, thumbprint, write_private
 
 SECRET_BYTES = 32
 
@@ -199,8 +199,8 @@ class Home:
         finally:
             log.close()
         if not self.token_path.exists():
-            from toka.core.state import Grant
-            from toka.core.tokens import TokenAuthority
+            from toka.core.model.state import Grant
+            from toka.core.runtime.tokens import TokenAuthority
 
             grant = Grant(root.jti, root.subject, root.caps, root.issuer, None, root.iat, root.exp)
             token = TokenAuthority(self.secret(), home_id).mint(

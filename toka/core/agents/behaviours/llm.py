@@ -25,11 +25,11 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from toka.core import caps as capmod
 from toka.core.errors import Denied, InvalidInput, TokaError
+from toka.core.model import caps as capmod
 
 if TYPE_CHECKING:
-    from toka.core.runner import TaskRun
+    from toka.core.agents.runner import TaskRun
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_TURNS = 8

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from toka.core.errors import HomeError
-from toka.core.events import EventRecord
-from toka.core.store import EventLog
+from toka.core.log.store import EventLog
+from toka.core.model.events import EventRecord
 
 
 class LogFollower:

@@ -13,9 +13,6 @@ from typing import Any
 
 import msgspec
 
-from toka.core import caps as capmod
-from toka.core import events as ev
-from toka.core import ops
 from toka.core.errors import (
     AgentNotRunning,
     BindingMismatch,
@@ -28,8 +25,11 @@ from toka.core.errors import (
     TokenExpired,
     TokenInvalid,
 )
-from toka.core.identity import agent_id_for, unb64
-from toka.core.state import OPEN_TASK_STATUSES, Agent, Grant, Task, Tool, WorldState
+from toka.core.model import caps as capmod
+from toka.core.model import events as ev
+from toka.core.model import ops
+from toka.core.model.keys import agent_id_for, unb64
+from toka.core.model.state import OPEN_TASK_STATUSES, Agent, Grant, Task, Tool, WorldState
 
 MAX_NAME_BYTES = 256
 MAX_DESCRIPTION_BYTES = 4096

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from toka.core.errors import InvalidInput
-from toka.core.state import Budgets
+from toka.core.model.state import Budgets
 
 if TYPE_CHECKING:
-    from toka.core.client import Client
+    from toka.core.runtime.client import Client
 
 TTL_S = 24 * 3600
 TEXT = "Toka agents act only through signed operations, and every one lands in the log."
@@ -26,7 +26,7 @@ def seed(client: Client) -> dict[str, Any]:
 
     Returns ``{"agents": {name: agent id}, "tasks": {label: task id}}``."""
     from toka.core import tools
-    from toka.core.behaviours.llm import LlmConfig
+    from toka.core.agents.behaviours.llm import LlmConfig
 
     tools.register_builtins(client)
     agents: dict[str, str] = {}

@@ -12,11 +12,12 @@ from collections.abc import Callable
 
 import msgspec
 
-from toka.core import ops
-from toka.core.client import Client
+from toka.core.demo import team
 from toka.core.errors import InvalidInput, TokaError
+from toka.core.model import ops
+from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
-from toka.core.state import Budgets
+from toka.core.runtime.client import Client
 
 DAY_S = 24 * 3600
 LOAD_AGENTS = 3
@@ -90,11 +91,9 @@ def seed(runtime: Runtime) -> DemoSummary:
     operator.observe(scratch, {"note": "paused pending review"})
     operator.pause(scratch)
     # One agent of each behaviour with work queued, for a runner (toka run, toka tui) to do.
-    from toka.core.behaviours import showcase
-
-    team = showcase.seed(operator)
-    agents.update(team["agents"])
-    tasks.update(team["tasks"])
+    seeded = team.seed(operator)
+    agents.update(seeded["agents"])
+    tasks.update(seeded["tasks"])
     return DemoSummary(agents, grants, tasks, first, runtime.state.seq)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from toka.core.state import Budgets
+from toka.core.model.state import Budgets
 
 _encoder = msgspec.json.Encoder(order="sorted")
 

@@ -8,7 +8,7 @@ import jwt
 import msgspec
 
 from toka.core.errors import TokenExpired, TokenInvalid
-from toka.core.state import Grant
+from toka.core.model.state import Grant
 
 MAX_TOKEN_BYTES = 8192
 AUDIENCE = "toka-kernel"

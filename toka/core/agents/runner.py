@@ -44,8 +44,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
-from toka.core import ops
-from toka.core.client import Client
 from toka.core.errors import (
     AgentNotRunning,
     ApprovalDenied,
@@ -54,9 +52,11 @@ from toka.core.errors import (
     TokaError,
     error_from_code,
 )
-from toka.core.identity import KeyPair, agent_id_for
+from toka.core.model import ops
+from toka.core.model.keys import KeyPair, agent_id_for
+from toka.core.model.state import OPEN_TASK_STATUSES, Agent, Task
 from toka.core.runtime import Outcome, Runtime
-from toka.core.state import OPEN_TASK_STATUSES, Agent, Task
+from toka.core.runtime.client import Client
 
 if TYPE_CHECKING:
     from toka.core.tools import Invocation
@@ -336,7 +336,7 @@ class Runner:
         behaviours: dict[str, Any] | None = None,
         on_status: Callable[[str], None] | None = None,
     ):
-        from toka.core import behaviours as registry
+        from toka.core.agents import behaviours as registry
 
         if not 1 <= lease_s <= 3600:
             raise InvalidInput("the lease must be between 1 s and 3600 s")

@@ -1,7 +1,7 @@
 """Behaviours: what drives an agent. One module per behaviour; the registry is by name.
 
 A behaviour decides, for one task at a time, what its agent does; it acts only
-through the steps of a :class:`toka.core.runner.TaskRun`, so every decision is a
+through the steps of a :class:`toka.core.agents.runner.TaskRun`, so every decision is a
 signed Operation in the log and a crashed runner's work is replayed, not redone.
 A behaviour must decide the same way when its steps are replayed: it reads the task,
 the step results and the world state, never the clock or randomness.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from toka.core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from toka.core.runner import TaskRun
+    from toka.core.agents.runner import TaskRun
 
 MANUAL = "manual"
 
@@ -35,10 +35,10 @@ class Behaviour(Protocol):
 
 def drivers() -> dict[str, Behaviour]:
     """Every behaviour a runner can drive, by name."""
-    from toka.core.behaviours.echo import Echo
-    from toka.core.behaviours.llm import Llm
-    from toka.core.behaviours.planner import Planner
-    from toka.core.behaviours.supervisor import Supervisor
+    from toka.core.agents.behaviours.echo import Echo
+    from toka.core.agents.behaviours.llm import Llm
+    from toka.core.agents.behaviours.planner import Planner
+    from toka.core.agents.behaviours.supervisor import Supervisor
 
     return {b.name: b for b in (Echo(), Planner(), Supervisor(), Llm())}
 

@@ -36,12 +36,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from toka.core import ops
-from toka.core.client import Client
 from toka.core.errors import InvalidInput
-from toka.core.home import Home
-from toka.core.identity import KeyPair
+from toka.core.model import ops
+from toka.core.model.keys import KeyPair
 from toka.core.runtime import Outcome, Runtime, fold
+from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 
 Progress = Callable[[str], None]
 

@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 
 from toka.core.errors import InvalidInput
-from toka.core.identity import KeyPair, verify_signature
-from toka.core.state import Budgets
+from toka.core.model.keys import KeyPair, verify_signature
+from toka.core.model.state import Budgets
 
 MAX_SIGNED_BYTES = 2 * 1024 * 1024
 

@@ -1,0 +1,1 @@
+"""Agents: durable task steps, the runner that drives them, and behaviours."""

@@ -1,0 +1,1 @@
+"""The event log: storage, checkpoints, snapshots, following and auditing."""

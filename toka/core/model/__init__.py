@@ -1,0 +1,1 @@
+"""Vocabulary: capabilities, keys, the world state, operations and events."""
