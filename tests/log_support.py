@@ -10,6 +10,7 @@ from pathlib import Path
 
 import apsw
 
+from toka.core.model import events as ev
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
@@ -33,12 +34,12 @@ def populate(home: Home, tasks: int = 20) -> dict[str, str]:
         helper, _ = operator.spawn_agent("helper", "manual")
         as_worker = Client(rt, worker)
         for i in range(tasks):
-            task = operator.schedule(worker, f"task {i}", {"i": i}).first("task.scheduled")
+            task = operator.schedule(worker, f"task {i}", {"i": i}).first(ev.TaskScheduled)
             if i % 2 == 0:
-                as_worker.complete(task["task"], {"done": i})
+                as_worker.complete(task.task, {"done": i})
             as_worker.observe(worker, {"step": i, "note": "working"})
         grant = operator.grant(helper, [f"observation.emit:agent/{worker}"], 3600)
-        operator.revoke(grant.first("capability.granted")["jti"], "no longer needed")
+        operator.revoke(grant.first(ev.CapabilityGranted).jti, "no longer needed")
     return {"worker": worker, "helper": helper}
 
 

@@ -7,6 +7,7 @@ import pytest
 from toka.core import approvals, tools
 from toka.core.errors import Denied, InvalidOperation, Revoked
 from toka.core.log.audit import verify_log
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
@@ -15,7 +16,7 @@ from toka.core.runtime.client import Client
 
 def agent_with(rt: Runtime, caps: list[str], **grant) -> tuple[str, str]:
     agent, _ = Client(rt).spawn_agent("gated", "manual")
-    g = Client(rt).grant(agent, caps, 3600, **grant).first("capability.granted")["jti"]
+    g = Client(rt).grant(agent, caps, 3600, **grant).first(ev.CapabilityGranted).jti
     return agent, g
 
 
@@ -25,7 +26,7 @@ def test_an_operation_under_an_approve_grant_waits_instead_of_applying(runtime: 
     outcome = Client(runtime, agent).schedule(worker, "do it")
     approval_id = outcome.pending
     assert approval_id is not None
-    assert [e["kind"] for e in outcome.events] == ["operation.pending"]
+    assert [e.kind for e in outcome.events] == ["operation.pending"]
     assert not runtime.state.tasks
     held = runtime.state.approvals[approval_id]
     assert (held.status, held.principal, held.grant, held.op_kind) == (
@@ -116,7 +117,7 @@ def test_a_held_tool_call_runs_only_when_approved_and_is_paid_by_its_author(runt
     outcome = approvals.approve(Client(runtime, approver), invocation.pending)
     ran = runtime.log.record(outcome.last_seq)
     assert (ran.kind, ran.principal, ran.grant) == ("tool.succeeded", agent, grant)
-    assert outcome.events[-1]["payload"]["output"] == {"text": "QUIET"}
+    assert outcome.events[-1].payload.output == {"text": "QUIET"}
     assert runtime.state.grants[grant].usage.tool_calls == 1
     assert runtime.state.grants[approver_grant].usage.tool_calls == 0
 
@@ -153,9 +154,9 @@ def test_an_agent_whose_every_grant_needs_approval_still_takes_its_tasks(runtime
     spawned = approvals.approve(
         Client(runtime), Client(runtime, boss).spawn_agent("child", "echo")[1].pending
     )
-    child = spawned.events[1]["payload"]["agent"]
+    child = spawned.events[1].payload.agent
     held = Client(runtime, boss).schedule(child, "hello").pending
-    task = approvals.approve(Client(runtime), held).events[1]["payload"]["task"]
+    task = approvals.approve(Client(runtime), held).events[1].payload.task
     Runner(runtime).run(until_idle=True)
     # The lease was taken without asking; the completion waits for a decision.
     assert runtime.state.tasks[task].status == "started"

@@ -9,6 +9,7 @@ from toka.core.agents.behaviours import check_spawnable, names
 from toka.core.agents.behaviours.planner import PlanError, resolve
 from toka.core.agents.runner import Runner
 from toka.core.errors import InvalidInput
+from toka.core.model import events as ev
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
@@ -22,7 +23,7 @@ def spawn(rt: Runtime, name: str, behaviour: str, *caps: str, **grant) -> str:
 
 
 def schedule(rt: Runtime, agent: str, description: str, payload=None) -> str:
-    return Client(rt).schedule(agent, description, payload).first("task.scheduled")["task"]
+    return Client(rt).schedule(agent, description, payload).first(ev.TaskScheduled).task
 
 
 def run(rt: Runtime) -> None:

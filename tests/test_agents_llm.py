@@ -14,6 +14,7 @@ from toka_cli import run_toka
 
 from toka.core import tools
 from toka.core.agents.runner import Runner, TaskRun
+from toka.core.model import events as ev
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 
@@ -99,7 +100,7 @@ def llm_task(rt: Runtime, *caps: str, description: str = "say hi") -> tuple[str,
     agent, _ = Client(rt).spawn_agent("thinker", "llm")
     if caps:
         Client(rt).grant(agent, list(caps), 3600)
-    task = Client(rt).schedule(agent, description).first("task.scheduled")["task"]
+    task = Client(rt).schedule(agent, description).first(ev.TaskScheduled).task
     return agent, task
 
 

@@ -141,16 +141,16 @@ def test_random_operations_never_crash_and_replay_matches(base_home, steps):
             except TokaError:
                 continue
             for e in outcome.events:
-                p = e["payload"]
-                if e["kind"] == "agent.spawned":
-                    index = next(i for i, k in enumerate(KEYS) if k.public_key == p["public_key"])
-                    agents[f"A{index}"] = p["agent"]
-                    if not home.keystore.has(p["agent"]):
-                        home.keystore.save(p["agent"], KEYS[index])
-                elif e["kind"] == "task.scheduled":
-                    tasks.append(p["task"])
-                elif e["kind"] == "capability.granted":
-                    grants.append(p["jti"])
+                p = e.payload
+                if e.kind == "agent.spawned":
+                    index = next(i for i, k in enumerate(KEYS) if k.public_key == p.public_key)
+                    agents[f"A{index}"] = p.agent
+                    if not home.keystore.has(p.agent):
+                        home.keystore.save(p.agent, KEYS[index])
+                elif e.kind == "task.scheduled":
+                    tasks.append(p.task)
+                elif e.kind == "capability.granted":
+                    grants.append(p.jti)
         event(f"applied {min(len(applied), 5)}+ ops")
         live = rt.state.state_hash()
         assert rt.replay().state_hash() == live

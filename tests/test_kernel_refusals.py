@@ -20,6 +20,7 @@ from toka.core.errors import (
     TokenExpired,
     TokenInvalid,
 )
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair, thumbprint
 from toka.core.model.state import Budgets
@@ -178,7 +179,7 @@ def test_revoked_ancestor_revokes_the_delegated_token(rt, op, agent):
     child = sup_client.grant(agent, [f"task.schedule:agent/{agent}"], ttl_s=300)
     ((child_jti, child_token),) = child.tokens.items()
     assert rt.state.grants[child_jti].parent == parent_jti
-    revoked = op.revoke(parent_jti).first("capability.revoked")["revoked"]
+    revoked = op.revoke(parent_jti).first(ev.CapabilityRevoked).revoked
     assert revoked == [parent_jti, child_jti]
     signed = Client(rt, agent, token=child_token).sign(ops.ScheduleTask(agent, "x"))
     refused(rt, signed, Revoked)
@@ -235,9 +236,9 @@ def test_no_task_on_a_terminated_agent(rt, op, agent):
 
 
 def test_terminated_agent_cannot_act_and_its_grants_are_revoked(rt, op, agent):
-    task = op.schedule(agent, "open work").first("task.scheduled")["task"]
+    task = op.schedule(agent, "open work").first(ev.TaskScheduled).task
     outcome = op.terminate(agent)
-    kinds = [e["kind"] for e in outcome.events]
+    kinds = [e.kind for e in outcome.events]
     assert kinds == ["agent.terminated", "task.cancelled", "capability.revoked"]
     assert rt.state.tasks[task].status == "cancelled"
     with pytest.raises(Denied):
@@ -276,7 +277,7 @@ def test_delegation_cannot_drop_or_widen_a_budget(rt, op, agent):
         rt, sup_client.sign(ops.GrantCapability(agent, cap, 60, Budgets(max_ops=50))), NotCovered
     )
     ok = sup_client.grant(agent, cap, 60, budgets=Budgets(max_ops=5))
-    assert rt.state.grants[ok.first("capability.granted")["jti"]].budgets.max_ops == 5
+    assert rt.state.grants[ok.first(ev.CapabilityGranted).jti].budgets.max_ops == 5
 
 
 def test_holder_may_revoke_what_it_delegated(rt, op, agent):
@@ -284,7 +285,7 @@ def test_holder_may_revoke_what_it_delegated(rt, op, agent):
     outcome = op.grant(sup, [f"cap.grant:agent/{agent}", f"task.schedule:agent/{agent}"], 600)
     sup_client = Client(rt, sup, token=next(iter(outcome.tokens.values())))
     child = sup_client.grant(agent, [f"task.schedule:agent/{agent}"], 60)
-    jti = child.first("capability.granted")["jti"]
+    jti = child.first(ev.CapabilityGranted).jti
     sup_client.revoke(jti)
     assert rt.state.grants[jti].revoked
 
@@ -293,9 +294,9 @@ def test_spawn_creates_key_and_self_scoped_base_grant(rt, op):
     agent_id, outcome = op.spawn_agent("fresh")
     assert rt.home.keystore.has(agent_id)
     assert (rt.home.keystore.path(agent_id).stat().st_mode & 0o777) == 0o600
-    base = outcome.first("capability.granted")
-    assert base["subject"] == agent_id and base["parent"] == "gr-2"
-    assert sorted(base["caps"]) == sorted(
+    base = outcome.first(ev.CapabilityGranted)
+    assert base.subject == agent_id and base.parent == "gr-2"
+    assert sorted(base.caps) == sorted(
         f"{a}:agent/{agent_id}"
         for a in ("task.start", "task.complete", "task.fail", "observation.emit")
     )

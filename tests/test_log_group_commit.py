@@ -10,6 +10,7 @@ import pytest
 from log_support import make_home
 
 from toka.core.errors import BadSignature, InvalidOperation, NotCovered, TokaError
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Outcome, Runtime
 from toka.core.runtime import _runtime as runtime_module
@@ -78,7 +79,7 @@ def test_concurrent_submissions_commit_together_and_each_gets_its_own_result(rt,
     assert len({r.nonce for r in applied}) == 5  # type: ignore[union-attr]
     assert len({r.first_seq for r in applied}) == 5  # type: ignore[union-attr]
     for i in (0, 1, 2, 4, 5):
-        assert results[i].events[0]["payload"]["data"] == {"from": agents[i]}  # type: ignore[union-attr]
+        assert results[i].events[0].payload.data == {"from": agents[i]}  # type: ignore[union-attr]
 
 
 def test_signatures_are_checked_in_each_submitters_own_thread(rt, monkeypatch):
@@ -229,4 +230,4 @@ def test_a_subscriber_may_submit_from_inside_a_commit(rt):
     rt.subscribe(answer)
     scheduled = operator.schedule(agent, "answer me")
     assert answered == [scheduled.first_seq + 1]
-    assert rt.state.tasks[scheduled.first("task.scheduled")["task"]].status == "completed"
+    assert rt.state.tasks[scheduled.first(ev.TaskScheduled).task].status == "completed"

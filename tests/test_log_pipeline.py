@@ -11,6 +11,7 @@ from log_support import make_home, run_toka, tamper, toka_json
 from toka.core.errors import NotCovered, ReplayedNonce, TokaError
 from toka.core.log import store as store_module
 from toka.core.log.store import EventLog
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
@@ -28,7 +29,7 @@ def test_operations_in_flight_are_applied_in_order_each_with_its_outcome(home):
         me = Client(rt, agent)
         futures = [me.submit_async(ops.EmitObservation(agent, {"i": i})) for i in range(300)]
         outcomes = [f.result(30) for f in futures]
-        assert [o.first("observation.emitted")["data"]["i"] for o in outcomes] == list(range(300))
+        assert [o.first(ev.ObservationEmitted).data["i"] for o in outcomes] == list(range(300))
         seqs = [o.first_seq for o in outcomes]
         assert seqs == sorted(seqs) and len(set(seqs)) == 300
         assert len({o.nonce for o in outcomes}) == 300
@@ -44,10 +45,10 @@ def test_a_refusal_in_flight_comes_through_its_future_and_is_logged(home):
         good = me.submit_async(ops.EmitObservation(agent, {"ok": 1}))
         bad = me.submit_async(ops.EmitObservation(other, {"not": "mine"}))
         also_good = me.submit_async(ops.EmitObservation(agent, {"ok": 2}))
-        assert good.result(10).first("observation.emitted")["data"] == {"ok": 1}
+        assert good.result(10).first(ev.ObservationEmitted).data == {"ok": 1}
         with pytest.raises(NotCovered):
             bad.result(10)
-        assert also_good.result(10).first("observation.emitted")["data"] == {"ok": 2}
+        assert also_good.result(10).first(ev.ObservationEmitted).data == {"ok": 2}
         rejected = rt.log.query(kinds=["operation.rejected"])
         assert [r.principal for r in rejected] == [agent]
 
@@ -92,7 +93,7 @@ def test_a_queued_operation_cannot_be_cancelled(home):
         assert future.cancel() is False
         release.set()
         holder.join(10)
-        assert future.result(10).first("observation.emitted")["data"] == {"x": 1}
+        assert future.result(10).first(ev.ObservationEmitted).data == {"x": 1}
 
 
 def test_close_commits_what_is_in_flight_and_refuses_what_comes_after(home):
@@ -102,9 +103,7 @@ def test_close_commits_what_is_in_flight_and_refuses_what_comes_after(home):
     futures = [operator.submit_async(ops.EmitObservation(agent, {"i": i})) for i in range(50)]
     rt.close()
     assert all(f.done() for f in futures)
-    assert [f.result().first("observation.emitted")["data"]["i"] for f in futures] == list(
-        range(50)
-    )
+    assert [f.result().first(ev.ObservationEmitted).data["i"] for f in futures] == list(range(50))
     with pytest.raises(TokaError, match="closed"):
         rt.submit_async(operator.sign(ops.EmitObservation(agent, {"late": True})))
     with Runtime(home) as again:

@@ -10,6 +10,7 @@ import pytest
 from toka.core.agents.behaviours.echo import Echo
 from toka.core.agents.runner import Runner, TaskRun, step_nonce
 from toka.core.errors import InvalidOperation
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
@@ -92,9 +93,7 @@ def spawn(rt: Runtime, name: str, behaviour: str) -> str:
 
 def test_echo_agent_completes_each_task_with_its_description_as_itself(rt: Runtime):
     agent = spawn(rt, "e", "echo")
-    tasks = [
-        Client(rt).schedule(agent, f"say {i}").first("task.scheduled")["task"] for i in range(3)
-    ]
+    tasks = [Client(rt).schedule(agent, f"say {i}").first(ev.TaskScheduled).task for i in range(3)]
     runner = Runner(rt, runner_id="r1")
     assert runner.run(until_idle=True) == 3
     assert [rt.state.tasks[t].result for t in tasks] == ["say 0", "say 1", "say 2"]
@@ -105,15 +104,15 @@ def test_echo_agent_completes_each_task_with_its_description_as_itself(rt: Runti
 
 def test_manual_agents_are_left_to_people(rt: Runtime):
     manual = spawn(rt, "m", "manual")
-    task = Client(rt).schedule(manual, "by hand").first("task.scheduled")["task"]
+    task = Client(rt).schedule(manual, "by hand").first(ev.TaskScheduled).task
     assert Runner(rt).run(until_idle=True) == 0
     assert rt.state.tasks[task].status == "scheduled"
 
 
 def test_agent_filter_drives_only_that_agent(rt: Runtime):
     a, b = spawn(rt, "a", "echo"), spawn(rt, "b", "echo")
-    ta = Client(rt).schedule(a, "x").first("task.scheduled")["task"]
-    tb = Client(rt).schedule(b, "y").first("task.scheduled")["task"]
+    ta = Client(rt).schedule(a, "x").first(ev.TaskScheduled).task
+    tb = Client(rt).schedule(b, "y").first(ev.TaskScheduled).task
     Runner(rt, agent=a).run(until_idle=True)
     assert (rt.state.tasks[ta].status, rt.state.tasks[tb].status) == ("completed", "scheduled")
 
@@ -121,7 +120,7 @@ def test_agent_filter_drives_only_that_agent(rt: Runtime):
 def test_paused_agents_tasks_wait_until_resumed(rt: Runtime):
     agent = spawn(rt, "p", "echo")
     op = Client(rt)
-    task = op.schedule(agent, "later").first("task.scheduled")["task"]
+    task = op.schedule(agent, "later").first(ev.TaskScheduled).task
     op.pause(agent)
     runner = Runner(rt)
     assert runner.run(until_idle=True) == 0
@@ -134,8 +133,8 @@ def test_paused_agents_tasks_wait_until_resumed(rt: Runtime):
 def test_terminating_an_agent_cancels_its_open_tasks_and_the_runner_leaves_them(rt: Runtime):
     agent = spawn(rt, "t", "echo")
     op = Client(rt)
-    task = op.schedule(agent, "never").first("task.scheduled")["task"]
-    kinds = [e["kind"] for e in op.terminate(agent).events]
+    task = op.schedule(agent, "never").first(ev.TaskScheduled).task
+    kinds = [e.kind for e in op.terminate(agent).events]
     assert "task.cancelled" in kinds
     assert Runner(rt).run(until_idle=True) == 0
     assert rt.state.tasks[task].status == "cancelled"
@@ -145,7 +144,7 @@ def test_a_leased_task_is_refused_to_other_runners_until_the_lease_expires(
     rt: Runtime, clock: Clock
 ):
     agent = spawn(rt, "l", "manual")
-    task = Client(rt).schedule(agent, "x").first("task.scheduled")["task"]
+    task = Client(rt).schedule(agent, "x").first(ev.TaskScheduled).task
     as_agent = Client(rt, agent)
     as_agent.submit(ops.StartTask(task, "runner-a", 30))
     assert rt.state.tasks[task].lease_until == rt.state.ts + 30_000
@@ -159,7 +158,7 @@ def test_a_leased_task_is_refused_to_other_runners_until_the_lease_expires(
 
 def test_a_released_task_can_be_taken_at_once(rt: Runtime):
     agent = spawn(rt, "l", "manual")
-    task = Client(rt).schedule(agent, "x").first("task.scheduled")["task"]
+    task = Client(rt).schedule(agent, "x").first(ev.TaskScheduled).task
     as_agent = Client(rt, agent)
     as_agent.submit(ops.StartTask(task, "runner-a", 600))
     with pytest.raises(InvalidOperation, match="not leased by runner runner-b"):
@@ -173,7 +172,7 @@ def test_a_runner_that_dies_mid_task_is_replaced_without_repeating_a_step(
     home: Home, rt: Runtime, clock: Clock
 ):
     agent = spawn(rt, "s", "scripted")
-    task = Client(rt).schedule(agent, "three steps").first("task.scheduled")["task"]
+    task = Client(rt).schedule(agent, "three steps").first(ev.TaskScheduled).task
     dying = Runner(rt, runner_id="runner-a", lease_s=30, behaviours={"scripted": Scripted(3, 2)})
     with pytest.raises(Crash):
         dying.step()
@@ -197,7 +196,7 @@ def test_a_runner_that_dies_mid_task_is_replaced_without_repeating_a_step(
 
 def test_a_step_refused_because_the_agent_was_paused_is_retried_after_resume(rt: Runtime):
     agent = spawn(rt, "p", "scripted")
-    task = Client(rt).schedule(agent, "x").first("task.scheduled")["task"]
+    task = Client(rt).schedule(agent, "x").first(ev.TaskScheduled).task
     paused = []
 
     def pause_once(run: TaskRun, step: int) -> None:
@@ -239,7 +238,7 @@ class Fickle:
 
 def test_a_behaviour_that_decides_differently_on_replay_fails_its_task(rt: Runtime):
     agent = spawn(rt, "f", "fickle")
-    task = Client(rt).schedule(agent, "x").first("task.scheduled")["task"]
+    task = Client(rt).schedule(agent, "x").first(ev.TaskScheduled).task
     runner = Runner(rt, behaviours={"fickle": Fickle()})
     runner.step()
     Client(rt).observe(agent, "something happened")  # the waiting task is looked at again
@@ -261,7 +260,7 @@ class Oversized:
 
 def test_a_refused_completion_fails_the_task_with_the_kernels_reason(rt: Runtime):
     agent = spawn(rt, "o", "oversized")
-    task = Client(rt).schedule(agent, "x").first("task.scheduled")["task"]
+    task = Client(rt).schedule(agent, "x").first(ev.TaskScheduled).task
     Runner(rt, behaviours={"oversized": Oversized()}).run(until_idle=True)
     t = rt.state.tasks[task]
     assert t.status == "failed"
@@ -271,7 +270,7 @@ def test_a_refused_completion_fails_the_task_with_the_kernels_reason(rt: Runtime
 def test_a_task_the_runner_cannot_take_is_not_retried_until_grants_change(rt: Runtime):
     agent = spawn(rt, "r", "echo")
     op = Client(rt)
-    task = op.schedule(agent, "x").first("task.scheduled")["task"]
+    task = op.schedule(agent, "x").first(ev.TaskScheduled).task
     base = next(g.jti for g in rt.state.grants.values() if g.subject == agent)
     op.revoke(base)
     runner = Runner(rt)
@@ -309,7 +308,7 @@ def test_a_runner_in_a_thread_stops_on_its_event(rt: Runtime, home: Home, clock:
         thread = threading.Thread(target=runner.run, kwargs={"stop_event": stop, "poll_s": 0.01})
         thread.start()
         agent = spawn(rt, "e", "echo")
-        task = Client(rt).schedule(agent, "in the background").first("task.scheduled")["task"]
+        task = Client(rt).schedule(agent, "in the background").first(ev.TaskScheduled).task
         for _ in range(500):
             rt.catch_up()
             if rt.state.tasks[task].status == "completed":

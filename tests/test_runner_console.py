@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from toka.core.model import events as ev
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 
@@ -15,7 +16,7 @@ def test_the_console_runs_the_agent_runner_unless_told_not_to(runtime: Runtime, 
     from toka.tui.app import make_app
 
     agent, _ = Client(runtime).spawn_agent("e", "echo")
-    task = Client(runtime).schedule(agent, "from the console").first("task.scheduled")["task"]
+    task = Client(runtime).schedule(agent, "from the console").first(ev.TaskScheduled).task
     app = make_app(runtime, home_label="~/toka", run_agents=run_agents)
     seen: list[str] = []
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 from toka_cli import run_toka
 
+from toka.core.model import events as ev
 from toka.core.runtime import Runtime
 from toka.core.runtime.home import Home
 
@@ -105,7 +106,7 @@ def test_several_runner_processes_never_run_a_task_twice(tmp_path: Path):
 
         operator = Client(rt)
         scheduled = {
-            operator.schedule(agents[i % 2], f"job {i}").first("task.scheduled")["task"]: i
+            operator.schedule(agents[i % 2], f"job {i}").first(ev.TaskScheduled).task: i
             for i in range(30)
         }
         runners = [

@@ -27,6 +27,7 @@ from toka.core.errors import (
     NotCovered,
     NotFound,
 )
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
@@ -524,7 +525,7 @@ def test_task_reference_must_be_an_open_task(
     with pytest.raises(NotFound, match="unknown task 'tk-404'"):
         tools.invoke_as(operator, "echo", {}, task="tk-404")
     agent, _ = operator.spawn_agent("w")
-    task = operator.schedule(agent, "count words").first("task.scheduled")["task"]
+    task = operator.schedule(agent, "count words").first(ev.TaskScheduled).task
     result = tools.invoke_as(operator, "echo", {}, task=task)
     assert payloads(runtime, "tool.succeeded")[-1]["task"] == task
     assert result.ok

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from toka.core import tools
 from toka.core.errors import NotCovered
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair, agent_id_for, write_private
 from toka.core.model.state import Budgets
@@ -103,7 +104,7 @@ def seeded_world(root: Path) -> World:
         ops.GrantCapability(archivist, ["tool.invoke:tool/wordcount"], 1800, narrower),
         world.as_agent("scout"),
     )
-    task = survey.first("task.scheduled")["task"]
+    task = survey.first(ev.TaskScheduled).task
     world.submit(ops.CompleteTask(task, {"findings": 3}), world.as_agent("scout"))
     rogue = ops.SpawnAgent("rogue", KeyPair.from_seed(b"rogue").public_key)
     with contextlib.suppress(NotCovered):  # refused, and recorded as operation.rejected

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from toka.cli.main import Context
+from toka.core.model import events as ev
 
 
 def register(sub, common) -> None:
@@ -83,12 +84,12 @@ def cmd_spawn(ctx: Context) -> int:
     agent_id, outcome = ctx.client.spawn_agent(
         ctx.args.name, ctx.args.behaviour, parent=ctx.args.parent
     )
-    grant = outcome.first("capability.granted")
+    grant = outcome.first(ev.CapabilityGranted)
     data = {
         "id": agent_id,
         "name": ctx.args.name,
         "behaviour": ctx.args.behaviour,
-        "grant": grant["jti"],
+        "grant": grant.jti,
         **_seq_summary(outcome),
     }
     ctx.emit(data, f"spawned agent {agent_id} ({ctx.args.name}) at seq {outcome.last_seq}")
@@ -235,7 +236,7 @@ def cmd_lifecycle(ctx: Context) -> int:
     else:
         outcome = client.terminate(ctx.args.agent, ctx.args.reason)
     past = {"pause": "paused", "resume": "resumed", "terminate": "terminated"}[verb]
-    kinds = [e["kind"] for e in outcome.events]
+    kinds = outcome.kinds
     data = {
         "agent": ctx.args.agent,
         "status": ctx.runtime.state.agents[ctx.args.agent].status,
@@ -245,11 +246,7 @@ def cmd_lifecycle(ctx: Context) -> int:
     extra = ""
     if verb == "terminate":
         cancelled = kinds.count("task.cancelled")
-        revoked = sum(
-            len(e["payload"]["revoked"])
-            for e in outcome.events
-            if e["kind"] == "capability.revoked"
-        )
+        revoked = sum(len(e.revoked) for e in outcome.all(ev.CapabilityRevoked))
         extra = f" ({cancelled} open tasks cancelled, {revoked} grants revoked)"
     ctx.emit(data, f"{past} agent {ctx.args.agent} at seq {outcome.last_seq}{extra}")
     return 0
@@ -260,7 +257,7 @@ def cmd_schedule(ctx: Context) -> int:
 
     payload = json_value(ctx.args.payload, "--payload") if ctx.args.payload else None
     outcome = ctx.client.schedule(ctx.args.agent, ctx.args.description, payload)
-    task = outcome.first("task.scheduled")["task"]
+    task = outcome.first(ev.TaskScheduled).task
     ctx.emit(
         {"task": task, "agent": ctx.args.agent, **_seq_summary(outcome)},
         f"scheduled task {task} for {ctx.args.agent} at seq {outcome.last_seq}",

@@ -107,7 +107,7 @@ def cmd_show(ctx: Context) -> int:
 
 
 def _decision(ctx: Context, outcome, status: str) -> int:
-    kinds = [e["kind"] for e in outcome.events]
+    kinds = outcome.kinds
     data = {
         "approval": ctx.args.approval,
         "status": status,

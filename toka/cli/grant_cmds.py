@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from toka.cli.main import Context
+from toka.core.model import events as ev
 
 
 def register(sub, common) -> None:
@@ -47,15 +48,15 @@ def cmd_issue(ctx: Context) -> int:
     outcome = ctx.client.grant(
         a.subject, a.caps, duration(a.ttl), budgets=budgets, approve=a.approve
     )
-    g = outcome.first("capability.granted")
-    token = outcome.tokens.get(g["jti"])
+    g = outcome.first(ev.CapabilityGranted)
+    token = outcome.tokens.get(g.jti)
     data = {
-        "jti": g["jti"],
+        "jti": g.jti,
         "token": token,
-        "subject": g["subject"],
-        "caps": g["caps"],
-        "exp": g["exp"],
-        "parent": g["parent"],
+        "subject": g.subject,
+        "caps": g.caps,
+        "exp": g.exp,
+        "parent": g.parent,
         "seq": outcome.last_seq,
     }
     ctx.emit(data, lambda: f"granted {g['jti']} to {g['subject']}: {' '.join(g['caps'])}\n{token}")
@@ -104,7 +105,7 @@ def cmd_list(ctx: Context) -> int:
 
 def cmd_revoke(ctx: Context) -> int:
     outcome = ctx.client.revoke(ctx.args.jti, ctx.args.reason)
-    revoked = outcome.first("capability.revoked")["revoked"]
+    revoked = outcome.first(ev.CapabilityRevoked).revoked
     ctx.emit(
         {"jti": ctx.args.jti, "revoked": revoked, "seq": outcome.last_seq},
         f"revoked {', '.join(revoked)} at seq {outcome.last_seq}",

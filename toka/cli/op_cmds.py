@@ -219,7 +219,7 @@ def cmd_submit(ctx: Context) -> int:
         "digest": outcome.digest,
         "seq": outcome.last_seq,
         "first_seq": outcome.first_seq,
-        "events": [{"seq": e["seq"], "kind": e["kind"]} for e in outcome.events],
+        "events": [{"seq": e.seq, "kind": e.kind} for e in outcome.events],
     }
     ctx.emit(result, f"applied {outcome.op} at seq {outcome.last_seq} (nonce {outcome.nonce})")
     return 0

@@ -34,6 +34,7 @@ from toka.core.model import ops
 from toka.core.model.state import Approval, WorldState
 
 if TYPE_CHECKING:
+    from toka.core.model.events import EventRecord
     from toka.core.runtime import Outcome, Runtime
     from toka.core.runtime.client import Client
 
@@ -226,7 +227,7 @@ def deny(client: Client, approval_id: str, reason: str = "") -> Outcome:
     return client.submit(ops.DenyOperation(approval_id, reason))
 
 
-def released_events(runtime: Runtime, approval: Approval) -> list[dict[str, Any]]:
+def released_records(runtime: Runtime, approval: Approval) -> list[EventRecord]:
     """The events an approved operation produced (what its author's submission would have
     returned had it not been held), read from the log."""
     if approval.decided_seq is None or approval.status != "approved":
@@ -238,5 +239,5 @@ def released_events(runtime: Runtime, approval: Approval) -> list[dict[str, Any]
     for r in runtime.log.records(after=approval.decided_seq, limit=10_000):
         if r.op_digest != decision.op_digest:
             break
-        out.append({"seq": r.seq, "kind": r.kind, "payload": msgspec.json.decode(r.payload)})
+        out.append(r)
     return out

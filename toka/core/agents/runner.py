@@ -52,6 +52,7 @@ from toka.core.errors import (
     TokaError,
     error_from_code,
 )
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair, agent_id_for
 from toka.core.model.state import OPEN_TASK_STATUSES, Agent, Task
@@ -184,7 +185,7 @@ class TaskRun:
             op = ops.SpawnAgent(name, key.public_key, behaviour, self.agent.id)
             self.runtime.submit(self.client.sign(op, nonce=nonce))
 
-        return self._step("agent.spawn", execute).first("agent.spawned")["agent"]
+        return self._step("agent.spawn", execute).first(ev.AgentSpawned).agent
 
     def remember(self, compute: Callable[[], Any]) -> Any:
         """One step: record ``compute()`` as an observation by the agent, and return it.
@@ -197,7 +198,7 @@ class TaskRun:
             op = ops.EmitObservation(self.agent.id, data)
             self.runtime.submit(self.client.sign(op, nonce=nonce))
 
-        return self._step("observation.emit", execute).first("observation.emitted")["data"]
+        return self._step("observation.emit", execute).first(ev.ObservationEmitted).data
 
     def complete(self, result: Any = None) -> NoReturn:
         self._step("task.complete", self._finisher(ops.CompleteTask(self.task.id, result)))
@@ -259,15 +260,10 @@ class TaskRun:
                 )
             if row.status == "applied":
                 assert row.first_seq is not None and row.last_seq is not None
-                records = self.runtime.log.records(after=row.first_seq - 1, until=row.last_seq)
-                events = [
-                    {"seq": r.seq, "kind": r.kind, "payload": msgspec.json.decode(r.payload)}
-                    for r in records
-                ]
-                outcome = Outcome(
-                    row.kind, nonce, row.digest, row.first_seq, row.last_seq, events, replayed=True
+                records = list(
+                    self.runtime.log.records(after=row.first_seq - 1, until=row.last_seq)
                 )
-                return nonce, outcome
+                return nonce, Outcome.of(row.kind, nonce, row.digest, records, replayed=True)
             if row.error_code not in RETRY_CODES:
                 raise error_from_code(row.error_code or "", row.error or "refused")
             attempt += 1
@@ -287,13 +283,10 @@ class TaskRun:
                 f"{approval.op_kind} was denied by {approval.decided_by} (approval {approval.id})"
                 + (f": {approval.reason}" if approval.reason else "")
             )
-        events = approvals.released_events(self.runtime, approval)
-        return msgspec.structs.replace(
-            outcome,
-            events=events,
-            first_seq=events[0]["seq"] if events else outcome.first_seq,
-            last_seq=events[-1]["seq"] if events else outcome.last_seq,
-        )
+        records = approvals.released_records(self.runtime, approval)
+        if not records:
+            return msgspec.structs.replace(outcome, events=[])
+        return Outcome.of(outcome.op, outcome.nonce, outcome.digest, records, replayed=True)
 
     def _take_lease(self) -> None:
         task = self.runtime.state.tasks[self.task.id]

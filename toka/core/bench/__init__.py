@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from toka.core.errors import InvalidInput
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair
 from toka.core.runtime import Outcome, Runtime, fold
@@ -71,7 +72,7 @@ class _Submitter:
             [operator.sign(ops.ScheduleTask(agent, f"bench task {i}")) for i in range(n_tasks)]
         )
         for result in scheduled:
-            tasks.append(result.first("task.scheduled")["task"])  # type: ignore[union-attr]
+            tasks.append(result.first(ev.TaskScheduled).task)  # type: ignore[union-attr]
         self.plan: list[ops.Operation] = []
         for i in range(n):
             if i % 2 == 1 and tasks:
@@ -238,8 +239,8 @@ def build_log(
                 if isinstance(result, Exception):
                     raise result
                 if result.op == "task.schedule":
-                    task = result.first("task.scheduled")
-                    open_tasks[agents.index(task["agent"])].append(task["task"])
+                    task = result.first(ev.TaskScheduled)
+                    open_tasks[agents.index(task.agent)].append(task.task)
             if progress:
                 progress(f"built {runtime.state.seq} events")
 

@@ -14,6 +14,7 @@ import msgspec
 
 from toka.core.demo import team
 from toka.core.errors import InvalidInput, TokaError
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
@@ -55,15 +56,19 @@ def seed(runtime: Runtime) -> DemoSummary:
             [f"task.schedule:agent/{echo}", f"observation.emit:agent/{echo}"],
             DAY_S,
             budgets=Budgets(max_ops=50),
-        ).first("capability.granted")["jti"],
+        )
+        .first(ev.CapabilityGranted)
+        .jti,
         "supervisor": operator.grant(
             supervisor,
             [f"agent.pause:agent/{echo}", f"agent.resume:agent/{echo}"],
             DAY_S,
-        ).first("capability.granted")["jti"],
-        "revoked": operator.grant(scratch, [f"task.schedule:agent/{echo}"], 3600).first(
-            "capability.granted"
-        )["jti"],
+        )
+        .first(ev.CapabilityGranted)
+        .jti,
+        "revoked": operator.grant(scratch, [f"task.schedule:agent/{echo}"], 3600)
+        .first(ev.CapabilityGranted)
+        .jti,
     }
     operator.revoke(grants["revoked"], "demo: scratch no longer schedules work for echo")
 
@@ -77,7 +82,7 @@ def seed(runtime: Runtime) -> DemoSummary:
         ("digest", "draft the weekly status digest", {"week": 42}),
     ):
         outcome = as_planner.schedule(echo, description, payload)
-        tasks[name] = outcome.first("task.scheduled")["task"]
+        tasks[name] = outcome.first(ev.TaskScheduled).task
     as_planner.observe(echo, {"note": "handed three tasks to echo", "tasks": len(tasks)})
 
     as_echo.complete(tasks["summary"], {"summary": "2 flaky tests, 0 failures", "lines": 1834})
@@ -85,9 +90,13 @@ def seed(runtime: Runtime) -> DemoSummary:
     as_echo.observe(echo, {"progress": "digest outline ready", "percent": 40})
     as_supervisor.pause(echo)
     as_supervisor.resume(echo)
-    tasks["review"] = operator.schedule(
-        scratch, "review the revoked-grant audit trail", {"grant": grants["revoked"]}
-    ).first("task.scheduled")["task"]
+    tasks["review"] = (
+        operator.schedule(
+            scratch, "review the revoked-grant audit trail", {"grant": grants["revoked"]}
+        )
+        .first(ev.TaskScheduled)
+        .task
+    )
     operator.observe(scratch, {"note": "paused pending review"})
     operator.pause(scratch)
     # One agent of each behaviour with work queued, for a runner (toka run, toka tui) to do.
@@ -168,7 +177,7 @@ def stream_load(
                 continue
             applied += 1
             if kind == "schedule":
-                open_tasks[agent].append(result.first("task.scheduled")["task"])
+                open_tasks[agent].append(result.first(ev.TaskScheduled).task)
         sent += len(batch)
     elapsed = max(clock() - start, 1e-9)
     return LoadSummary(

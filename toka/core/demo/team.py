@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from toka.core.errors import InvalidInput
+from toka.core.model import events as ev
 from toka.core.model.state import Budgets
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def seed(client: Client) -> dict[str, Any]:
 
     def task(label: str, agent_id: str, description: str, payload: Any = None) -> None:
         outcome = client.schedule(agent_id, description, payload)
-        tasks[label] = outcome.first("task.scheduled")["task"]
+        tasks[label] = outcome.first(ev.TaskScheduled).task
 
     herald = agent("herald", "echo")
     task("announce", herald, "announce: the demo has started")

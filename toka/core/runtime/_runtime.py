@@ -38,6 +38,7 @@ from toka.core.model.keys import check_principal, thumbprint, verify_signature
 from toka.core.model.ops import SignedOperation
 from toka.core.model.state import WorldState
 from toka.core.runtime.home import Home
+from toka.core.runtime.outcome import Outcome
 from toka.core.runtime.tokens import Claims, TokenAuthority
 
 log = logging.getLogger(__name__)
@@ -49,32 +50,6 @@ _PARALLEL_PRECHECK_MIN = 64
 # How long a commit leader waits for submitters still checking their signatures.
 GATHER_S = 0.001
 _PRECHECK_WORKERS = max(2, min(8, os.cpu_count() or 2))
-
-
-class Outcome(msgspec.Struct):
-    """What one accepted operation did."""
-
-    op: str
-    nonce: str
-    digest: str
-    first_seq: int
-    last_seq: int
-    events: list[dict[str, Any]]
-    tokens: dict[str, str] = msgspec.field(default_factory=dict)
-    replayed: bool = False
-
-    def first(self, kind: str) -> dict[str, Any]:
-        for e in self.events:
-            if e["kind"] == kind:
-                return e["payload"]
-        raise KeyError(kind)
-
-    @property
-    def pending(self) -> str | None:
-        """The approval id when the operation was queued for approval instead of applied."""
-        if self.events and self.events[0]["kind"] == "operation.pending":
-            return self.events[0]["payload"]["approval"]
-        return None
 
 
 class _Pending:
@@ -628,19 +603,13 @@ class Runtime:
     def _outcome(
         self, s: SignedOperation, digest: str, records: list[EventRecord], replayed: bool = False
     ) -> Outcome:
-        evs = []
-        tokens = {}
-        for r in records:
-            payload = msgspec.json.decode(r.payload)
-            evs.append({"seq": r.seq, "kind": r.kind, "payload": payload})
-            if r.kind == "capability.granted":
-                grant = self.state.grants.get(payload["jti"])
-                key = self.state.principals.get(payload["subject"])
-                if grant is not None and key is not None:
-                    tokens[grant.jti] = self.authority.mint(grant, thumbprint(key))
-        return Outcome(
-            s.kind, s.nonce, digest, records[0].seq, records[-1].seq, evs, tokens, replayed
-        )
+        outcome = Outcome.of(s.kind, s.nonce, digest, records, replayed=replayed)
+        for granted in outcome.all(ev.CapabilityGranted):
+            grant = self.state.grants.get(granted.jti)
+            key = self.state.principals.get(granted.subject)
+            if grant is not None and key is not None:
+                outcome.tokens[grant.jti] = self.authority.mint(grant, thumbprint(key))
+        return outcome
 
     def _replay_outcome(self, p: _Pending, seen: OperationRow) -> None:
         if seen.status == "rejected":

@@ -628,21 +628,19 @@ class Invocation(msgspec.Struct, frozen=True):
                 pending=outcome.pending,
             )
         for e in outcome.events:
-            if e["kind"] not in ("tool.succeeded", "tool.failed"):
+            p = e.payload
+            if not isinstance(p, ev.ToolSucceeded | ev.ToolFailed):
                 continue
-            p = e["payload"]
-            error = None
-            if e["kind"] == "tool.failed":
-                error = ToolError(p["error_kind"], p["message"], p.get("exit_code"))
+            failed = isinstance(p, ev.ToolFailed)
             return cls(
-                ok=error is None,
-                tool=p["tool"],
-                version=p["version"],
-                output=p.get("output"),
-                error=error,
-                seq=e["seq"],
-                fuel_used=p["fuel_used"],
-                wall_ms=p["wall_ms"],
+                ok=not failed,
+                tool=p.tool,
+                version=p.version,
+                output=None if failed else p.output,
+                error=ToolError(p.error_kind, p.message, p.exit_code) if failed else None,
+                seq=e.seq,
+                fuel_used=p.fuel_used,
+                wall_ms=p.wall_ms,
                 stderr=stderr,
                 replayed=outcome.replayed,
             )

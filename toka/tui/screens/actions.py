@@ -15,6 +15,7 @@ from rich.text import Text
 from textual import work
 
 from toka.core.errors import IntegrityFailure, TokaError
+from toka.core.model import events as ev
 from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.forms import (
     GrantForm,
@@ -121,7 +122,7 @@ class OperatorActions:
                 "Schedule task",
                 lambda c: c.schedule(req.agent, req.description, req.payload),
                 lambda o: (
-                    f"task {o.first('task.scheduled')['task']} for {req.agent} at seq {o.last_seq}"
+                    f"task {o.first(ev.TaskScheduled).task} for {req.agent} at seq {o.last_seq}"
                 ),
             )
 
@@ -194,7 +195,7 @@ class OperatorActions:
                     req.subject, req.caps, req.ttl_s, budgets=req.budgets, approve=req.approve
                 ),
                 lambda o: (
-                    f"granted {o.first('capability.granted')['jti']} to {req.subject} at seq {o.last_seq}"
+                    f"granted {o.first(ev.CapabilityGranted).jti} to {req.subject} at seq {o.last_seq}"
                 ),
             )
 
@@ -236,7 +237,7 @@ class OperatorActions:
                 self.submit(
                     "Revoke capability",
                     lambda c: c.revoke(jti, "revoked from the console"),
-                    lambda o: "revoked " + ", ".join(o.first("capability.revoked")["revoked"]),
+                    lambda o: "revoked " + ", ".join(o.first(ev.CapabilityRevoked).revoked),
                 )
 
         label = "Revoke" if count == 1 else f"Revoke {count} grants"

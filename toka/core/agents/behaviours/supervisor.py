@@ -29,6 +29,7 @@ import msgspec
 
 from toka.core.errors import Denied, InvalidInput, TokaError
 from toka.core.model import caps as capmod
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import OPEN_TASK_STATUSES, Budgets
 
@@ -90,7 +91,7 @@ class Supervisor:
                 task.fail(f"{label}: denied: {exc.message}")
             except TokaError as exc:
                 task.fail(f"{label}: {exc.code}: {exc.message}")
-            children.append((child, scheduled.first("task.scheduled")["task"]))
+            children.append((child, scheduled.first(ev.TaskScheduled).task))
 
         tasks = task.state.tasks
         still_open = [t for _, t in children if tasks[t].status in OPEN_TASK_STATUSES]
