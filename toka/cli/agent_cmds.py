@@ -150,7 +150,8 @@ def cmd_list(ctx: Context) -> int:
 def cmd_show(ctx: Context) -> int:
     import msgspec
 
-    from toka.cli.output import fmt_ms, fmt_s, table
+    from toka.cli.output import fmt_s, table
+    from toka.core.describe import log_time
     from toka.core.errors import NotFound
 
     st = ctx.runtime.state
@@ -172,7 +173,7 @@ def cmd_show(ctx: Context) -> int:
             f"agent {a.id}  {a.name}",
             f"  behaviour  {a.behaviour}",
             f"  status     {a.status}",
-            f"  spawned    {fmt_ms(a.created_ms)} by {a.spawned_by}",
+            f"  spawned    {log_time(a.created_ms)} by {a.spawned_by}",
             f"  parent     {a.parent or '-'}",
             f"  key        {a.public_key}",
             f"  budget     {r['budget'] or 'unlimited'}",
@@ -268,7 +269,8 @@ def cmd_schedule(ctx: Context) -> int:
 def cmd_tasks(ctx: Context) -> int:
     import msgspec
 
-    from toka.cli.output import fmt_ms, shorten, table
+    from toka.cli.output import shorten, table
+    from toka.core.describe import log_time
     from toka.core.model.state import OPEN_TASK_STATUSES
 
     want = ctx.args.status
@@ -290,7 +292,7 @@ def cmd_tasks(ctx: Context) -> int:
                         t["id"],
                         t["agent"],
                         t["status"],
-                        fmt_ms(t["updated_ms"]),
+                        log_time(t["updated_ms"]),
                         shorten(t["description"], 50),
                     ]
                     for t in rows

@@ -43,8 +43,9 @@ def _summary(data: dict) -> str:
 
 
 def cmd_list(ctx: Context) -> int:
-    from toka.cli.output import fmt_ms, table
+    from toka.cli.output import table
     from toka.core import approvals
+    from toka.core.describe import log_time
 
     state = ctx.runtime.state
     chosen = state.approvals.values() if ctx.args.all else approvals.pending(state)
@@ -61,7 +62,7 @@ def cmd_list(ctx: Context) -> int:
                         r["op"],
                         r["principal"],
                         r["grant"],
-                        fmt_ms(r["created_ms"]),
+                        log_time(r["created_ms"]),
                         _summary(r),
                     ]
                     for r in rows
@@ -77,8 +78,8 @@ def cmd_list(ctx: Context) -> int:
 def cmd_show(ctx: Context) -> int:
     import json
 
-    from toka.cli.output import fmt_ms
     from toka.core import approvals
+    from toka.core.describe import log_time
     from toka.core.errors import NotFound
 
     approval = ctx.runtime.state.approvals.get(ctx.args.approval)
@@ -91,7 +92,7 @@ def cmd_show(ctx: Context) -> int:
             f"approval {data['id']}  {data['status']}",
             f"  op         {data['op']}",
             f"  principal  {data['principal']} (grant {data['grant']})",
-            f"  created    {fmt_ms(data['created_ms'])}",
+            f"  created    {log_time(data['created_ms'])}",
             f"  digest     {data['digest']}",
         ]
         if data["decided_by"]:

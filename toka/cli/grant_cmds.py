@@ -40,13 +40,13 @@ def register(sub, common) -> None:
 
 
 def cmd_issue(ctx: Context) -> int:
-    from toka.cli.parsing import duration
+    from toka.core.durations import parse_duration
     from toka.core.model.state import Budgets
 
     a = ctx.args
     budgets = Budgets(a.max_ops, a.max_tool_calls, a.max_fuel)
     outcome = ctx.client.grant(
-        a.subject, a.caps, duration(a.ttl), budgets=budgets, approve=a.approve
+        a.subject, a.caps, parse_duration(a.ttl), budgets=budgets, approve=a.approve
     )
     g = outcome.first(ev.CapabilityGranted)
     token = outcome.tokens.get(g.jti)

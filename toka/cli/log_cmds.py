@@ -6,7 +6,7 @@ import sys
 import time
 
 from toka.cli.main import Context
-from toka.core.describe import summarize
+from toka.core.describe import log_time, summarize
 
 
 def register(sub, common) -> None:
@@ -112,11 +112,9 @@ def cmd_events(ctx: Context) -> int:
 def _event_line(r) -> str:
     import msgspec
 
-    from toka.cli.output import fmt_ms
-
     payload = msgspec.json.decode(r.payload)
     return (
-        f"{r.seq:>7}  {fmt_ms(r.ts)}  {r.kind:<20} {r.principal:<14} {summarize(r.kind, payload)}"
+        f"{r.seq:>7}  {log_time(r.ts)}  {r.kind:<20} {r.principal:<14} {summarize(r.kind, payload)}"
     )
 
 
@@ -159,10 +157,10 @@ def cmd_state(ctx: Context) -> int:
         data["state"] = msgspec.to_builtins(st)
 
     def human() -> str:
-        from toka.cli.output import fmt_ms, table
+        from toka.cli.output import table
 
         lines = [
-            f"world at seq {st.seq} ({fmt_ms(st.ts)})"
+            f"world at seq {st.seq} ({log_time(st.ts)})"
             + ("  [time travel: read-only view of the past]" if ctx.args.at else ""),
             f"state hash {data['state_hash']}",
             "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,17 +9,6 @@ from typing import Any
 import msgspec
 
 from toka.core.errors import InvalidInput
-
-_DURATION = re.compile(r"^(\d+)\s*([smhdw]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration(text: str) -> int:
-    """``90``, ``30s``, ``10m``, ``2h``, ``7d``, ``1w`` -> seconds."""
-    m = _DURATION.match(text.strip().lower())
-    if not m:
-        raise InvalidInput(f"invalid duration {text!r}: use e.g. 30s, 10m, 2h, 7d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 def json_value(text: str, label: str = "JSON") -> Any:

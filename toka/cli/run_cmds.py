@@ -47,10 +47,10 @@ def cmd_run(ctx: Context) -> int:
     import msgspec
 
     from toka.cli.output import info
-    from toka.cli.parsing import duration
     from toka.core.agents.behaviours import drivers
     from toka.core.agents.runner import Runner
     from toka.core.describe import short
+    from toka.core.durations import parse_duration
     from toka.core.errors import InvalidInput, NotFound
 
     a = ctx.args
@@ -65,7 +65,7 @@ def cmd_run(ctx: Context) -> int:
             )
     if a.runner_id is not None and not 1 <= len(a.runner_id.encode()) <= 256:
         raise InvalidInput("--runner-id must be 1 to 256 bytes")
-    lease_s = duration(a.lease)
+    lease_s = parse_duration(a.lease)
     runner = Runner(rt, runner_id=a.runner_id, agent=a.agent, lease_s=lease_s, pace_s=a.pace)
     stop = threading.Event()
 

@@ -98,7 +98,7 @@ def cmd_list(ctx: Context) -> int:
 def cmd_show(ctx: Context) -> int:
     import json
 
-    from toka.cli.output import fmt_ms
+    from toka.core.describe import log_time
     from toka.core.errors import NotFound
     from toka.core.model.state import version_key
 
@@ -132,7 +132,7 @@ def cmd_show(ctx: Context) -> int:
                 f"  module       {t.module_sha256 or '-'}",
                 f"  capabilities {', '.join(t.capabilities) or '-'}",
                 "  limits       " + ", ".join(f"{k}={v}" for k, v in sorted(t.limits.items())),
-                f"  registered   {fmt_ms(t.registered_ms)} by {t.registered_by}",
+                f"  registered   {log_time(t.registered_ms)} by {t.registered_by}",
                 "  input        "
                 + (json.dumps(t.input_schema, sort_keys=True) if t.input_schema else "any JSON"),
             ]

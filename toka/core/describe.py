@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,13 @@ def summarize(kind: str, payload: dict) -> str:
         case "tool.failed":
             return f"{p['tool']}@{p['version']}: {p['error_kind']}: {p['message']}"
     return short(p)
+
+
+def log_time(ms: int | None) -> str:
+    """A log timestamp (ms since the epoch) in UTC, to the millisecond; ``-`` for none."""
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 def short(value: Any, width: int = 60) -> str:

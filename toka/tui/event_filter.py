@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from toka.core.model.events import EventRecord
+from toka.core.model.events import EventRecord, kind_matches
 
 KEYS = ("kind", "agent", "principal")
 HELP = (
@@ -57,7 +57,7 @@ class EventFilter(NamedTuple):
         return {"kinds": list(self.kinds) or None, "principal": self.principal, "text": self.text}
 
     def matches(self, record: EventRecord) -> bool:
-        if self.kinds and not any(_kind_matches(k, record.kind) for k in self.kinds):
+        if self.kinds and not any(kind_matches(k, record.kind) for k in self.kinds):
             return False
         if self.principal and record.principal != self.principal:
             return False
@@ -70,9 +70,3 @@ class EventFilter(NamedTuple):
         if not self.agent:
             return True
         return record.principal == self.agent or self.agent.encode() in record.payload
-
-
-def _kind_matches(pattern: str, kind: str) -> bool:
-    if pattern.endswith("*") or pattern.endswith("."):
-        return kind.startswith(pattern.rstrip("*").rstrip(".") + ".")
-    return kind == pattern

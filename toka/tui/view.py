@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from toka.core.describe import budget_use, grant_status, summarize
+from toka.core.describe import budget_use, grant_status, log_time, summarize
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import thumbprint
 from toka.core.model.state import OPEN_TASK_STATUSES, Agent, Grant, Tool, WorldState
@@ -58,10 +58,6 @@ class Detail(NamedTuple):
 def clock_time(ms: int) -> str:
     """``HH:MM:SS.mmm`` (UTC) of a log timestamp."""
     return time.strftime("%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"
-
-
-def full_time(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 def span(seconds: int) -> str:
@@ -187,7 +183,7 @@ def event_detail(state: WorldState, record: EventRecord) -> Detail:
         f"event {record.seq} · {record.kind}",
         [
             ("seq", str(record.seq)),
-            ("time", full_time(record.ts)),
+            ("time", log_time(record.ts)),
             ("kind", record.kind),
             ("signer", _signer(state, record.principal)),
             ("token", record.grant or "-"),
@@ -239,7 +235,7 @@ def agent_detail(state: WorldState, agent: Agent, now_s: int) -> Detail:
             ("name", agent.name),
             ("behaviour", agent.behaviour),
             ("status", agent.status),
-            ("spawned", f"{full_time(agent.created_ms)} by {agent.spawned_by}"),
+            ("spawned", f"{log_time(agent.created_ms)} by {agent.spawned_by}"),
             ("parent", agent.parent or "-"),
             ("public key", agent.public_key),
             ("open tasks", str(agent.open_tasks)),
@@ -264,10 +260,10 @@ def grant_detail(state: WorldState, grant: Grant, now_s: int) -> Detail:
         ("issuer", grant.issuer),
         ("parent", grant.parent or "-"),
         ("status", status),
-        ("issued", full_time(grant.iat * 1000)),
+        ("issued", log_time(grant.iat * 1000)),
         (
             "expires",
-            full_time(grant.exp * 1000)
+            log_time(grant.exp * 1000)
             + (f" (in {span(grant.exp - now_s)})" if status == "active" else ""),
         ),
         ("approval", "operations wait for operator approval" if grant.approve else "not required"),
@@ -287,7 +283,7 @@ def grant_detail(state: WorldState, grant: Grant, now_s: int) -> Detail:
         ("usage", _usage(grant)),
     ]
     if grant.revoked_at is not None:
-        fields.append(("revoked at", full_time(grant.revoked_at)))
+        fields.append(("revoked at", log_time(grant.revoked_at)))
     return Detail(
         f"grant {grant.jti} · {grant.subject}",
         fields,
@@ -311,7 +307,7 @@ def tool_detail(state: WorldState, tool: Tool) -> Detail:
             ("module sha256", tool.module_sha256 or "-"),
             ("needs", " ".join(tool.capabilities) or "nothing beyond tool.invoke"),
             ("limits", limits_text(tool.limits)),
-            ("registered", f"{full_time(tool.registered_ms)} by {tool.registered_by}"),
+            ("registered", f"{log_time(tool.registered_ms)} by {tool.registered_by}"),
             ("versions", " ".join(versions)),
         ],
         [("input schema", pretty_json(tool.input_schema) if tool.input_schema else "(any JSON)")],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from toka.core.errors import HomeError
 from toka.core.log.store import EventLog
-from toka.core.model.events import EventRecord
+from toka.core.model.events import EventRecord, kind_matches
 
 
 class LogFollower:
@@ -98,11 +98,5 @@ class LogFollower:
         if self._text is not None and self._text not in r.payload:
             return False
         if self.kinds is not None:
-            return any(_kind_matches(k, r.kind) for k in self.kinds)
+            return any(kind_matches(k, r.kind) for k in self.kinds)
         return True
-
-
-def _kind_matches(pattern: str, kind: str) -> bool:
-    if pattern.endswith("*") or pattern.endswith("."):
-        return kind.startswith(pattern.rstrip("*").rstrip(".") + ".")
-    return kind == pattern

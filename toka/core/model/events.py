@@ -196,6 +196,13 @@ KIND_OF: dict[type, str] = {cls: kind for kind, cls in EVENT_TYPES.items()}
 _decoders = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
 
 
+def kind_matches(pattern: str, kind: str) -> bool:
+    """``task.completed`` matches itself, ``task.*`` and ``task.``: a prefix ends at a dot."""
+    if pattern.endswith("*") or pattern.endswith("."):
+        return kind.startswith(pattern.rstrip("*").rstrip(".") + ".")
+    return kind == pattern
+
+
 def kind_of(payload: msgspec.Struct) -> str:
     return KIND_OF[type(payload)]
 

@@ -309,14 +309,14 @@ class GrantForm(Form[GrantRequest]):
         )
 
     def collect(self) -> GrantRequest:
-        from toka.cli.parsing import duration
+        from toka.core.durations import parse_duration
 
         subject = self.choice("subject", "pick who receives the grant")
         caps = [c for c in self.text("caps").replace(",", " ").split() if c]
         if not caps:
             raise FormError("caps", "name at least one capability, e.g. agent.spawn:*")
         try:
-            ttl_s = duration(self.text("ttl", required="give the grant a lifetime"))
+            ttl_s = parse_duration(self.text("ttl", required="give the grant a lifetime"))
         except InvalidInput as exc:
             raise FormError("ttl", exc.message) from None
         budgets = Budgets(
