@@ -25,9 +25,9 @@ from toka.core.model import ops
 from toka.core.model.keys import KeyPair, thumbprint
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
-from toka.core.runtime._runtime import REJECTIONS_PER_PRINCIPAL_PER_MIN
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
+from toka.core.runtime.refusals import REJECTIONS_PER_PRINCIPAL_PER_MIN
 from toka.core.runtime.tokens import TokenAuthority
 
 

@@ -13,7 +13,7 @@ from toka.core.errors import BadSignature, InvalidOperation, NotCovered, TokaErr
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Outcome, Runtime
-from toka.core.runtime import _runtime as runtime_module
+from toka.core.runtime import admission
 from toka.core.runtime.client import Client
 
 
@@ -86,13 +86,13 @@ def test_signatures_are_checked_in_each_submitters_own_thread(rt, monkeypatch):
     operator = Client(rt)
     agents = [operator.spawn_agent(f"v{i}")[0] for i in range(4)]
     seen: list[str] = []
-    original = runtime_module.verify_signature
+    original = admission.verify_signature
 
     def recording(*args):
         seen.append(threading.current_thread().name)
         return original(*args)
 
-    monkeypatch.setattr(runtime_module, "verify_signature", recording)
+    monkeypatch.setattr(admission, "verify_signature", recording)
     threads = [
         threading.Thread(
             target=lambda a=a: rt.submit(Client(rt, a).sign(ops.EmitObservation(a, 1))),

@@ -27,11 +27,13 @@ from toka.core.errors import (
     NotCovered,
     NotFound,
 )
+from toka.core.kernel.tools import MAX_LIMITS
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
+from toka.core.tools import runner as tool_runner
 from toka.core.tools.sandbox import WasmSandbox
 
 WASM_DIR = Path(__file__).parent / "wasm"
@@ -89,7 +91,7 @@ class SandboxSpy(WasmSandbox):
 @pytest.fixture
 def spy(runtime: Runtime) -> SandboxSpy:
     sandbox = SandboxSpy()
-    tools._RUNNERS[runtime] = tools.ToolRunner(runtime, sandbox)
+    tool_runner._RUNNERS[runtime] = tools.ToolRunner(runtime, sandbox)
     return sandbox
 
 
@@ -456,7 +458,7 @@ def test_replay_never_reruns_a_tool(
         raise AssertionError("a tool ran during replay")
 
     monkeypatch.setattr(WasmSandbox, "run", forbidden)
-    monkeypatch.setattr(tools, "_run_native", forbidden)
+    monkeypatch.setattr(tool_runner, "run_native", forbidden)
     with Runtime(runtime.home) as fresh:
         assert fresh.state.state_hash() == runtime.state.state_hash()
         assert fresh.replay_check()["ok"]
@@ -553,9 +555,7 @@ def hostile(
 def test_infinite_loop_stops_at_the_timeout(
     runtime: Runtime, operator: Client, tmp_path: Path
 ) -> None:
-    result = hostile(
-        runtime, operator, tmp_path, "loop", fuel=tools.MAX_LIMITS["fuel"], timeout_ms=200
-    )
+    result = hostile(runtime, operator, tmp_path, "loop", fuel=MAX_LIMITS["fuel"], timeout_ms=200)
     assert result.error is not None and result.error.kind == "timeout"
     assert "200 ms" in result.error.message
     assert_still_serving(runtime, operator)

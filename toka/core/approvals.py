@@ -1,168 +1,26 @@
-"""The approval queue: operations under an ``approve`` grant wait for an approver.
+"""Acting on the approval queue: what the CLI, the console and the runner do with it.
 
-The kernel authorizes such an operation and then holds it instead of deciding it: it
-logs ``operation.pending`` with the signed operation, and ``WorldState.approvals``
-lists it. An approver holding ``op.approve:approval/<id>`` decides it with a signed
-operation of their own:
-
-- ``op.approve`` re-checks the held operation against the state *at approval time*
-  (token not revoked or expired, capability still covered, budgets, the operation's
-  own rules) and logs ``operation.approved`` followed by the held operation's events,
-  all in the approver's operation. Those events keep the principal and grant columns
-  of the held operation's author: the author acted and pays for it (budgets), the
-  approver released it (the first event, under the approver's principal).
-- ``op.deny`` logs ``operation.denied`` with the reason.
-
-Nobody approves their own operation. Approvals and denials are never held, and
-neither are task leases (``task.start``/``task.release``): they are how runners
-coordinate, not actions in the world, and holding them would stall an agent's
-every task before it could ask for anything.
-The held operation was counted against its grant's operation budget when it was
-queued; approving it does not count it again.
+The rules of the queue (what is held, who may decide, what approving applies) are the
+kernel's: ``toka.core.kernel.approvals``. This module reads the queue and submits
+decisions; approving a held ``tool.invoke`` runs the tool first, as any invocation.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-from toka.core import kernel
-from toka.core.errors import Denied, InvalidOperation, NotFound, TokaError
-from toka.core.model import events as ev
+from toka.core import tools
+from toka.core.errors import TokaError
+from toka.core.kernel import Ctx
+from toka.core.kernel import approvals as rules
+from toka.core.kernel import tools as tool_rules
 from toka.core.model import ops
+from toka.core.model.events import EventRecord
 from toka.core.model.state import Approval, WorldState
-
-if TYPE_CHECKING:
-    from toka.core.model.events import EventRecord
-    from toka.core.runtime import Outcome, Runtime
-    from toka.core.runtime.client import Client
-
-MAX_REASON_BYTES = 4096
-_DECISIONS = (ops.ApproveOperation, ops.DenyOperation)
-_NEVER_HELD = (*_DECISIONS, ops.StartTask, ops.ReleaseTask)
-
-
-def requires_approval(state: WorldState, op: ops.Operation, ctx: kernel.Ctx) -> bool:
-    """Is ``op`` presented under a grant (or an ancestor) marked ``approve``?"""
-    if ctx.approval is not None or isinstance(op, _NEVER_HELD) or ctx.grant is None:
-        return False
-    return any(link.approve for link in state.grant_chain(ctx.grant))
-
-
-def hold(state: WorldState, op: ops.Operation, ctx: kernel.Ctx) -> list[msgspec.Struct] | None:
-    """The ``operation.pending`` event that queues ``op``, or None if it needs no approval.
-
-    Only authorization is checked now; the operation's own rules are checked when it is
-    approved, against the state of that moment."""
-    if not requires_approval(state, op, ctx):
-        return None
-    grant = kernel.authorize(state, ctx, kernel.required_caps(state, op))
-    return [ev.OperationPending(f"ap-{ctx.seq}", ops.op_type(op), grant.jti, ctx.signed)]
-
-
-def _pending(state: WorldState, approval_id: str) -> Approval:
-    approval = state.approvals.get(approval_id)
-    if approval is None:
-        raise NotFound(f"unknown approval {approval_id!r}")
-    if approval.status != "pending":
-        raise InvalidOperation(
-            f"approval {approval.id} is already {approval.status}"
-            + (f" by {approval.decided_by}" if approval.decided_by else "")
-        )
-    return approval
-
-
-def released_ctx(approval: Approval, held: ops.SignedOperation, ctx: kernel.Ctx) -> kernel.Ctx:
-    """The context the held operation is decided in: its author, its grant, now.
-
-    Its events follow ``operation.approved`` (at ``ctx.seq``), so ids derived from the
-    sequence number still name the event that creates them."""
-    return kernel.Ctx(
-        seq=ctx.seq + 1,
-        ts=ctx.ts,
-        principal=approval.principal,
-        grant=approval.grant,
-        op_digest=approval.op_digest,
-        outcome=ctx.outcome,
-        signed=approval.signed,
-        approval=approval.id,
-    )
-
-
-def check_decision(state: WorldState, op: ops.Operation, ctx: kernel.Ctx) -> Approval:
-    """Authorize an approve/deny and return the pending approval it decides."""
-    kernel.authorize(state, ctx, kernel.required_caps(state, op))
-    approval = _pending(state, op.approval)  # type: ignore[attr-defined]
-    if isinstance(op, ops.ApproveOperation) and approval.principal == ctx.principal:
-        raise Denied(f"{ctx.principal} cannot approve its own operation ({approval.id})")
-    return approval
-
-
-def held_operation(approval: Approval) -> ops.SignedOperation:
-    return ops.SignedOperation.from_json(approval.signed)
-
-
-@kernel.decider(ops.ApproveOperation)
-def _approve(state: WorldState, op: ops.ApproveOperation, ctx: kernel.Ctx) -> list[msgspec.Struct]:
-    approval = check_decision(state, op, ctx)
-    held = held_operation(approval)
-    try:
-        payloads = kernel.apply(state, held.op, released_ctx(approval, held, ctx))
-    except TokaError as exc:
-        raise type(exc)(
-            f"approval {approval.id} cannot be applied now: {exc.message} "
-            "(it stays pending; deny it to clear it)"
-        ) from exc
-    return [
-        ev.OperationApproved(approval.id, approval.principal, approval.op_kind, approval.op_digest),
-        *(ev.Attributed(approval.principal, approval.grant, p) for p in payloads),
-    ]
-
-
-@kernel.decider(ops.DenyOperation)
-def _deny(state: WorldState, op: ops.DenyOperation, ctx: kernel.Ctx) -> list[msgspec.Struct]:
-    approval = check_decision(state, op, ctx)
-    size = len(op.reason.encode())
-    if size > MAX_REASON_BYTES:
-        raise InvalidOperation(f"reason is {size} bytes, over the {MAX_REASON_BYTES} byte limit")
-    return [ev.OperationDenied(approval.id, op.reason, approval.principal, approval.op_kind)]
-
-
-@kernel.evolver("operation.pending")
-def _on_pending(state: WorldState, e: ev.OperationPending, r: ev.EventRecord) -> None:
-    state.approvals[e.approval] = Approval(
-        id=e.approval,
-        principal=r.principal,
-        grant=e.grant,
-        op_kind=e.op_kind,
-        signed=e.signed,
-        status="pending",
-        created_ms=r.ts,
-        op_digest=r.op_digest,
-    )
-
-
-def _decided(state: WorldState, approval_id: str, status: str, r: ev.EventRecord) -> Approval:
-    approval = state.approvals[approval_id]
-    approval.status = status
-    approval.decided_by = r.principal
-    approval.decided_seq = r.seq
-    approval.signed = b""  # the signed operation stays in the log; the state keeps it small
-    return approval
-
-
-@kernel.evolver("operation.approved")
-def _on_approved(state: WorldState, e: ev.OperationApproved, r: ev.EventRecord) -> None:
-    _decided(state, e.approval, "approved", r)
-
-
-@kernel.evolver("operation.denied")
-def _on_denied(state: WorldState, e: ev.OperationDenied, r: ev.EventRecord) -> None:
-    _decided(state, e.approval, "denied", r).reason = e.reason
-
-
-# -- acting on the queue (CLI, console, runner) -------------------------------------------
+from toka.core.runtime import Outcome, Runtime
+from toka.core.runtime.client import Client
 
 
 def pending(state: WorldState) -> list[Approval]:
@@ -185,7 +43,7 @@ def describe(approval: Approval) -> dict[str, Any]:
         "reason": approval.reason,
     }
     if approval.signed:
-        held = held_operation(approval)
+        held = rules.held_operation(approval)
         data["operation"] = msgspec.to_builtins(held.op)
         data["nonce"] = held.nonce
     return data
@@ -207,13 +65,11 @@ def approve(client: Client, approval_id: str) -> Outcome:
 
 
 def _run_held_tool(rt: Runtime, signed: ops.SignedOperation, approval: Approval) -> Any:
-    from toka.core import tools
+    held = rules.held_operation(approval)
 
-    held = held_operation(approval)
-
-    def plan(state: WorldState, ctx: kernel.Ctx) -> Any:
-        check_decision(state, signed.op, ctx)
-        return tools.plan_invocation(state, held.op, released_ctx(approval, held, ctx))  # type: ignore[arg-type]
+    def plan(state: WorldState, ctx: Ctx) -> Any:
+        rules.check_decision(state, signed.op, ctx)
+        return tool_rules.plan_invocation(state, held.op, rules.released_ctx(approval, held, ctx))  # type: ignore[arg-type]
 
     try:
         planned = rt.dry_run(signed, plan)

@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from toka.core.errors import InvalidInput
+from toka.core.log.fold import fold
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair
-from toka.core.runtime import Outcome, Runtime, fold
+from toka.core.runtime import Outcome, Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
 

@@ -115,6 +115,12 @@ class ToolRegistered(msgspec.Struct, frozen=True):
     input_schema: dict[str, Any] | None = None
 
 
+# How a tool call can fail, as ``tool.failed`` records it.
+TOOL_FAILURE_KINDS = frozenset(
+    {"timeout", "out_of_fuel", "memory", "trap", "exit", "bad_output", "output_too_large"}
+)
+
+
 class ToolSucceeded(msgspec.Struct, frozen=True):
     tool: str
     version: str

@@ -22,6 +22,12 @@ class Budgets(msgspec.Struct, frozen=True, omit_defaults=True):
     def is_empty(self) -> bool:
         return self.max_ops is None and self.max_tool_calls is None and self.max_fuel is None
 
+    def remaining(self, usage: Usage) -> dict[str, int]:
+        """What is left of each budget that is set, by field: ``{"max_ops": 7}``."""
+        used = {"max_ops": usage.ops, "max_tool_calls": usage.tool_calls, "max_fuel": usage.fuel}
+        limits = msgspec.structs.asdict(self)
+        return {field: limit - used[field] for field, limit in limits.items() if limit is not None}
+
 
 class Usage(msgspec.Struct):
     ops: int = 0

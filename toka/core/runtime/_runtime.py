@@ -8,7 +8,6 @@ parallel, then one leader commits everything queued in one transaction.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -21,139 +20,34 @@ import msgspec
 
 from toka.core import kernel
 from toka.core.errors import (
-    BindingMismatch,
-    Denied,
-    IntegrityFailure,
     ReplayedNonce,
-    StaleOperation,
     TokaError,
     TokenInvalid,
     error_from_code,
 )
 from toka.core.log import checkpoints, snapshots
+from toka.core.log.fold import fold
 from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow
 from toka.core.model import events as ev
 from toka.core.model.events import EventRecord
-from toka.core.model.keys import check_principal, thumbprint, verify_signature
+from toka.core.model.keys import thumbprint
 from toka.core.model.ops import SignedOperation
 from toka.core.model.state import WorldState
+from toka.core.runtime import admission
+from toka.core.runtime.admission import Pending
 from toka.core.runtime.home import Home
 from toka.core.runtime.outcome import Outcome
-from toka.core.runtime.tokens import Claims, TokenAuthority
+from toka.core.runtime.pipeline import CommitPipeline
+from toka.core.runtime.refusals import RefusalAudit
+from toka.core.runtime.tokens import TokenAuthority
 
 log = logging.getLogger(__name__)
 
-REJECTIONS_PER_PRINCIPAL_PER_MIN = 20
-REJECTIONS_PER_MIN = 200
 # submit_many checks signatures on a small pool once a batch is this large.
 _PARALLEL_PRECHECK_MIN = 64
 # How long a commit leader waits for submitters still checking their signatures.
 GATHER_S = 0.001
 _PRECHECK_WORKERS = max(2, min(8, os.cpu_count() or 2))
-
-
-class _Pending:
-    __slots__ = (
-        "authenticated",
-        "body",
-        "claims",
-        "digest",
-        "done",
-        "error",
-        "future",
-        "outcome",
-        "prepared",
-        "signed",
-        "wake",
-    )
-
-    def __init__(self, signed: SignedOperation, prepared: Any = None):
-        self.signed = signed
-        self.prepared = prepared
-        # Held until the submitter should wake: its outcome is ready, or it leads next.
-        self.wake = threading.Lock()
-        self.wake.acquire()
-        # The signed bytes are encoded once: the signature check and the digest share them.
-        self.body = signed.signing_bytes()
-        self.digest = hashlib.sha256(self.body).hexdigest()
-        self.claims: Claims | None = None
-        self.authenticated = False
-        self.error: TokaError | None = None
-        self.outcome: Outcome | None = None
-        self.done = False
-        self.future: Future[Outcome] | None = None
-
-
-def fold(
-    records, state: WorldState | None = None, head: str = GENESIS_PREV
-) -> tuple[WorldState, str]:
-    """Rebuild state by folding records; checks that each links to the one before."""
-    state = state or WorldState()
-    for r in records:
-        if r.prev_hash != head:
-            raise IntegrityFailure(f"event {r.seq}: prev_hash does not link to the chain", r.seq)
-        try:
-            kernel.evolve(state, r)
-        except Exception as exc:
-            # A row that cannot be folded was altered or reordered: report where.
-            raise IntegrityFailure(
-                f"event {r.seq}: cannot be folded into the state ({exc}); run `toka verify`",
-                r.seq,
-            ) from exc
-        head = r.hash
-    return state, head
-
-
-class _Pipeline:
-    """Commits what ``Runtime.submit_async`` queues, on a thread of its own.
-
-    The thread commits everything queued in one transaction and resolves each
-    operation's future, then takes what arrived meanwhile: a client may so keep many
-    operations in flight, each still checked, committed and (with ``full``) synced
-    before its future says so, and the longer the disk takes, the larger the next
-    batch that one sync serves.
-    """
-
-    def __init__(self, runtime: Runtime):
-        self.runtime = runtime
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: list[_Pending] = []
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="toka-commit", daemon=True)
-        self._thread.start()
-
-    def put(self, pending: _Pending) -> None:
-        with self._cond:
-            if self._closing:
-                raise TokaError("the runtime is closing; the operation was not submitted")
-            self._queue.append(pending)
-            self._cond.notify()
-
-    def _run(self) -> None:
-        rt = self.runtime
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:  # closing, and nothing left to commit
-                    return
-                batch, self._queue = self._queue, []
-            try:
-                with rt._lock:
-                    rt._commit(batch)
-            except Exception as exc:  # _commit reports its own failures; not this
-                log.exception("commit thread failed")
-                for p in batch:
-                    p.outcome, p.error = None, TokaError(f"internal error while committing: {exc}")
-            for p in batch:
-                rt._settle(p)
-
-    def close(self) -> None:
-        """Commit everything queued, then stop."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join()
 
 
 class Runtime:
@@ -171,14 +65,14 @@ class Runtime:
         self.state = WorldState()
         self.head_hash = GENESIS_PREV
         self._lock = threading.RLock()
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._queue_lock = threading.Lock()
         self._gather = threading.Condition(self._queue_lock)  # a leader waiting for its batch
         self._leading = False
         self._checking = 0  # submitters between entering submit() and joining the queue
-        self._suppressed: dict[str, int] = {}
+        self._refusals = RefusalAudit(self.log)
         self._subscribers: list[Callable[[list[EventRecord]], None]] = []
-        self._pipeline: _Pipeline | None = None
+        self._pipeline: CommitPipeline | None = None
         self._pipeline_lock = threading.Lock()
         self._closed = False
         self._checkpoints = snapshots.CheckpointSchedule(
@@ -254,15 +148,7 @@ class Runtime:
 
     def token_for(self, principal: str, required: list[str] | None = None) -> str:
         """Mint the token of ``principal``'s best active grant for ``required``."""
-        now_s = int(self.clock())
-        grants = self.state.active_grants(principal, now_s)
-        if not grants:
-            raise Denied(f"{principal} holds no active grant")
-        covering = [
-            g for g in grants if all(kernel.capmod.covers(g.caps, c) for c in required or [])
-        ]
-        grant = (covering or grants)[-1]
-        return self.authority.mint(grant, thumbprint(self.state.principals[principal]))
+        return self.authority.token_for(self.state, principal, required or [], int(self.clock()))
 
     # -- submitting ----------------------------------------------------------------------
 
@@ -275,18 +161,13 @@ class Runtime:
         with self._queue_lock:
             self._checking += 1
         try:
-            pending = _Pending(signed, prepared)
+            pending = Pending(signed, prepared)
             self._precheck(pending)
         finally:
             with self._queue_lock:
                 self._checking -= 1
                 self._gather.notify()
-        if self._lock._is_owned():  # type: ignore[attr-defined]
-            # This thread already holds the state lock (a subscriber reacting inside a
-            # commit, a dry-run decision): waiting for a leader would wait for ourselves.
-            with self._lock:
-                self._commit([pending])
-        else:
+        if not self._commit_in_place(pending):
             # Group commit. Whoever finds no leader becomes it and commits everything
             # queued; the others sleep on their own wake-up lock until their outcome is
             # ready, or until the leader hands leadership over to them.
@@ -312,29 +193,39 @@ class Runtime:
         calling thread, as in ``submit``; a refusal still comes through the future,
         after it is logged like any other. Subscribers are called on the committing
         thread: one must not wait on a future there (the thread would wait for itself)."""
-        pending = _Pending(signed, prepared)
+        pending = Pending(signed, prepared)
         self._precheck(pending)
         pending.future = Future()
         # Running from now on: a queued operation cannot be called back by cancel().
         pending.future.set_running_or_notify_cancel()
-        if self._lock._is_owned():  # type: ignore[attr-defined]
-            # Called while this thread holds the state lock (from a subscriber): the
-            # pipeline would wait for this thread, so commit in place.
-            with self._lock:
-                self._commit([pending])
+        if self._commit_in_place(pending):
             self._settle(pending)
             return pending.future
         with self._pipeline_lock:
             if self._closed:
                 raise TokaError("the runtime is closed; the operation was not submitted")
             if self._pipeline is None:
-                self._pipeline = _Pipeline(self)
+                self._pipeline = CommitPipeline(self._commit_locked, self._settle)
             pipeline = self._pipeline
         pipeline.put(pending)
         return pending.future
 
+    def _commit_in_place(self, pending: Pending) -> bool:
+        """Commit ``pending`` now if this thread already holds the state lock (a subscriber
+        reacting inside a commit, a dry-run decision): waiting for a leader or for the
+        pipeline would be waiting for ourselves. Returns whether it did."""
+        if not self._lock._is_owned():  # type: ignore[attr-defined]
+            return False
+        with self._lock:
+            self._commit([pending])
+        return True
+
+    def _commit_locked(self, batch: list[Pending]) -> None:
+        with self._lock:
+            self._commit(batch)  # looked up on each call: tests replace it
+
     @staticmethod
-    def _settle(p: _Pending) -> None:
+    def _settle(p: Pending) -> None:
         assert p.future is not None
         if p.error is not None:
             p.future.set_exception(p.error)
@@ -371,7 +262,7 @@ class Runtime:
         raises what ``submit`` would refuse with, but records nothing, so submit the
         operation to record a refusal. A nonce already in the log raises ReplayedNonce.
         """
-        pending = _Pending(signed)
+        pending = Pending(signed)
         self._precheck(pending)
         if pending.error is not None:
             raise pending.error
@@ -382,7 +273,7 @@ class Runtime:
             if key is None:
                 raise TokenInvalid(f"unknown principal {signed.principal!r}")
             if not pending.authenticated:
-                self._check_key(signed, pending.claims, key, pending.body)
+                admission.check_key(signed, pending.claims, key, pending.body)
             if self.log.operation(signed.nonce) is not None:
                 raise ReplayedNonce(f"nonce {signed.nonce} was already used")
             ts = max(self.now_ms(), self.state.ts)
@@ -398,7 +289,7 @@ class Runtime:
 
     def submit_many(self, ops: list[SignedOperation]) -> list[Outcome | TokaError]:
         """Apply many operations in one transaction; each gets its own outcome or error."""
-        batch = [_Pending(s) for s in ops]
+        batch = [Pending(s) for s in ops]
         if len(batch) >= _PARALLEL_PRECHECK_MIN:
             # Signature checks release the GIL: spread them over the cores.
             chunk = -(-len(batch) // _PRECHECK_WORKERS)
@@ -415,42 +306,10 @@ class Runtime:
             self._commit(batch)
         return [p.error if p.error is not None else p.outcome for p in batch]  # type: ignore[misc]
 
-    def _precheck(self, p: _Pending) -> None:
-        s = p.signed
-        now_s = int(self.clock())
-        try:
-            check_principal(s.principal)
-            claims = self.authority.verify(s.token, now_s)
-            p.claims = claims
-            if claims.sub != s.principal:
-                raise BindingMismatch(
-                    f"token {claims.jti} was issued to {claims.sub}, not {s.principal}"
-                )
-            key = self.state.principals.get(s.principal)
-            if key is not None:
-                self._check_key(s, claims, key, p.body)
-                p.authenticated = True
-            self._check_fresh(s, now_s)
-        except TokaError as exc:
-            p.error = exc
+    def _precheck(self, p: Pending) -> None:
+        admission.precheck(p, self.authority, self.state.principals, self.config, int(self.clock()))
 
-    def _check_key(
-        self, s: SignedOperation, claims: Claims, public_key: str, body: bytes | None = None
-    ) -> None:
-        if thumbprint(public_key) != claims.jkt:
-            raise BindingMismatch(f"token {claims.jti} is bound to another key (cnf mismatch)")
-        verify_signature(public_key, s.sig, s.signing_bytes() if body is None else body)
-
-    def _check_fresh(self, s: SignedOperation, now_s: int) -> None:
-        age = now_s - s.ts // 1000
-        if age > self.config.op_max_age_s:
-            raise StaleOperation(
-                f"operation signed {age} s ago; the limit is {self.config.op_max_age_s} s"
-            )
-        if -age > self.config.op_max_skew_s:
-            raise StaleOperation(f"operation timestamp is {-age} s in the future")
-
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[Pending]) -> None:
         new: list[EventRecord] = []
         try:
             with self.log.write():
@@ -478,7 +337,7 @@ class Runtime:
                 p.done = True
         self._publish(new)
 
-    def _process(self, p: _Pending, ts: int, known: dict[str, OperationRow]) -> list[EventRecord]:
+    def _process(self, p: Pending, ts: int, known: dict[str, OperationRow]) -> list[EventRecord]:
         """Decide and append one operation. ``known`` holds the recorded operations
         among the batch's nonces, and gains each one this records."""
         s = p.signed
@@ -490,7 +349,7 @@ class Runtime:
                     if key is None:
                         raise TokenInvalid(f"unknown principal {s.principal!r}")
                     assert p.claims is not None
-                    self._check_key(s, p.claims, key, p.body)
+                    admission.check_key(s, p.claims, key, p.body)
                     p.authenticated = True
                 seen = known.get(s.nonce)
                 if seen is not None:
@@ -516,7 +375,7 @@ class Runtime:
                 log.exception("kernel error on %s", s.kind)
                 p.error = TokaError(f"internal kernel error on {s.kind}: {exc}")
         if p.error is not None:
-            return self._reject(p, ts, digest, known)
+            return self._reject(p, ts, known)
         records = self._append(s.principal, p.claims.jti, digest, ts, payloads)  # type: ignore[union-attr]
         row = OperationRow(
             s.nonce,
@@ -559,46 +418,12 @@ class Runtime:
             records.append(record)
         return records
 
-    def _reject(
-        self, p: _Pending, ts: int, digest: str, known: dict[str, OperationRow]
-    ) -> list[EventRecord]:
-        s, err = p.signed, p.error
-        assert err is not None
-        if p.authenticated and not isinstance(err, ReplayedNonce):
-            row = OperationRow(
-                s.nonce,
-                digest,
-                s.principal,
-                s.kind,
-                s.to_json(),
-                "rejected",
-                None,
-                None,
-                err.code,
-                err.message,
-            )
-            self.log.record_operation(row)
-            known[s.nonce] = row
-        try:
-            principal = check_principal(s.principal)
-        except TokaError:
-            principal = "unknown"
-        window = ts - 60_000
-        if (
-            self.log.recent_rejections(principal, window) >= REJECTIONS_PER_PRINCIPAL_PER_MIN
-            or self.log.recent_rejections(None, window) >= REJECTIONS_PER_MIN
-        ):
-            self._suppressed[principal] = self._suppressed.get(principal, 0) + 1
+    def _reject(self, p: Pending, ts: int, known: dict[str, OperationRow]) -> list[EventRecord]:
+        logged = self._refusals.record(p, ts, known)
+        if logged is None:
             return []
-        payload = ev.OperationRejected(
-            code=err.code,
-            reason=err.message[:1000],
-            op=s.kind,
-            nonce=s.nonce[:64],
-            authenticated=p.authenticated,
-            suppressed=self._suppressed.pop(principal, 0),
-        )
-        return self._append(principal, None, digest, ts, [payload])
+        principal, payload = logged
+        return self._append(principal, None, p.digest, ts, [payload])
 
     def _outcome(
         self, s: SignedOperation, digest: str, records: list[EventRecord], replayed: bool = False
@@ -611,7 +436,7 @@ class Runtime:
                 outcome.tokens[grant.jti] = self.authority.mint(grant, thumbprint(key))
         return outcome
 
-    def _replay_outcome(self, p: _Pending, seen: OperationRow) -> None:
+    def _replay_outcome(self, p: Pending, seen: OperationRow) -> None:
         if seen.status == "rejected":
             p.error = error_from_code(seen.error_code or "", seen.error or "rejected")
             p.done = True

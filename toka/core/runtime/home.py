@@ -6,16 +6,16 @@ import contextlib
 import os
 import secrets
 import time
-import tomllib
 from pathlib import Path
 
 import msgspec
 
 from toka.core.errors import HomeError, InvalidInput
-from toka.core.kernel import KERNEL, MAX_TTL_S, OPERATOR
+from toka.core.kernel.context import KERNEL, MAX_TTL_S, OPERATOR
 from toka.core.log.store import EventLog
 from toka.core.model import events as ev
 from toka.core.model.keys import KeyPair, Keystore, thumbprint, write_private
+from toka.core.typed_toml import load_toml
 
 SECRET_BYTES = 32
 
@@ -113,15 +113,10 @@ class Home:
 
     def config(self) -> Config:
         try:
-            raw = tomllib.loads(self.config_path.read_text())
+            text = self.config_path.read_text()
         except FileNotFoundError:
             return Config()
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidInput(f"{self.config_path}: {exc}") from exc
-        try:
-            cfg = msgspec.convert(raw, Config)
-        except msgspec.ValidationError as exc:
-            raise InvalidInput(f"{self.config_path}: {exc}") from exc
+        cfg = load_toml(text, Config, str(self.config_path))
         if cfg.durability not in ("full", "normal"):
             raise InvalidInput(f"{self.config_path}: durability must be 'full' or 'normal'")
         if cfg.checkpoint_interval < 1:
@@ -202,7 +197,7 @@ class Home:
             from toka.core.model.state import Grant
             from toka.core.runtime.tokens import TokenAuthority
 
-            grant = Grant(root.jti, root.subject, root.caps, root.issuer, None, root.iat, root.exp)
+            grant = Grant(**msgspec.structs.asdict(root))
             token = TokenAuthority(self.secret(), home_id).mint(
                 grant, thumbprint(operator.public_key)
             )

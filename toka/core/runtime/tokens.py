@@ -7,8 +7,10 @@ import threading
 import jwt
 import msgspec
 
-from toka.core.errors import TokenExpired, TokenInvalid
-from toka.core.model.state import Grant
+from toka.core.errors import Denied, TokenExpired, TokenInvalid
+from toka.core.model import caps
+from toka.core.model.keys import thumbprint
+from toka.core.model.state import Grant, WorldState
 
 MAX_TOKEN_BYTES = 8192
 AUDIENCE = "toka-kernel"
@@ -58,6 +60,16 @@ class TokenAuthority:
             "cnf": {"jkt": holder_thumbprint},
         }
         return jwt.encode(payload, self._secret, algorithm="HS256", headers={"typ": "JWT"})
+
+    def token_for(self, state: WorldState, principal: str, required: list[str], now_s: int) -> str:
+        """The token of ``principal``'s best active grant for ``required``: the newest that
+        covers all of it, else the newest active one (the kernel then says what is missing)."""
+        grants = state.active_grants(principal, now_s)
+        if not grants:
+            raise Denied(f"{principal} holds no active grant")
+        covering = [g for g in grants if all(caps.covers(g.caps, c) for c in required)]
+        grant = (covering or grants)[-1]
+        return self.mint(grant, thumbprint(state.principals[principal]))
 
     def verify(self, token: str, now_s: int) -> Claims:
         """Check signature, algorithm, claims, audience and issuer; ``exp`` on every call."""

@@ -1,0 +1,357 @@
+"""Tools: what a registration must hold, and every check of an invocation.
+
+The kernel never runs a tool. The tool runner (``toka.core.tools``) plans an
+invocation with ``plan_invocation`` against the current state, runs it outside the
+kernel, and submits the operation with the run (``ToolRun``) as ``ctx.outcome``;
+``invoke`` checks everything again and records ``tool.succeeded`` or ``tool.failed``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from toka.core.errors import BudgetExhausted, InvalidInput, InvalidOperation, NotFound
+from toka.core.kernel.auth import authorize, required_caps
+from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, Ctx, Evolver
+from toka.core.model import caps, ops
+from toka.core.model import events as ev
+from toka.core.model.events import TOOL_FAILURE_KINDS
+from toka.core.model.state import Grant, Tool, WorldState
+
+KINDS = ("wasm", "native")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Sane maxima: a tool may not take the host down by asking for more.
+MAX_LIMITS = {
+    "fuel": 100_000_000_000,
+    "memory_mb": 512,
+    "timeout_ms": 60_000,
+    "max_output_bytes": 1024 * 1024,
+}
+# The native built-ins a registration may name (the tool runner has their code), and the
+# one limit that applies to them.
+NATIVE_TOOLS = ("echo",)
+NATIVE_LIMITS = ("max_output_bytes",)
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_ARGS_BYTES = 256 * 1024
+MAX_MESSAGE = 2000
+
+_json = msgspec.json.Encoder(order="sorted")
+
+
+def check_spec(
+    name: str,
+    version: str,
+    description: str,
+    kind: str,
+    capabilities: list[str],
+    limits: dict[str, int],
+    input_schema: dict[str, Any] | None,
+) -> None:
+    """Validate a tool's registration fields (shared by manifests and the kernel)."""
+    if not NAME_RE.match(name):
+        raise InvalidOperation(
+            f"name: {name!r} is not a tool name (lowercase letter, then up to 63 of a-z 0-9 _ -)"
+        )
+    if not VERSION_RE.match(version):
+        raise InvalidOperation(
+            f"version: {version!r} is not MAJOR.MINOR.PATCH (numbers without leading zeros)"
+        )
+    size = len(description.encode())
+    if not description.strip() or size > MAX_DESCRIPTION_BYTES:
+        raise InvalidOperation(
+            f"description: must be non-empty and at most {MAX_DESCRIPTION_BYTES} bytes"
+        )
+    if kind not in KINDS:
+        raise InvalidOperation(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+    if kind == "native" and name not in NATIVE_TOOLS:
+        raise InvalidOperation(
+            f"name: there is no native tool {name!r} (native tools: {', '.join(NATIVE_TOOLS)})"
+        )
+    if len(capabilities) > caps.MAX_CAPS:
+        raise InvalidOperation(f"capabilities: more than {caps.MAX_CAPS}")
+    for cap in capabilities:
+        try:
+            caps.parse(cap)
+        except InvalidInput as exc:
+            raise InvalidOperation(f"capabilities: {exc.message}") from None
+    _check_limits(kind, limits)
+    if input_schema is not None:
+        check_schema(input_schema)
+
+
+def _check_limits(kind: str, limits: dict[str, int]) -> None:
+    allowed = NATIVE_LIMITS if kind == "native" else tuple(MAX_LIMITS)
+    for key in limits:
+        if key not in allowed:
+            raise InvalidOperation(f"limits.{key}: unknown or not applicable to a {kind} tool")
+    for key in allowed:
+        if key not in limits:
+            raise InvalidOperation(f"limits.{key}: missing")
+        value = limits[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidOperation(f"limits.{key}: must be an integer")
+        if not 1 <= value <= MAX_LIMITS[key]:
+            raise InvalidOperation(f"limits.{key}: {value} is outside 1..{MAX_LIMITS[key]}")
+
+
+def check_schema(schema: Any) -> None:
+    """The input schema must itself be a valid JSON Schema, small and self-contained."""
+    if not isinstance(schema, dict):
+        raise InvalidOperation("input: a JSON Schema here must be an object (a TOML table)")
+    try:
+        size = len(_json.encode(schema))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise InvalidOperation(f"input: not JSON-encodable: {exc}") from None
+    if size > MAX_SCHEMA_BYTES:
+        raise InvalidOperation(f"input: schema is {size} bytes, over the {MAX_SCHEMA_BYTES} limit")
+    _check_refs(schema, "input")
+    from jsonschema.exceptions import SchemaError
+
+    cls = _validator_class(schema)
+    try:
+        cls.check_schema(schema)
+    except SchemaError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path)
+        at = f"input.{where}" if where else "input"
+        raise InvalidOperation(f"{at}: not a valid JSON Schema: {exc.message}") from None
+
+
+def _check_refs(value: Any, where: str) -> None:
+    """Refuse references that would make validation fetch anything outside the schema."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in ("$ref", "$dynamicRef", "$recursiveRef") and not (
+                isinstance(v, str) and v.startswith("#")
+            ):
+                raise InvalidOperation(
+                    f"{where}.{k}: only local references (#...) are allowed, not {v!r}"
+                )
+            _check_refs(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_refs(v, f"{where}[{i}]")
+
+
+def _validator_class(schema: dict[str, Any]) -> Any:
+    """The validator of the schema's ``$schema`` dialect; draft 2020-12 when it names none."""
+    from jsonschema.validators import Draft202012Validator, validator_for
+
+    if "$schema" not in schema:
+        return Draft202012Validator
+    cls = validator_for(schema, default=None)
+    if cls is None:
+        raise InvalidOperation(
+            f"input.$schema: unsupported JSON Schema dialect {schema['$schema']!r}"
+        )
+    return cls
+
+
+def _validator(schema_json: bytes) -> Any:
+    from referencing import Registry
+
+    schema = msgspec.json.decode(schema_json)
+    return _validator_class(schema)(schema, registry=Registry())
+
+
+def check_args(tool: Tool, args: Any) -> None:
+    """Arguments must be JSON, within the size limit, and match the tool's input schema."""
+    try:
+        size = len(_json.encode(args))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise InvalidOperation(f"tool arguments are not JSON-encodable: {exc}") from None
+    if size > MAX_ARGS_BYTES:
+        raise InvalidOperation(
+            f"tool arguments are {size} bytes, over the {MAX_ARGS_BYTES} byte limit"
+        )
+    if tool.input_schema is None:
+        return
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(_json.encode(tool.input_schema)).iter_errors(args))
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise InvalidOperation(
+            f"arguments do not match the input schema of {tool.name}@{tool.version}: "
+            f"{_shorten(error.message)} (at $" + where + ")"
+        )
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    """Schema errors quote the offending value, which may be as big as the arguments."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ToolRun(msgspec.Struct, frozen=True):
+    """What running a tool did, computed outside the kernel and handed to it as ``ctx.outcome``."""
+
+    tool: str
+    version: str
+    ok: bool
+    output: Any
+    error_kind: str | None
+    message: str
+    exit_code: int | None
+    fuel_used: int
+    wall_ms: float
+    stderr: str = ""
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """What an accepted invocation will run: the tool version and the fuel it may burn."""
+
+    tool: Tool
+    fuel: int
+
+
+def resolve(state: WorldState, name: str, version: str | None) -> Tool | None:
+    if version is not None:
+        return state.tools.get(name, {}).get(version)
+    return state.latest_tool(name)
+
+
+def _tool_budget(state: WorldState, grant: Grant, tool: Tool) -> int:
+    """Refuse past the tool-call and fuel budgets; returns the fuel this call may use."""
+    fuel = tool.limits.get("fuel", 0)
+    for link in state.grant_chain(grant.jti):
+        calls = link.budgets.max_tool_calls
+        if calls is not None and link.usage.tool_calls >= calls:
+            raise BudgetExhausted(
+                f"budget: grant {link.jti} has used {link.usage.tool_calls} of {calls} tool calls"
+            )
+        limit = link.budgets.max_fuel
+        if limit is not None and tool.kind == "wasm":
+            left = limit - link.usage.fuel
+            if left <= 0:
+                raise BudgetExhausted(
+                    f"budget: grant {link.jti} has used {link.usage.fuel} of {limit} fuel"
+                )
+            fuel = min(fuel, left)
+    return fuel
+
+
+def plan_invocation(
+    state: WorldState, op: ops.InvokeTool, ctx: Ctx, ran_version: str | None = None
+) -> Plan:
+    """Every check of a ``tool.invoke`` that needs no run: capability, tool, task, args, budget.
+
+    The runner calls this read-only before running anything; the decider calls it again
+    at commit time with the version that actually ran.
+    """
+    required = required_caps(state, op)
+    tool = resolve(state, op.tool, op.version or ran_version)
+    if tool is not None:
+        required += [c for c in tool.capabilities if c not in required]
+    grant = authorize(state, ctx, required)
+    if tool is None:
+        if op.version is not None and op.tool in state.tools:
+            raise NotFound(f"tool {op.tool} has no version {op.version}")
+        raise NotFound(f"unknown tool {op.tool!r}")
+    if op.task is not None:
+        task = state.tasks.get(op.task)
+        if task is None:
+            raise NotFound(f"unknown task {op.task!r}")
+        if task.status not in ("scheduled", "started"):
+            raise InvalidOperation(f"task {task.id} is already {task.status}")
+    check_args(tool, op.args)
+    return Plan(tool, _tool_budget(state, grant, tool))
+
+
+def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.Struct]:
+    authorize(state, ctx, required_caps(state, op))
+    check_spec(
+        op.name, op.version, op.description, op.kind, op.capabilities, op.limits, op.input_schema
+    )
+    if op.kind == "wasm":
+        if op.module_sha256 is None or not SHA256_RE.match(op.module_sha256):
+            raise InvalidOperation("module_sha256: a wasm tool needs its module's sha256 (64 hex)")
+    elif op.module_sha256 is not None:
+        raise InvalidOperation("module_sha256: a native tool has no module")
+    versions = state.tools.get(op.name, {})
+    if op.version in versions:
+        raise InvalidOperation(
+            f"tool {op.name}@{op.version} is already registered; a changed tool needs a new version"
+        )
+    kinds = {t.kind for t in versions.values()}
+    if kinds and op.kind not in kinds:
+        raise InvalidOperation(
+            f"tool {op.name} is a {kinds.pop()} tool; a {op.kind} tool cannot take its name"
+        )
+    # The event is the operation's fields: same names, same encoding.
+    return [ev.ToolRegistered(**msgspec.structs.asdict(op))]
+
+
+def invoke(state: WorldState, op: ops.InvokeTool, ctx: Ctx) -> list[msgspec.Struct]:
+    run = ctx.outcome
+    if run is not None and not isinstance(run, ToolRun):
+        raise InvalidOperation("tool.invoke: the prepared outcome is not a tool run")
+    if run is not None and op.version is not None and run.version != op.version:
+        raise InvalidOperation(f"tool.invoke: ran version {run.version}, not {op.version}")
+    plan = plan_invocation(state, op, ctx, run.version if run is not None else None)
+    if run is None:
+        raise InvalidOperation(
+            "tool invocations go through the tool runner (`toka tool invoke`, or "
+            "toka.core.tools.invoke), which runs the tool and records its outcome"
+        )
+    if run.tool != op.tool:
+        raise InvalidOperation(f"tool.invoke: the run is of {run.tool}, not {op.tool}")
+    if run.fuel_used > plan.fuel:
+        raise BudgetExhausted(
+            f"budget: the run used {run.fuel_used} fuel; only {plan.fuel} remain in the grant"
+        )
+    tool = plan.tool
+    if run.ok:
+        return [
+            ev.ToolSucceeded(
+                tool.name, tool.version, run.output, run.fuel_used, run.wall_ms, op.task
+            )
+        ]
+    kind = run.error_kind if run.error_kind in TOOL_FAILURE_KINDS else "trap"
+    return [
+        ev.ToolFailed(
+            tool=tool.name,
+            version=tool.version,
+            error_kind=kind,
+            message=run.message[:MAX_MESSAGE],
+            fuel_used=run.fuel_used,
+            wall_ms=run.wall_ms,
+            exit_code=run.exit_code,
+            task=op.task,
+        )
+    ]
+
+
+# -- evolvers ----------------------------------------------------------------------
+
+
+def _count_tool_call(state: WorldState, fuel: int, r: ev.EventRecord) -> None:
+    if r.grant is None:
+        return
+    for link in state.grant_chain(r.grant):
+        link.usage.tool_calls += 1
+        link.usage.fuel += fuel
+
+
+def _on_tool(state: WorldState, e: ev.ToolRegistered, r: ev.EventRecord) -> None:
+    state.tools.setdefault(e.name, {})[e.version] = Tool(
+        **msgspec.structs.asdict(e), registered_by=r.principal, registered_ms=r.ts
+    )
+
+
+def _on_tool_ok(state: WorldState, e: ev.ToolSucceeded, r: ev.EventRecord) -> None:
+    _count_tool_call(state, e.fuel_used, r)
+
+
+def _on_tool_failed(state: WorldState, e: ev.ToolFailed, r: ev.EventRecord) -> None:
+    _count_tool_call(state, e.fuel_used, r)
+
+
+EVOLVERS: dict[str, Evolver] = {
+    "tool.registered": _on_tool,
+    "tool.succeeded": _on_tool_ok,
+    "tool.failed": _on_tool_failed,
+}

@@ -1,0 +1,206 @@
+"""Tool manifests (TOML): parsed strictly, checked like the kernel checks a registration.
+
+Every error names the manifest and the key, so ``toka tool register`` says exactly
+what to fix; the WASM module is read and pinned (sha256) here, before anything is
+signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from toka.core.errors import InvalidInput
+from toka.core.kernel import tools as rules
+from toka.core.model import ops
+from toka.core.typed_toml import load_toml
+
+DEFAULT_LIMITS = {
+    "fuel": 100_000_000,
+    "memory_mb": 16,
+    "timeout_ms": 1000,
+    "max_output_bytes": 64 * 1024,
+}
+MAX_MODULE_BYTES = 32 * 1024 * 1024
+
+
+class ManifestLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    fuel: int | None = None
+    memory_mb: int | None = None
+    timeout_ms: int | None = None
+    max_output_bytes: int | None = None
+
+
+class Manifest(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={"input_schema": "input"}
+):
+    """A tool manifest (TOML). ``module`` is relative to the manifest file."""
+
+    name: str
+    version: str
+    description: str
+    kind: str
+    module: str | None = None
+    sha256: str | None = None
+    capabilities: list[str] = []
+    limits: ManifestLimits = ManifestLimits()
+    input_schema: dict[str, Any] | None = None
+
+
+class LoadedManifest(msgspec.Struct, frozen=True):
+    """A validated manifest with its module's bytes (WASM tools) and their sha256."""
+
+    manifest: Manifest
+    source: str
+    limits: dict[str, int]
+    wasm: bytes | None = None
+    sha256: str | None = None
+
+    def to_op(self) -> ops.RegisterTool:
+        m = self.manifest
+        return ops.RegisterTool(
+            name=m.name,
+            version=m.version,
+            description=m.description,
+            kind=m.kind,
+            module_sha256=self.sha256,
+            capabilities=list(m.capabilities),
+            limits=dict(self.limits),
+            input_schema=m.input_schema,
+        )
+
+
+def parse_manifest(text: str, source: str) -> Manifest:
+    """Parse and strictly type-check a TOML manifest (``source`` names it in errors)."""
+    manifest = load_toml(text, Manifest, source)
+    if manifest.input_schema is not None:
+        try:
+            _plain_json("input", manifest.input_schema)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{source}: {exc.message}") from None
+    return manifest
+
+
+def _plain_json(where: str, value: Any) -> None:
+    """TOML has dates and non-finite floats; a JSON Schema may hold neither."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _plain_json(f"{where}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _plain_json(f"{where}[{i}]", v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"{where}: {value} is not a JSON number")
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise InvalidInput(f"{where}: a {type(value).__name__} is not a JSON value")
+
+
+def manifest_limits(manifest: Manifest) -> dict[str, int]:
+    """The manifest's limits with defaults filled in: all four for WASM, output only for native."""
+    given = {k: v for k, v in msgspec.structs.asdict(manifest.limits).items() if v is not None}
+    if manifest.kind == "native":
+        extra = sorted(set(given) - set(rules.NATIVE_LIMITS))
+        if extra:
+            raise InvalidInput(
+                f"limits.{extra[0]}: does not apply to a native tool (only max_output_bytes does)"
+            )
+        return {
+            "max_output_bytes": given.get("max_output_bytes", DEFAULT_LIMITS["max_output_bytes"])
+        }
+    return {**DEFAULT_LIMITS, **given}
+
+
+def check_module_bytes(wasm: bytes, label: str) -> None:
+    if len(wasm) > MAX_MODULE_BYTES:
+        raise InvalidInput(f"{label}: {len(wasm)} bytes, over the {MAX_MODULE_BYTES} byte limit")
+    if wasm[:4] != b"\x00asm":
+        raise InvalidInput(f"{label}: not a WebAssembly binary (a .wasm file; build .wat first)")
+
+
+def validate_manifest(
+    manifest: Manifest, source: str, read_module: Callable[[str], bytes]
+) -> LoadedManifest:
+    """Check a parsed manifest and read its module; every error names ``source`` and the key."""
+    m = manifest
+    try:
+        limits = manifest_limits(m)
+        rules.check_spec(
+            m.name, m.version, m.description, m.kind, m.capabilities, limits, m.input_schema
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(f"{source}: {exc.message}") from None
+    if m.kind == "native":
+        if m.module is not None or m.sha256 is not None:
+            raise InvalidInput(f"{source}: module/sha256: a native tool has no module")
+        return LoadedManifest(m, source, limits)
+    if not m.module:
+        raise InvalidInput(f"{source}: module: a wasm tool needs a module (path to a .wasm file)")
+    if m.sha256 is not None and not rules.SHA256_RE.match(m.sha256):
+        raise InvalidInput(f"{source}: sha256: must be 64 lowercase hex digits")
+    try:
+        wasm = read_module(m.module)
+    except OSError as exc:
+        raise InvalidInput(
+            f"{source}: module: cannot read {m.module}: {exc.strerror or exc}"
+        ) from None
+    check_module_bytes(wasm, f"{source}: module {m.module}")
+    digest = hashlib.sha256(wasm).hexdigest()
+    if m.sha256 is not None and not hmac.compare_digest(digest, m.sha256):
+        raise InvalidInput(
+            f"{source}: sha256: pin mismatch: the manifest pins {m.sha256} but {m.module} "
+            f"has sha256 {digest}; refusing the tool"
+        )
+    return LoadedManifest(m, source, limits, wasm, digest)
+
+
+def load_manifest(path: Path | str) -> LoadedManifest:
+    """Read, parse and validate a manifest file and its module."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not UTF-8 text") from None
+    manifest = parse_manifest(text, str(path))
+    base = path.parent
+
+    def read_module(rel: str) -> bytes:
+        with (base / rel).open("rb") as fh:
+            return fh.read(MAX_MODULE_BYTES + 1)  # one byte over is enough to refuse it
+
+    return validate_manifest(manifest, str(path), read_module)
+
+
+ECHO_MANIFEST = Manifest(
+    name="echo",
+    version="1.0.0",
+    description="Returns its arguments unchanged (native built-in)",
+    kind="native",
+)
+
+
+def builtin_manifests() -> list[LoadedManifest]:
+    """The native ``echo`` and every manifest shipped in ``toka/tools/``."""
+    out = [validate_manifest(ECHO_MANIFEST, "builtin:echo", _no_module)]
+    shipped = resources.files("toka.tools")
+    for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        source = f"toka/tools/{entry.name}"
+        manifest = parse_manifest(entry.read_text(encoding="utf-8"), source)
+        out.append(
+            validate_manifest(manifest, source, lambda rel: shipped.joinpath(rel).read_bytes())
+        )
+    return out
+
+
+def _no_module(rel: str) -> bytes:
+    raise FileNotFoundError(rel)

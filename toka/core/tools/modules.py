@@ -1,0 +1,37 @@
+"""WASM modules stored content-addressed under the home (``HOME/blobs/<sha256>.wasm``)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def module_path(home_blobs: Path, sha256: str) -> Path:
+    return home_blobs / f"{sha256}.wasm"
+
+
+def store_module(blobs: Path, wasm: bytes, sha256: str) -> Path:
+    """Write the module content-addressed (atomically, 0600); a good copy is left alone."""
+    path = module_path(blobs, sha256)
+    try:
+        if hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            return path
+    except FileNotFoundError:
+        pass
+    blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".tmp-", suffix=".wasm")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(wasm)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
