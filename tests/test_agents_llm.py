@@ -13,7 +13,8 @@ import pytest
 from toka_cli import run_toka
 
 from toka.core import tools
-from toka.core.agents.runner import Runner, TaskRun
+from toka.core.agents.runner import Runner
+from toka.core.agents.steps import TaskRun
 from toka.core.model import events as ev
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client

@@ -12,8 +12,7 @@ from log_support import make_home
 from toka.core.errors import BadSignature, InvalidOperation, NotCovered, TokaError
 from toka.core.model import events as ev
 from toka.core.model import ops
-from toka.core.runtime import Outcome, Runtime
-from toka.core.runtime import admission
+from toka.core.runtime import Outcome, Runtime, admission
 from toka.core.runtime.client import Client
 
 

@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from toka.core.agents.behaviours.echo import Echo
-from toka.core.agents.runner import Runner, TaskRun, step_nonce
+from toka.core.agents.runner import Runner
+from toka.core.agents.steps import TaskRun, step_nonce
 from toka.core.errors import InvalidOperation
 from toka.core.model import events as ev
 from toka.core.model import ops

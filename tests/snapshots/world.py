@@ -14,11 +14,11 @@ from toka.core import tools
 from toka.core.errors import NotCovered
 from toka.core.model import events as ev
 from toka.core.model import ops
-from toka.core.model.keys import KeyPair, agent_id_for, write_private
+from toka.core.model.keys import KeyPair, agent_id_for
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
-from toka.core.runtime.home import Home
+from toka.core.runtime.home import Home, write_private
 from toka.tui.app import TokaConsole, make_app
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: the home is created

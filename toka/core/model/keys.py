@@ -1,20 +1,18 @@
-"""Ed25519 identities: key pairs, thumbprints and the on-disk keystore."""
+"""Ed25519 identities: key pairs, signatures, thumbprints and agent ids (no files)."""
 
 from __future__ import annotations
 
 import base64
 import functools
 import hashlib
-import os
 import re
-from pathlib import Path
 
 import nacl.bindings
 import nacl.exceptions
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from toka.core.errors import BadSignature, HomeError, InvalidInput
+from toka.core.errors import BadSignature, InvalidInput
 
 _PRINCIPAL = re.compile(r"^[a-z][a-z0-9\-]{1,63}$")
 
@@ -110,37 +108,3 @@ def _raw_public_key(public_key: str) -> bytes:
     if len(raw) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
     return raw
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Create a file readable by its owner only; never overwrite an existing one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class Keystore:
-    """Private keys on disk, one 0600 PEM file per principal."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-
-    def path(self, principal: str) -> Path:
-        return self.directory / f"{check_principal(principal)}.key"
-
-    def has(self, principal: str) -> bool:
-        return self.path(principal).exists()
-
-    def save(self, principal: str, key: KeyPair) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private(self.path(principal), key.to_pem())
-
-    def load(self, principal: str) -> KeyPair:
-        path = self.path(principal)
-        try:
-            return KeyPair.from_pem(path.read_bytes())
-        except FileNotFoundError as exc:
-            raise HomeError(f"no private key for {principal!r} in {self.directory}") from exc

@@ -7,12 +7,11 @@ parallel, then one leader commits everything queued in one transaction.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -25,7 +24,7 @@ from toka.core.errors import (
     TokenInvalid,
     error_from_code,
 )
-from toka.core.log import checkpoints, snapshots
+from toka.core.log import snapshots
 from toka.core.log.fold import fold
 from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow
 from toka.core.model import events as ev
@@ -35,6 +34,7 @@ from toka.core.model.ops import SignedOperation
 from toka.core.model.state import WorldState
 from toka.core.runtime import admission
 from toka.core.runtime.admission import Pending
+from toka.core.runtime.history import History
 from toka.core.runtime.home import Home
 from toka.core.runtime.outcome import Outcome
 from toka.core.runtime.pipeline import CommitPipeline
@@ -50,7 +50,7 @@ GATHER_S = 0.001
 _PRECHECK_WORKERS = max(2, min(8, os.cpu_count() or 2))
 
 
-class Runtime:
+class Runtime(History):
     """An embedded kernel on one Toka home."""
 
     def __init__(
@@ -444,72 +444,3 @@ class Runtime:
         assert seen.first_seq is not None and seen.last_seq is not None
         records = list(self.log.records(after=seen.first_seq - 1, until=seen.last_seq))
         p.outcome = self._outcome(p.signed, seen.digest, records, replayed=True)
-
-    # -- integrity -----------------------------------------------------------------------
-
-    def verify(
-        self, *, signatures: bool = False, progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, Any]:
-        """Check the chain, checkpoints, snapshots and operations table (see ``audit``).
-
-        Reads one consistent snapshot of the log on a connection of its own, so
-        submissions go on while a long log is verified."""
-        from toka.core.log import audit
-
-        with self._reader() as reader:
-            return audit.verify_log(
-                reader, self.home.kernel_public_key(), signatures=signatures, progress=progress
-            )
-
-    def verify_against(self, exported: checkpoints.ExportedCheckpoint) -> dict[str, Any]:
-        """Detect truncation or rollback against a checkpoint kept outside the log."""
-        from toka.core.log import audit
-
-        with self._reader() as reader:
-            return audit.check_against(reader, exported, self.home.kernel_public_key())
-
-    @contextlib.contextmanager
-    def _reader(self) -> Iterator[EventLog]:
-        reader = EventLog(self.home.db_path, readonly=True)
-        try:
-            with reader.read():
-                yield reader
-        finally:
-            reader.close()
-
-    def export_checkpoint(self) -> checkpoints.ExportedCheckpoint:
-        """A checkpoint of the current head, signed now with the kernel key, plus that
-        key's public half: the operator keeps it elsewhere to detect a later rollback."""
-        self.catch_up()
-        key = self.home.kernel_key()
-        with self._lock:
-            st = self.state
-            cp = checkpoints.Checkpoint(
-                st.home_id, st.seq, st.ts, self.head_hash, st.state_hash()
-            ).signed(key)
-        return checkpoints.ExportedCheckpoint(checkpoints.EXPORT_FORMAT, cp, key.public_key)
-
-    def replay(self, until: int | None = None) -> WorldState:
-        """Rebuild state from genesis (ignoring anything cached), up to ``until``."""
-        with self._lock:
-            state, _ = fold(self.log.records(until=until))
-        return state
-
-    def state_at(self, seq: int) -> WorldState:
-        """The world as it was at ``seq``: the nearest valid snapshot, then the events after."""
-        with self._lock, self.log.read():
-            loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), seq)
-            state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
-            state, _ = fold(self.log.records(after=state.seq, until=seq), state, head)
-        return state
-
-    def replay_check(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Rebuild from genesis ignoring snapshots; the state hash must match every
-        checkpoint and, at the head, this runtime's live state (snapshot + tail)."""
-        from toka.core.log import audit
-
-        self.catch_up()
-        with self._lock:
-            live = self.state.copy()
-        with self._reader() as reader:
-            return audit.replay_check(reader, live, progress)

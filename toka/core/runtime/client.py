@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from toka.core import kernel
+from toka.core.errors import AwaitingApproval, TokaError
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair
 from toka.core.model.state import Budgets
-from toka.core.runtime._runtime import Outcome, Runtime
+from toka.core.runtime._runtime import Runtime
+from toka.core.runtime.outcome import Outcome
 
 
 class Client:
@@ -58,7 +60,8 @@ class Client:
         if token is None:
             try:
                 required = kernel.required_caps(self.runtime.state, op)
-            except Exception:
+            except TokaError:
+                # An unknown target or operation: the kernel refuses it with that reason.
                 required = []
             token = self.runtime.token_for(self.principal, required)
         return ops.sign(op, self.principal, token, self.key, self.runtime.now_ms(), nonce)
@@ -66,8 +69,6 @@ class Client:
     def submit(self, op: ops.Operation, prepared: Any = None) -> Outcome:
         outcome = self.runtime.submit(self.sign(op), prepared)
         if self.raise_pending and outcome.pending is not None:
-            from toka.core.errors import AwaitingApproval
-
             raise AwaitingApproval(outcome.pending)
         return outcome
 
@@ -89,13 +90,7 @@ class Client:
         key: KeyPair | None = None,
     ) -> tuple[str, Outcome]:
         """Spawn an agent; its key pair goes into the keystore before the operation is sent."""
-        from toka.core.model.keys import agent_id_for
-
-        key = key or KeyPair.generate()
-        agent_id = agent_id_for(key.public_key)
-        keystore = self.runtime.home.keystore
-        if not keystore.has(agent_id):
-            keystore.save(agent_id, key)
+        agent_id, key = self.runtime.home.keystore.save_agent_key(key)
         outcome = self.submit(ops.SpawnAgent(name, key.public_key, behaviour, parent))
         return agent_id, outcome
 

@@ -1,4 +1,4 @@
-"""The Toka home: where the log, the kernel secret, keys and config live."""
+"""The Toka home: where the log, the kernel secret, the keystore and config live."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from toka.core.errors import HomeError, InvalidInput
 from toka.core.kernel.context import KERNEL, MAX_TTL_S, OPERATOR
 from toka.core.log.store import EventLog
 from toka.core.model import events as ev
-from toka.core.model.keys import KeyPair, Keystore, thumbprint, write_private
+from toka.core.model.keys import KeyPair, agent_id_for, check_principal, thumbprint
 from toka.core.typed_toml import load_toml
 
 SECRET_BYTES = 32
@@ -55,6 +55,48 @@ def default_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("toka", appauthor=False))
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create a file readable by its owner only; never overwrite an existing one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Keystore:
+    """Private keys on disk, one 0600 PEM file per principal."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def path(self, principal: str) -> Path:
+        return self.directory / f"{check_principal(principal)}.key"
+
+    def has(self, principal: str) -> bool:
+        return self.path(principal).exists()
+
+    def save(self, principal: str, key: KeyPair) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(self.path(principal), key.to_pem())
+
+    def save_agent_key(self, key: KeyPair | None = None) -> tuple[str, KeyPair]:
+        """Keep an agent's key pair (a fresh one unless given) under the id it derives."""
+        key = key or KeyPair.generate()
+        agent_id = agent_id_for(key.public_key)
+        if not self.has(agent_id):
+            self.save(agent_id, key)
+        return agent_id, key
+
+    def load(self, principal: str) -> KeyPair:
+        path = self.path(principal)
+        try:
+            return KeyPair.from_pem(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise HomeError(f"no private key for {principal!r} in {self.directory}") from exc
 
 
 class Home:

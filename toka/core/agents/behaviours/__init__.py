@@ -1,7 +1,7 @@
 """Behaviours: what drives an agent. One module per behaviour; the registry is by name.
 
 A behaviour decides, for one task at a time, what its agent does; it acts only
-through the steps of a :class:`toka.core.agents.runner.TaskRun`, so every decision is a
+through the steps of a :class:`toka.core.agents.steps.TaskRun`, so every decision is a
 signed Operation in the log and a crashed runner's work is replayed, not redone.
 A behaviour must decide the same way when its steps are replayed: it reads the task,
 the step results and the world state, never the clock or randomness.
@@ -12,12 +12,10 @@ their tasks, e.g. ``toka --as AGENT task complete``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from toka.core.agents.steps import TaskRun
 from toka.core.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from toka.core.agents.runner import TaskRun
 
 MANUAL = "manual"
 

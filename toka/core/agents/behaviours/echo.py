@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from toka.core.agents.runner import TaskRun
+from toka.core.agents.steps import TaskRun
 
 
 class Echo:

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from toka.core.agents.steps import TaskRun
 from toka.core.errors import Denied, InvalidInput, TokaError
 from toka.core.model import caps as capmod
-
-if TYPE_CHECKING:
-    from toka.core.agents.runner import TaskRun
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_TURNS = 8

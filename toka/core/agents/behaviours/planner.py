@@ -21,14 +21,12 @@ fails with ``denied: ...``, a tool failure with its kind (``timeout``, ``trap``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from toka.core.agents.steps import TaskRun
 from toka.core.errors import Denied, TokaError
-
-if TYPE_CHECKING:
-    from toka.core.agents.runner import TaskRun
 
 MAX_STEPS = 100
 

@@ -23,18 +23,16 @@ caps themselves.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from toka.core.agents.steps import TaskRun
 from toka.core.errors import Denied, InvalidInput, TokaError
 from toka.core.model import caps as capmod
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import OPEN_TASK_STATUSES, Budgets
-
-if TYPE_CHECKING:
-    from toka.core.agents.runner import TaskRun
 
 MAX_CHILDREN = 100
 

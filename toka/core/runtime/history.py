@@ -1,0 +1,91 @@
+"""The log's history as a runtime offers it: verify, replay, time travel, export.
+
+Each reads the log on a connection of its own (one consistent snapshot), or under the
+runtime's lock, so submissions go on while a long log is checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from toka.core.log import audit, checkpoints, snapshots
+from toka.core.log.fold import fold
+from toka.core.log.store import GENESIS_PREV, EventLog
+from toka.core.model.events import EventRecord
+from toka.core.model.state import WorldState
+from toka.core.runtime.home import Home
+
+
+class History:
+    """What ``Runtime`` offers on its log's past; mixed into ``Runtime``."""
+
+    home: Home
+    log: EventLog
+    state: WorldState
+    head_hash: str
+    _lock: threading.RLock
+    catch_up: Callable[[], list[EventRecord]]
+
+    def verify(
+        self, *, signatures: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """Check the chain, checkpoints, snapshots and operations table (see ``audit``).
+
+        Reads one consistent snapshot of the log on a connection of its own, so
+        submissions go on while a long log is verified."""
+        with self._reader() as reader:
+            return audit.verify_log(
+                reader, self.home.kernel_public_key(), signatures=signatures, progress=progress
+            )
+
+    def verify_against(self, exported: checkpoints.ExportedCheckpoint) -> dict[str, Any]:
+        """Detect truncation or rollback against a checkpoint kept outside the log."""
+        with self._reader() as reader:
+            return audit.check_against(reader, exported, self.home.kernel_public_key())
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[EventLog]:
+        reader = EventLog(self.home.db_path, readonly=True)
+        try:
+            with reader.read():
+                yield reader
+        finally:
+            reader.close()
+
+    def export_checkpoint(self) -> checkpoints.ExportedCheckpoint:
+        """A checkpoint of the current head, signed now with the kernel key, plus that
+        key's public half: the operator keeps it elsewhere to detect a later rollback."""
+        self.catch_up()
+        key = self.home.kernel_key()
+        with self._lock:
+            st = self.state
+            cp = checkpoints.Checkpoint(
+                st.home_id, st.seq, st.ts, self.head_hash, st.state_hash()
+            ).signed(key)
+        return checkpoints.ExportedCheckpoint(checkpoints.EXPORT_FORMAT, cp, key.public_key)
+
+    def replay(self, until: int | None = None) -> WorldState:
+        """Rebuild state from genesis (ignoring anything cached), up to ``until``."""
+        with self._lock:
+            state, _ = fold(self.log.records(until=until))
+        return state
+
+    def state_at(self, seq: int) -> WorldState:
+        """The world as it was at ``seq``: the nearest valid snapshot, then the events after."""
+        with self._lock, self.log.read():
+            loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), seq)
+            state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
+            state, _ = fold(self.log.records(after=state.seq, until=seq), state, head)
+        return state
+
+    def replay_check(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Rebuild from genesis ignoring snapshots; the state hash must match every
+        checkpoint and, at the head, this runtime's live state (snapshot + tail)."""
+        self.catch_up()
+        with self._lock:
+            live = self.state.copy()
+        with self._reader() as reader:
+            return audit.replay_check(reader, live, progress)
