@@ -25,15 +25,10 @@ from __future__ import annotations
 
 import atexit
 import collections
-import contextlib
-import errno
 import hashlib
 import hmac
-import itertools
 import math
-import os
 import pathlib
-import struct
 import threading
 import time
 import weakref
@@ -41,14 +36,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = [
-    "FAILURE_KINDS",
-    "InvalidModule",
-    "Limits",
-    "SandboxResult",
-    "ToolFailure",
-    "WasmSandbox",
-]
+from toka.core.tools.sandbox._disk_cache import CompiledModuleCache
+from toka.core.tools.sandbox._guest_io import (
+    SINKS,
+    Capture,
+    attach_sink,
+    poll_oneoff_enosys,
+    set_stdin,
+)
+from toka.core.tools.sandbox._watchdog import Watchdog
 
 FAILURE_KINDS = frozenset(
     {"timeout", "out_of_fuel", "memory", "trap", "exit", "bad_output", "output_too_large"}
@@ -63,9 +59,7 @@ _MAX_WASM_STACK = 512 * 1024
 _TABLE_ELEMENTS = 100_000
 _MAX_TABLES = 8
 _MEMORY_CACHE_ENTRIES = 256
-_MAX_CACHE_FILE = 512 * _MIB
 _MAX_MESSAGE = 1000
-_WASI_ENOSYS = 52
 
 # Everything that changes the native code wasmtime produces (or how it is run)
 # belongs in the config string: it keys both the in-memory and the on-disk cache.
@@ -73,10 +67,6 @@ _ENGINE_CONFIG = (
     f"toka-sandbox/1;consume_fuel=1;epoch_interruption=1;"
     f"max_wasm_stack={_MAX_WASM_STACK};shared_memory=0;poll_oneoff=enosys"
 )
-
-_CACHE_MAGIC = b"TOKA-CWASM\x00\x01"
-_MAC_LEN = 32
-
 
 # Compiled modules left alive until interpreter teardown are finalized after
 # wasmtime's bindings are gone (a noisy TypeError on exit); release them first.
@@ -127,6 +117,8 @@ class InvalidModule(ValueError):
 
 
 _wasmtime_version_cache: str | None = None
+
+
 _config_string_cache: str | None = None
 
 
@@ -164,87 +156,6 @@ def _error_reason(exc: BaseException) -> str:
         text = text.split("Caused by:", 1)[1]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return _truncate("; ".join(lines) or type(exc).__name__)
-
-
-class _Capture:
-    """In-memory sink for a WASI output stream that never stores more than ``cap`` bytes."""
-
-    __slots__ = ("cap", "chunks", "refuse_overflow", "stored", "total")
-
-    def __init__(self, cap: int, refuse_overflow: bool) -> None:
-        self.cap = cap
-        self.chunks: list[bytes] = []
-        self.stored = 0
-        self.total = 0
-        self.refuse_overflow = refuse_overflow
-
-    def write(self, data: bytes) -> int:
-        n = len(data)
-        self.total += n
-        room = self.cap - self.stored
-        if room > 0:
-            piece = data if n <= room else data[:room]
-            self.chunks.append(piece)
-            self.stored += len(piece)
-        if self.refuse_overflow and self.total > self.cap:
-            # Tell the guest its write failed; a well-behaved program stops here,
-            # a hostile one keeps looping until fuel or the deadline stops it.
-            return -errno.EFBIG
-        return n
-
-    def getvalue(self) -> bytes:
-        return b"".join(self.chunks)
-
-
-class _Watchdog:
-    """Ticks ``engine.increment_epoch()`` every ``period`` seconds while calls are running.
-
-    Idle (no active calls) it sleeps on a condition variable; it exits once the
-    owning sandbox has been garbage collected.
-    """
-
-    def __init__(self, engine: Any, period: float) -> None:
-        self.engine = engine
-        self.period = period
-        self.active = 0
-        self.cond = threading.Condition()
-        self.thread: threading.Thread | None = None
-
-    def enter(self) -> None:
-        with self.cond:
-            self.active += 1
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=_Watchdog._loop,
-                    args=(weakref.ref(self), self.cond, self.period),
-                    name="toka-wasm-watchdog",
-                    daemon=True,
-                )
-                self.thread.start()
-            elif self.active == 1:
-                self.cond.notify()
-
-    def exit(self) -> None:
-        with self.cond:
-            self.active -= 1
-
-    @staticmethod
-    def _loop(ref: weakref.ref[_Watchdog], cond: threading.Condition, period: float) -> None:
-        while True:
-            with cond:
-                while True:
-                    dog = ref()
-                    if dog is None:
-                        return
-                    if dog.active > 0:
-                        break
-                    del dog
-                    cond.wait(1.0)
-            engine = dog.engine
-            del dog
-            time.sleep(period)
-            engine.increment_epoch()
-            del engine
 
 
 class _Compiled:
@@ -293,16 +204,18 @@ class WasmSandbox:
         if cache_key is not None and len(cache_key) < 16:
             raise ValueError("cache_key must be at least 16 bytes")
         self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else None
-        self._cache_key = bytes(cache_key) if cache_key is not None else None
         self._lock = threading.Lock()
         self._engine: Any = None
         self._linker: Any = None
-        self._watchdog: _Watchdog | None = None
+        self._watchdog: Watchdog | None = None
         self._modules: collections.OrderedDict[tuple[str, str, str], _Compiled] = (
             collections.OrderedDict()
         )
         # counters, mostly for tests and diagnostics
         self.stats = {"compiled": 0, "memory_hits": 0, "disk_hits": 0, "disk_rejected": 0}
+        self._disk: CompiledModuleCache | None = None
+        if self.cache_dir is not None and cache_key is not None:
+            self._disk = CompiledModuleCache(self.cache_dir, bytes(cache_key), self.stats)
         _LIVE_SANDBOXES.add(self)
 
     def release(self) -> None:
@@ -318,7 +231,7 @@ class WasmSandbox:
 
     @property
     def disk_cache_enabled(self) -> bool:
-        return self.cache_dir is not None and self._cache_key is not None
+        return self._disk is not None
 
     def _ensure_engine(self) -> None:
         if self._engine is not None:
@@ -345,11 +258,11 @@ class WasmSandbox:
                 _WASI_MODULE,
                 "poll_oneoff",
                 wasmtime.FuncType([i32, i32, i32, i32], [i32]),
-                _poll_oneoff_enosys,
+                poll_oneoff_enosys,
             )
             linker.allow_shadowing = False
             self._linker = linker
-            self._watchdog = _Watchdog(engine, _TICK_S)
+            self._watchdog = Watchdog(engine, _TICK_S)
             self._engine = engine
 
     # -- compilation ----------------------------------------------------------
@@ -388,7 +301,7 @@ class WasmSandbox:
             # wasmtime.Module() would happily parse text as WAT; only binaries are accepted.
             raise InvalidModule("not a WebAssembly binary (bad magic)")
         self._ensure_engine()
-        module = self._load_from_disk(key)
+        module = self._disk.load(self._engine, key) if self._disk is not None else None
         if module is None:
             import wasmtime
 
@@ -397,7 +310,8 @@ class WasmSandbox:
             except wasmtime.WasmtimeError as exc:
                 raise InvalidModule(f"invalid wasm module: {_error_reason(exc)}") from None
             self.stats["compiled"] += 1
-            self._store_to_disk(key, module)
+            if self._disk is not None:
+                self._disk.store(key, module)
         entry = _Compiled(module, self._linker, wasm if isinstance(wasm, bytes) else None)
         with self._lock:
             self._modules[key] = entry
@@ -405,86 +319,6 @@ class WasmSandbox:
             while len(self._modules) > _MEMORY_CACHE_ENTRIES:
                 self._modules.popitem(last=False)
         return entry
-
-    # -- on-disk cache --------------------------------------------------------
-    #
-    # file = MAGIC | u32 meta length | meta | HMAC-SHA256(key, MAGIC|len|meta|payload) | payload
-    # meta = "sha256\nwasmtime version\nconfig string"; the file name is
-    # sha256(meta). A file whose header, meta or MAC does not match is ignored
-    # and overwritten with a freshly compiled module.
-
-    @staticmethod
-    def _meta(key: tuple[str, str, str]) -> bytes:
-        return "\n".join(key).encode()
-
-    def _cache_path(self, key: tuple[str, str, str]) -> pathlib.Path:
-        assert self.cache_dir is not None
-        return self.cache_dir / (hashlib.sha256(self._meta(key)).hexdigest() + ".cwasm")
-
-    def _mac(self, head: bytes, payload: bytes) -> bytes:
-        assert self._cache_key is not None
-        mac = hmac.new(self._cache_key, head, hashlib.sha256)
-        mac.update(payload)
-        return mac.digest()
-
-    def _load_from_disk(self, key: tuple[str, str, str]) -> Any:
-        if not self.disk_cache_enabled:
-            return None
-        path = self._cache_path(key)
-        try:
-            with open(path, "rb") as fh:
-                blob = fh.read(_MAX_CACHE_FILE + 1)
-        except OSError:
-            return None
-        meta = self._meta(key)
-        head = _CACHE_MAGIC + struct.pack(">I", len(meta)) + meta
-        if (
-            len(blob) > _MAX_CACHE_FILE
-            or len(blob) < len(head) + _MAC_LEN
-            or not blob.startswith(head)
-        ):
-            self.stats["disk_rejected"] += 1
-            return None
-        mac = blob[len(head) : len(head) + _MAC_LEN]
-        payload = blob[len(head) + _MAC_LEN :]
-        if not hmac.compare_digest(mac, self._mac(head, payload)):
-            self.stats["disk_rejected"] += 1
-            return None
-        import wasmtime
-
-        try:
-            # Deserialize the very bytes whose MAC was checked (never re-read the file).
-            module = wasmtime.Module.deserialize(self._engine, payload)
-        except wasmtime.WasmtimeError:
-            self.stats["disk_rejected"] += 1
-            return None
-        self.stats["disk_hits"] += 1
-        return module
-
-    def _store_to_disk(self, key: tuple[str, str, str], module: Any) -> None:
-        if not self.disk_cache_enabled:
-            return
-        assert self.cache_dir is not None
-        try:
-            payload = bytes(module.serialize())
-            meta = self._meta(key)
-            head = _CACHE_MAGIC + struct.pack(">I", len(meta)) + meta
-            self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            import tempfile
-
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".cwasm")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(head)
-                    fh.write(self._mac(head, payload))
-                    fh.write(payload)
-                os.replace(tmp, self._cache_path(key))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError:
-            pass  # the cache is an optimisation; failing to write it is not an error
 
     # -- execution ------------------------------------------------------------
 
@@ -537,12 +371,12 @@ class WasmSandbox:
             tables=_MAX_TABLES,
             memories=1,
         )
-        out = _Capture(limits.max_output_bytes + 1, refuse_overflow=True)
-        err = _Capture(limits.max_stderr_bytes, refuse_overflow=False)
+        out = Capture(limits.max_output_bytes + 1, refuse_overflow=True)
+        err = Capture(limits.max_stderr_bytes, refuse_overflow=False)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [name]
-        _set_stdin(wasi, bytes(stdin))
-        sink_ids = (_attach_sink(wasi, 1, out), _attach_sink(wasi, 2, err))
+        set_stdin(wasi, bytes(stdin))
+        sink_ids = (attach_sink(wasi, 1, out), attach_sink(wasi, 2, err))
         store.set_wasi(wasi)
 
         ticks = max(1, math.ceil(limits.timeout_ms / (_TICK_S * 1000))) + 1
@@ -565,7 +399,7 @@ class WasmSandbox:
         finally:
             watchdog.exit()
             for sink_id in sink_ids:
-                _SINKS.pop(sink_id, None)
+                SINKS.pop(sink_id, None)
 
         try:
             fuel_used = limits.fuel - store.get_fuel()
@@ -600,10 +434,6 @@ class WasmSandbox:
         )
 
 
-def _poll_oneoff_enosys(*_args: Any) -> int:
-    return _WASI_ENOSYS
-
-
 def _check_limits(limits: Limits) -> None:
     if not isinstance(limits, Limits):
         raise TypeError("limits must be a toka.core.tools.sandbox.Limits")
@@ -626,86 +456,6 @@ def _failed(kind: str, message: str, fuel_used: int, t0: float) -> SandboxResult
         wall_ms=(time.perf_counter() - t0) * 1000.0,
         stderr="",
     )
-
-
-def _set_stdin(wasi: Any, data: bytes) -> None:
-    """Feed ``data`` to the guest's stdin from memory.
-
-    wasmtime-py only exposes ``stdin_file``; the C API's
-    ``wasi_config_set_stdin_bytes`` (which takes ownership of the vector) is
-    used through the bundled ctypes bindings, with a temp-file fallback.
-    """
-    from wasmtime import _ffi as ffi
-
-    setter = getattr(ffi, "wasi_config_set_stdin_bytes", None)
-    if setter is not None:
-        import ctypes
-
-        vec = ffi.bytes_to_capi(data)
-        setter(wasi.ptr(), ctypes.byref(vec))
-        return
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(prefix="toka-stdin-") as fh:  # pragma: no cover
-        fh.write(data)
-        fh.flush()
-        wasi.stdin_file = fh.name  # opened immediately by wasmtime
-
-
-# -- guest stdout/stderr --------------------------------------------------------
-#
-# wasmtime invokes custom output callbacks on its tokio worker threads, and
-# drops the stream (calling the finalizer) asynchronously after the Store is
-# gone. A Python finalizer running on a foreign thread while the interpreter
-# shuts down makes CPython kill that thread mid-Rust-frame, which aborts the
-# process. So the streams are wired with our own C callback and *no*
-# finalizer: the callback only runs while the guest is blocked in fd_write,
-# and the sink registry entry is removed by ``run`` itself.
-
-_SINKS: dict[int, _Capture] = {}
-_sink_ids = itertools.count(1)
-_sink_callback: Any = None
-_null_finalizer: Any = None
-
-
-def _sink_write(data: int | None, ptr: Any, size: int) -> int:
-    try:
-        sink = _SINKS.get(data or 0)
-        if sink is None:
-            return -errno.EIO
-        import ctypes
-
-        return sink.write(ctypes.string_at(ptr, size) if size else b"")
-    except BaseException:  # never let an exception unwind into Rust
-        return -errno.EIO
-
-
-def _attach_sink(wasi: Any, fd: int, sink: _Capture) -> int:
-    """Route the guest's ``fd`` (1 or 2) into ``sink``; returns the registry id."""
-    global _sink_callback, _null_finalizer
-    from wasmtime import _ffi as ffi
-
-    setter = getattr(
-        ffi, "wasi_config_set_stdout_custom" if fd == 1 else "wasi_config_set_stderr_custom", None
-    )
-    sink_id = next(_sink_ids)
-    _SINKS[sink_id] = sink
-    if setter is None:  # pragma: no cover - fall back to the public API
-        if fd == 1:
-            wasi.stdout_custom = sink.write
-        else:
-            wasi.stderr_custom = sink.write
-        return sink_id
-    if _sink_callback is None:
-        import ctypes
-
-        callback_type = ctypes.CFUNCTYPE(
-            ctypes.c_ssize_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_size_t
-        )
-        _null_finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # NULL function pointer
-        _sink_callback = callback_type(_sink_write)
-    setter(wasi.ptr(), _sink_callback, sink_id, _null_finalizer)
-    return sink_id
 
 
 def _classify_trap(
