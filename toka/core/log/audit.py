@@ -13,12 +13,11 @@ from typing import Any
 
 import msgspec
 
-from toka.core import kernel
 from toka.core.errors import BadSignature, IntegrityFailure, InvalidInput
 from toka.core.log.checkpoints import Checkpoint, ExportedCheckpoint
+from toka.core.log.fold import fold_one, folding
 from toka.core.log.snapshots import decode_snapshot
 from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow, chain_hash
-from toka.core.model.events import EventRecord
 from toka.core.model.keys import verify_signature
 from toka.core.model.ops import SignedOperation
 from toka.core.model.state import WorldState
@@ -44,6 +43,16 @@ class _SignatureChecks:
         self.pending.append((seq, public_key, sig, body))
         if len(self.pending) >= _SIGNATURE_CHUNK * 4:
             self.flush()
+
+    def add_signed(
+        self, state: WorldState, signed: SignedOperation, seq: int | None, unknown: str
+    ) -> None:
+        """Queue ``signed`` against its signer's key as the log knows it (``unknown``
+        is the failure when the log has no such key)."""
+        key = state.principals.get(signed.principal)
+        if key is None:
+            raise IntegrityFailure(unknown, seq)
+        self.add(seq or 0, key, signed.sig, signed.signing_bytes())
 
     def flush(self) -> None:
         if not self.pending:
@@ -174,14 +183,13 @@ def verify_log(
                         n_ops += 1
                         signed = _check_operation_row(op, seq)
                         if signatures:
-                            key = state.principals.get(signed.principal)
-                            if key is None:
-                                raise IntegrityFailure(
-                                    f"event {seq}: signer {signed.principal} has no public key "
-                                    "in the log before this event",
-                                    seq,
-                                )
-                            sigs.add(seq, key, signed.sig, signed.signing_bytes())
+                            sigs.add_signed(
+                                state,
+                                signed,
+                                seq,
+                                f"event {seq}: signer {signed.principal} has no public key "
+                                "in the log before this event",
+                            )
                     assert op.first_seq is not None
                     # An approved operation's effects keep the digest of the operation
                     # that was held, inside the range of the approval that released them.
@@ -196,7 +204,7 @@ def verify_log(
                     held.add(r.op_digest)
                 elif r.kind == "operation.rejected" and r.op_digest in refused_at:
                     refused_at[r.op_digest] = refused_at[r.op_digest] or seq
-                _evolve(state, r)
+                fold_one(state, r)
                 while cp is not None and cp.seq == seq:
                     state_hash = _check_checkpoint(cp, state, r.hash, public_key)
                     n_checkpoints += 1
@@ -225,12 +233,12 @@ def verify_log(
             seq = refused_at[row.digest]
             signed = _check_operation_row(row, seq)
             if signatures:
-                key = state.principals.get(signed.principal)
-                if key is None:
-                    raise IntegrityFailure(
-                        f"operation {row.nonce}: signer {signed.principal} is unknown", seq
-                    )
-                sigs.add(seq or 0, key, signed.sig, signed.signing_bytes())
+                sigs.add_signed(
+                    state,
+                    signed,
+                    seq,
+                    f"operation {row.nonce}: signer {signed.principal} is unknown",
+                )
         sigs.flush()
     finally:
         sigs.close()
@@ -248,15 +256,6 @@ def verify_log(
         "signatures_checked": sigs.checked,
         "last_checkpoint_state_hash": state_hash if n_checkpoints else None,
     }
-
-
-def _evolve(state: WorldState, r: EventRecord) -> None:
-    try:
-        kernel.evolve(state, r)
-    except Exception as exc:
-        raise IntegrityFailure(
-            f"event {r.seq}: cannot be folded into the state: {exc}", r.seq
-        ) from exc
 
 
 def _check_checkpoint(
@@ -309,13 +308,8 @@ def replay_check(
     checkpoints = iter(log.checkpoints(until=live.seq))
     cp = next(checkpoints, None)
     state = WorldState()
-    head = GENESIS_PREV
     matched = 0
-    for n, r in enumerate(log.records(until=live.seq), 1):
-        if r.prev_hash != head:
-            raise IntegrityFailure(f"event {r.seq}: prev_hash does not link to the chain", r.seq)
-        _evolve(state, r)
-        head = r.hash
+    for n, r in enumerate(folding(log.records(until=live.seq), state), 1):
         while cp is not None and cp.seq == r.seq:
             actual = state.state_hash()
             if actual != cp.state_hash:

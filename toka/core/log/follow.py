@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol
 
 from toka.core.errors import HomeError
 from toka.core.log.store import EventLog
 from toka.core.model.events import EventRecord, kind_matches
 
 
+class HasLog(Protocol):
+    """Anything that says where its log is (a ``Home``)."""
+
+    db_path: Path
+
+
 class LogFollower:
-    """New events after ``after_seq``, optionally filtered, from its own connection.
+    """New events after ``after_seq`` in the log of ``source`` (a home, or the path of
+    its database), optionally filtered, read on a connection of its own.
 
     ``kinds`` holds exact kinds or prefixes (``task.*``); ``principal`` keeps events
     signed by that principal; ``agent`` keeps events by or about that agent; ``text``
@@ -25,7 +33,7 @@ class LogFollower:
 
     def __init__(
         self,
-        home_or_path,
+        source: HasLog | Path | str,
         after_seq: int = 0,
         *,
         kinds: list[str] | None = None,
@@ -34,7 +42,7 @@ class LogFollower:
         text: str | None = None,
         batch: int = 1000,
     ):
-        path = Path(getattr(home_or_path, "db_path", home_or_path))
+        path = Path(source) if isinstance(source, Path | str) else source.db_path
         if not path.exists():
             raise HomeError(f"no Toka log at {path}: run `toka init` first")
         self.log = EventLog(path, readonly=True)

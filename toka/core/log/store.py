@@ -13,7 +13,6 @@ from pathlib import Path
 import apsw
 import msgspec
 
-from toka.core.errors import IntegrityFailure
 from toka.core.log.checkpoints import Checkpoint
 from toka.core.model.events import EventRecord
 
@@ -376,40 +375,6 @@ class EventLog:
     def count(self) -> int:
         self.flush()
         return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
-
-    # -- integrity -----------------------------------------------------------------------
-
-    def verify_chain(self, progress=None) -> int:
-        """Walk the whole chain; return the number of events, or raise naming the first bad seq."""
-        self.flush()
-        prev = GENESIS_PREV
-        expected_seq = 1
-        n = 0
-        for r in self.conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq"):
-            seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest = r
-            if seq != expected_seq:
-                raise IntegrityFailure(
-                    f"event {expected_seq} is missing (next stored event is {seq})", expected_seq
-                )
-            if prev_hash != prev:
-                raise IntegrityFailure(
-                    f"event {seq}: prev_hash does not match event {seq - 1}", seq
-                )
-            if (
-                chain_hash(prev, seq, ts, kind, principal, grant, op_digest, part, payload)
-                != digest
-            ):
-                raise IntegrityFailure(f"event {seq}: hash does not match its contents", seq)
-            prev = digest
-            expected_seq += 1
-            n += 1
-            if progress is not None and n % 1000 == 0:
-                progress(n)
-        return n
-
-    def integrity_check(self) -> str:
-        self.flush()
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
     # -- checkpoints and snapshots -------------------------------------------------------
 
