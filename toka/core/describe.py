@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from toka.core.model.state import Grant, WorldState
+from toka.core.model.state import Grant, WorldState
 
 
 def summarize(kind: str, payload: dict) -> str:

@@ -9,14 +9,14 @@ joins only when a model endpoint is configured.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from toka.core import tools
+from toka.core.agents.behaviours.llm import LlmConfig
 from toka.core.errors import InvalidInput
 from toka.core.model import events as ev
 from toka.core.model.state import Budgets
-
-if TYPE_CHECKING:
-    from toka.core.runtime.client import Client
+from toka.core.runtime.client import Client
 
 TTL_S = 24 * 3600
 TEXT = "Toka agents act only through signed operations, and every one lands in the log."
@@ -26,9 +26,6 @@ def seed(client: Client) -> dict[str, Any]:
     """Spawn the team as ``client``'s principal.
 
     Returns ``{"agents": {name: agent id}, "tasks": {label: task id}}``."""
-    from toka.core import tools
-    from toka.core.agents.behaviours.llm import LlmConfig
-
     tools.register_builtins(client)
     agents: dict[str, str] = {}
     tasks: dict[str, str] = {}
