@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import apsw
+from toka_cli import run_toka
 
 from toka.core.model import events as ev
 from toka.core.runtime import Runtime
@@ -41,21 +39,6 @@ def populate(home: Home, tasks: int = 20) -> dict[str, str]:
         grant = operator.grant(helper, [f"observation.emit:agent/{worker}"], 3600)
         operator.revoke(grant.first(ev.CapabilityGranted).jti, "no longer needed")
     return {"worker": worker, "helper": helper}
-
-
-def run_toka(
-    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
-    full_env["TOKA_HOME"] = str(home)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "toka", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
 
 
 def toka_json(*args: str, home: Path, expect: int = 0) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 from toka.core.model import events as ev
 
 
@@ -96,10 +96,14 @@ def cmd_spawn(ctx: Context) -> int:
     return 0
 
 
-def _agent_row(st, a) -> dict[str, Any]:
-    from toka.core.describe import budget_use
+def _agent_row(st, a, now_s: int) -> dict[str, Any]:
+    from toka.core.describe import budget_use, grant_status
 
-    usage = budget_use(g for g in st.grants.values() if g.subject == a.id and not g.revoked)
+    usage = budget_use(
+        g
+        for g in st.grants.values()
+        if g.subject == a.id and grant_status(st, g, now_s) == "active"
+    )
     return {
         "id": a.id,
         "name": a.name,
@@ -115,33 +119,31 @@ def _agent_row(st, a) -> dict[str, Any]:
 
 
 def cmd_list(ctx: Context) -> int:
-    from toka.cli.output import table
+    from toka.cli.output import table_or
 
     st = ctx.runtime.state
+    now_s = ctx.runtime.now_ms() // 1000
     rows = [
-        _agent_row(st, a)
+        _agent_row(st, a, now_s)
         for a in st.agents.values()
         if ctx.args.status is None or a.status == ctx.args.status
     ]
     ctx.emit(
         {"agents": rows},
-        lambda: (
-            table(
-                ["id", "name", "behaviour", "status", "open", "budget"],
+        lambda: table_or(
+            ["id", "name", "behaviour", "status", "open", "budget"],
+            [
                 [
-                    [
-                        r["id"],
-                        r["name"],
-                        r["behaviour"],
-                        r["status"],
-                        r["open_tasks"],
-                        r["budget"] or "-",
-                    ]
-                    for r in rows
-                ],
-            )
-            if rows
-            else "no agents yet: toka agent spawn NAME"
+                    r["id"],
+                    r["name"],
+                    r["behaviour"],
+                    r["status"],
+                    r["open_tasks"],
+                    r["budget"] or "-",
+                ]
+                for r in rows
+            ],
+            "no agents yet: toka agent spawn NAME",
         ),
     )
     return 0
@@ -150,8 +152,8 @@ def cmd_list(ctx: Context) -> int:
 def cmd_show(ctx: Context) -> int:
     import msgspec
 
-    from toka.cli.output import fmt_s, table
-    from toka.core.describe import log_time
+    from toka.cli.output import fmt_s, table_or
+    from toka.core.describe import grant_status, grant_usage, log_time
     from toka.core.errors import NotFound
 
     st = ctx.runtime.state
@@ -159,9 +161,13 @@ def cmd_show(ctx: Context) -> int:
     if a is None:
         raise NotFound(f"unknown agent {ctx.args.agent!r}")
     tasks = [msgspec.to_builtins(t) for t in st.tasks.values() if t.agent == a.id]
-    grants = [msgspec.to_builtins(g) for g in st.grants.values() if g.subject == a.id]
+    held = [g for g in st.grants.values() if g.subject == a.id]
+    now_s = ctx.runtime.now_ms() // 1000
+    # The same status as `toka grant list`: expiry and revoked ancestors count.
+    grants = [{**msgspec.to_builtins(g), "status": grant_status(st, g, now_s)} for g in held]
+    usage = {g.jti: grant_usage(g) for g in held}
     data = {
-        "agent": _agent_row(st, a),
+        "agent": _agent_row(st, a, now_s),
         "public_key": a.public_key,
         "tasks": tasks,
         "grants": grants,
@@ -181,50 +187,33 @@ def cmd_show(ctx: Context) -> int:
             "tasks:",
         ]
         lines.append(
-            table(
+            table_or(
                 ["id", "status", "description"],
                 [[t["id"], t["status"], t["description"][:60]] for t in tasks],
+                "  (none)",
             )
-            if tasks
-            else "  (none)"
         )
         lines += ["", "grants:"]
         lines.append(
-            table(
+            table_or(
                 ["jti", "status", "expires", "caps", "usage"],
                 [
                     [
                         g["jti"],
-                        "revoked" if g["revoked"] else "active",
+                        g["status"],
                         fmt_s(g["exp"]),
                         " ".join(g["caps"]),
-                        _usage_text(g),
+                        usage[g["jti"]],
                     ]
                     for g in grants
                 ],
+                "  (none)",
             )
-            if grants
-            else "  (none)"
         )
         return "\n".join(lines)
 
     ctx.emit(data, human)
     return 0
-
-
-def _usage_text(g: dict[str, Any]) -> str:
-    b, u = g.get("budgets") or {}, g["usage"]
-    parts = [f"ops {u['ops']}" + (f"/{b['max_ops']}" if b.get("max_ops") is not None else "")]
-    if u["tool_calls"] or b.get("max_tool_calls") is not None:
-        parts.append(
-            f"calls {u['tool_calls']}"
-            + (f"/{b['max_tool_calls']}" if b.get("max_tool_calls") is not None else "")
-        )
-    if u["fuel"] or b.get("max_fuel") is not None:
-        parts.append(
-            f"fuel {u['fuel']}" + (f"/{b['max_fuel']}" if b.get("max_fuel") is not None else "")
-        )
-    return ", ".join(parts)
 
 
 def cmd_lifecycle(ctx: Context) -> int:
@@ -269,7 +258,7 @@ def cmd_schedule(ctx: Context) -> int:
 def cmd_tasks(ctx: Context) -> int:
     import msgspec
 
-    from toka.cli.output import shorten, table
+    from toka.cli.output import shorten, table_or
     from toka.core.describe import log_time
     from toka.core.model.state import OPEN_TASK_STATUSES
 
@@ -284,22 +273,19 @@ def cmd_tasks(ctx: Context) -> int:
     ]
     ctx.emit(
         {"tasks": rows},
-        lambda: (
-            table(
-                ["id", "agent", "status", "updated", "description"],
+        lambda: table_or(
+            ["id", "agent", "status", "updated", "description"],
+            [
                 [
-                    [
-                        t["id"],
-                        t["agent"],
-                        t["status"],
-                        log_time(t["updated_ms"]),
-                        shorten(t["description"], 50),
-                    ]
-                    for t in rows
-                ],
-            )
-            if rows
-            else "no tasks"
+                    t["id"],
+                    t["agent"],
+                    t["status"],
+                    log_time(t["updated_ms"]),
+                    shorten(t["description"], 50),
+                ]
+                for t in rows
+            ],
+            "no tasks",
         ),
     )
     return 0

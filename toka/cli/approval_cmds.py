@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 
 
 def register(sub, common) -> None:
@@ -43,7 +43,7 @@ def _summary(data: dict) -> str:
 
 
 def cmd_list(ctx: Context) -> int:
-    from toka.cli.output import table
+    from toka.cli.output import table_or
     from toka.core import approvals
     from toka.core.describe import log_time
 
@@ -52,24 +52,21 @@ def cmd_list(ctx: Context) -> int:
     rows = [approvals.describe(a) for a in chosen]
     ctx.emit(
         {"approvals": rows},
-        lambda: (
-            table(
-                ["id", "status", "op", "principal", "grant", "created", "operation"],
+        lambda: table_or(
+            ["id", "status", "op", "principal", "grant", "created", "operation"],
+            [
                 [
-                    [
-                        r["id"],
-                        r["status"],
-                        r["op"],
-                        r["principal"],
-                        r["grant"],
-                        log_time(r["created_ms"]),
-                        _summary(r),
-                    ]
-                    for r in rows
-                ],
-            )
-            if rows
-            else ("no approvals" if ctx.args.all else "no operations waiting for approval")
+                    r["id"],
+                    r["status"],
+                    r["op"],
+                    r["principal"],
+                    r["grant"],
+                    log_time(r["created_ms"]),
+                    _summary(r),
+                ]
+                for r in rows
+            ],
+            ("no approvals" if ctx.args.all else "no operations waiting for approval"),
         ),
     )
     return 0

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
-from toka.cli.main import Context
+from toka.cli.context import Context
 
 
 def register(sub, common) -> None:
@@ -127,102 +123,13 @@ def cmd_bench_replay(ctx: Context) -> int:
     return 0
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def measure(fn: Callable[[], Any], calls: int, warmup: int) -> dict[str, float]:
-    """Call ``fn`` ``warmup`` times, then time ``calls`` calls one by one."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(calls):
-        t0 = clock()
-        fn()
-        samples.append((clock() - t0) * 1000.0)
-    total = clock() - start
-    return {
-        "calls": calls,
-        "p50_ms": round(percentile(samples, 0.50), 4),
-        "p99_ms": round(percentile(samples, 0.99), 4),
-        "calls_per_s": round(calls / total, 1),
-    }
-
-
-# A WASI command that writes `{}`: all that is measured is the sandbox and the log.
-NOOP_WAT = """
-(module
-  (import "wasi_snapshot_preview1" "fd_write"
-    (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "{}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 2))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-"""
-
-NOOP_MANIFEST = """\
-name = "noop"
-version = "1.0.0"
-description = "Writes {} and exits (benchmark)"
-kind = "wasm"
-module = "noop.wasm"
-"""
-
-
 def cmd_bench_tool(ctx: Context) -> int:
-    import hashlib
-    import tempfile
-    from pathlib import Path
-
-    import wasmtime
-
-    from toka.core import tools
-    from toka.core.errors import InvalidInput
-    from toka.core.model import ops
-    from toka.core.runtime import Runtime
-    from toka.core.runtime.client import Client
-    from toka.core.runtime.home import Home
-    from toka.core.tools.sandbox import Limits
+    from toka.core.bench.tool import bench_tool
 
     a = ctx.args
-    if a.calls < 1 or a.warmup < 0:
-        raise InvalidInput("--calls must be at least 1 and --warmup at least 0")
-    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
-        root = Path(scratch)
-        wasm = bytes(wasmtime.wat2wasm(NOOP_WAT))
-        (root / "noop.wasm").write_bytes(wasm)
-        (root / "noop.toml").write_text(NOOP_MANIFEST)
-        home = Home(root / "home")
-        home.init()
-        with Runtime(home, durability=a.durability) as rt:
-            operator = Client(rt)
-            tools.register(operator, root / "noop.toml")
-            runner = tools.runner_for(rt)
-            sha = hashlib.sha256(wasm).hexdigest()
-            limits = Limits()
-            sandbox = measure(
-                lambda: runner.sandbox.run(wasm, sha, b"{}", limits, name="noop"),
-                a.calls,
-                a.warmup,
-            )
-            client = Client(rt, token=rt.token_for("operator", ["tool.invoke:tool/noop"]))
-
-            def invoke() -> None:
-                result = runner.invoke(client.sign(ops.InvokeTool("noop", {})))
-                assert result.ok, result.error
-
-            invocation = measure(invoke, a.calls, a.warmup)
-            durability = rt.durability
-    data = {
-        "tool": "noop",
-        **sandbox,
-        "invocation": {**invocation, "durability": durability},
-    }
+    data = bench_tool(a.calls, a.warmup, a.durability)
+    sandbox, invocation = data, data["invocation"]
+    durability = invocation["durability"]
     ctx.emit(
         data,
         lambda: (

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 
 
 def register(sub, common) -> None:

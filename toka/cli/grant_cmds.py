@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 from toka.core.model import events as ev
 
 
@@ -66,7 +66,7 @@ def cmd_issue(ctx: Context) -> int:
 def cmd_list(ctx: Context) -> int:
     import msgspec
 
-    from toka.cli.output import fmt_s, shorten, table
+    from toka.cli.output import fmt_s, shorten, table_or
     from toka.core.describe import grant_status
 
     rt = ctx.runtime
@@ -81,23 +81,20 @@ def cmd_list(ctx: Context) -> int:
         rows.append({**msgspec.to_builtins(g), "status": status})
     ctx.emit(
         {"grants": rows},
-        lambda: (
-            table(
-                ["jti", "subject", "status", "expires", "parent", "caps"],
+        lambda: table_or(
+            ["jti", "subject", "status", "expires", "parent", "caps"],
+            [
                 [
-                    [
-                        r["jti"],
-                        r["subject"],
-                        r["status"],
-                        fmt_s(r["exp"]),
-                        r["parent"] or "-",
-                        shorten(" ".join(r["caps"]), 60),
-                    ]
-                    for r in rows
-                ],
-            )
-            if rows
-            else "no grants"
+                    r["jti"],
+                    r["subject"],
+                    r["status"],
+                    fmt_s(r["exp"]),
+                    r["parent"] or "-",
+                    shorten(" ".join(r["caps"]), 60),
+                ]
+                for r in rows
+            ],
+            "no grants",
         ),
     )
     return 0

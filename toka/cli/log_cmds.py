@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 from toka.core.describe import log_time, summarize
 
 
@@ -157,7 +157,7 @@ def cmd_state(ctx: Context) -> int:
         data["state"] = msgspec.to_builtins(st)
 
     def human() -> str:
-        from toka.cli.output import table
+        from toka.cli.output import table_or
 
         lines = [
             f"world at seq {st.seq} ({log_time(st.ts)})"
@@ -166,12 +166,11 @@ def cmd_state(ctx: Context) -> int:
             "",
         ]
         lines.append(
-            table(
+            table_or(
                 ["agent", "name", "status", "open"],
                 [[a.id, a.name, a.status, a.open_tasks] for a in st.agents.values()],
+                "no agents",
             )
-            if st.agents
-            else "no agents"
         )
         lines.append("")
         lines.append("tasks: " + ", ".join(f"{k} {v}" for k, v in counts["tasks"].items()))

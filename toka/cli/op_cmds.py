@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 
 # Global options that may also follow the operation's fields.
 _GLOBAL_FLAGS = {"--json": "json"}

@@ -30,6 +30,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def table_or(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) -> str:
+    """The rows as a table, or ``empty`` (what to say, or do, when there are none)."""
+    rows = list(rows)
+    return table(headers, rows) if rows else empty
+
+
 def fmt_s(s: int | None) -> str:
     if s is None:
         return "-"

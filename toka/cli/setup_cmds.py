@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 
 
 def register(sub, common) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toka.cli.main import Context
+from toka.cli.context import Context
 
 
 def register(sub, common) -> None:
@@ -58,7 +58,7 @@ def _tool_dict(t) -> dict[str, Any]:
 
 
 def cmd_list(ctx: Context) -> int:
-    from toka.cli.output import shorten, table
+    from toka.cli.output import shorten, table_or
     from toka.core.model.state import version_key
 
     st = ctx.runtime.state
@@ -74,22 +74,19 @@ def cmd_list(ctx: Context) -> int:
         )
     ctx.emit(
         {"tools": rows},
-        lambda: (
-            table(
-                ["name", "version", "kind", "versions", "description"],
+        lambda: table_or(
+            ["name", "version", "kind", "versions", "description"],
+            [
                 [
-                    [
-                        r["name"],
-                        r["version"],
-                        r["kind"],
-                        len(r["versions"]),
-                        shorten(r["description"], 60),
-                    ]
-                    for r in rows
-                ],
-            )
-            if rows
-            else "no tools registered: toka tool register MANIFEST"
+                    r["name"],
+                    r["version"],
+                    r["kind"],
+                    len(r["versions"]),
+                    shorten(r["description"], 60),
+                ]
+                for r in rows
+            ],
+            "no tools registered: toka tool register MANIFEST",
         ),
     )
     return 0

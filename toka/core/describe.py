@@ -76,6 +76,18 @@ def grant_status(state: WorldState, grant: Grant, now_s: int) -> str:
     return "expired" if grant.exp <= now_s else "active"
 
 
+def grant_usage(grant: Grant) -> str:
+    """One grant's use, against its budgets where set: ``ops 3/10, calls 1, fuel 90/500``."""
+    b, u = grant.budgets, grant.usage
+    parts = [f"ops {u.ops}" + (f"/{b.max_ops}" if b.max_ops is not None else "")]
+    if u.tool_calls or b.max_tool_calls is not None:
+        limit = f"/{b.max_tool_calls}" if b.max_tool_calls is not None else ""
+        parts.append(f"calls {u.tool_calls}{limit}")
+    if u.fuel or b.max_fuel is not None:
+        parts.append(f"fuel {u.fuel}" + (f"/{b.max_fuel}" if b.max_fuel is not None else ""))
+    return ", ".join(parts)
+
+
 def budget_use(grants: Iterable[Grant], number: Callable[[int], str] = str) -> list[str]:
     """Use against each budget of ``grants``: ``["ops 3/100", "calls 0/5"]``."""
     parts = []

@@ -21,6 +21,7 @@ from typing import Any
 
 from textual import events
 
+from toka.core.bench.stats import percentile
 from toka.core.errors import TokaError
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
@@ -33,11 +34,6 @@ SIZE = (120, 40)
 # detail area) to a known pane: the change a person sees when they press it.
 KEYS = (("2", "events"), ("1", "agents"), ("3", "grants"), ("4", "tools"))
 LOAD_START_TIMEOUT_S = 30.0
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _summary(samples: list[float]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from toka.core.bench.stats import percentile
 from toka.core.errors import InvalidInput
 from toka.core.log.fold import fold
 from toka.core.model import events as ev
@@ -46,11 +47,6 @@ from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
 
 Progress = Callable[[str], None]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _scratch_home(root: Path, checkpoint_interval: int | None = None) -> Home:

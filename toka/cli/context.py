@@ -1,0 +1,90 @@
+"""What every command shares: the home, runtime and client (built on first use), global options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+
+class Context:
+    """What a command needs, built on first use so ``--help`` stays instant."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.json: bool = getattr(args, "json", False)
+
+    @cached_property
+    def home(self):
+        from toka.core.runtime.home import Home
+
+        return Home(self.args.home)
+
+    @cached_property
+    def runtime(self):
+        from toka.core.runtime import Runtime
+
+        return Runtime(self.home, durability=self.args.durability)
+
+    @cached_property
+    def principal(self) -> str:
+        return self.args.as_principal or os.environ.get("TOKA_AS") or "operator"
+
+    @cached_property
+    def client(self):
+        from toka.core.runtime.client import Client
+
+        client = Client.from_env(
+            self.runtime,
+            self.principal,
+            token=os.environ.get("TOKA_TOKEN") or None,
+            key_file=os.environ.get("TOKA_KEY") or None,
+        )
+        client.raise_pending = True
+        return client
+
+    def emit(self, data: Any, human: str | Callable[[], str] | None = None) -> None:
+        from toka.cli import output
+
+        if self.json:
+            output.emit_json(data)
+        elif human is not None:
+            text = human() if callable(human) else human
+            if text:
+                sys.stdout.write(text + "\n")
+
+    def close(self) -> None:
+        if "runtime" in self.__dict__:
+            self.runtime.close()
+
+
+def common_options(defaults: bool) -> argparse.ArgumentParser:
+    """Global options, accepted before or after the subcommand."""
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--home",
+        default=d(None),
+        metavar="DIR",
+        help="Toka home (default: $TOKA_HOME or the platform user data dir)",
+    )
+    p.add_argument(
+        "--as",
+        dest="as_principal",
+        default=d(None),
+        metavar="PRINCIPAL",
+        help="act as this principal: its key signs (default: operator)",
+    )
+    p.add_argument(
+        "--json", action="store_true", default=d(False), help="print one JSON document on stdout"
+    )
+    p.add_argument(
+        "--durability",
+        choices=["full", "normal"],
+        default=d(None),
+        help="override the configured durability for this invocation",
+    )
+    return p

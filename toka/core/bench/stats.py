@@ -1,0 +1,33 @@
+"""What the benchmarks report: percentiles of timed samples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The sample at quantile ``q`` (nearest rank; ``q`` from 0 to 1)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(fn: Callable[[], Any], calls: int, warmup: int) -> dict[str, float]:
+    """Call ``fn`` ``warmup`` times, then time ``calls`` calls one by one."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    clock = time.perf_counter
+    start = clock()
+    for _ in range(calls):
+        t0 = clock()
+        fn()
+        samples.append((clock() - t0) * 1000.0)
+    total = clock() - start
+    return {
+        "calls": calls,
+        "p50_ms": round(percentile(samples, 0.50), 4),
+        "p99_ms": round(percentile(samples, 0.99), 4),
+        "calls_per_s": round(calls / total, 1),
+    }
