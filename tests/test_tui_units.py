@@ -17,9 +17,10 @@ from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui import view
 from toka.tui.event_filter import EventFilter
-from toka.tui.feed import Feed, TableDiff
+from toka.tui.feed import Feed
 from toka.tui.permissions import Permissions
 from toka.tui.stylesheet import stylesheet_path
+from toka.tui.view import TableDiff
 
 
 @pytest.fixture

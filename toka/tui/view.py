@@ -36,6 +36,21 @@ class EventRow(NamedTuple):
     summary: str
 
 
+class TableDiff(NamedTuple):
+    """Rows to add or change (in order), and keys to drop."""
+
+    upserts: list[tuple[str, Row]]
+    removed: list[str]
+
+    @classmethod
+    def between(cls, old: dict[str, Row], new: dict[str, Row]) -> TableDiff:
+        upserts = [(k, row) for k, row in new.items() if old.get(k) != row]
+        return cls(upserts, [k for k in old if k not in new])
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.removed)
+
+
 class Detail(NamedTuple):
     """Everything about one selected thing: a title, labelled fields, titled text blocks."""
 

@@ -7,8 +7,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from toka.tui.feed import TableDiff
-from toka.tui.view import Row
+from toka.tui.view import Row, TableDiff
 
 STATUS_STYLES = {
     "running": "green",
