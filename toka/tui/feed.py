@@ -22,7 +22,7 @@ from toka.core.runtime import Runtime
 from toka.tui import view
 from toka.tui.event_filter import EventFilter
 from toka.tui.permissions import Permissions
-from toka.tui.view import Detail, EventRow, Row, TableDiff
+from toka.tui.view import AgentRow, Detail, EventRow, GrantRow, Row, TableDiff, ToolRow
 
 BUFFER = 2000
 PAGE = 1000
@@ -38,9 +38,9 @@ class Batch(NamedTuple):
     events: list[EventRow]
     reset_events: bool
     generation: int
-    agents: TableDiff
-    grants: TableDiff
-    tools: TableDiff
+    agents: TableDiff[AgentRow]
+    grants: TableDiff[GrantRow]
+    tools: TableDiff[ToolRow]
     permissions: Permissions | None
     head_seq: int
     rate: float | None

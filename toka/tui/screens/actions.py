@@ -8,14 +8,16 @@ and, through the feed, as new rows. Nothing here changes state directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from rich.text import Text
 from textual import work
 
 from toka.core.errors import IntegrityFailure, TokaError
 from toka.core.model import events as ev
+from toka.core.runtime.client import Client
+from toka.tui.feed import World
 from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.forms import (
     GrantForm,
@@ -32,19 +34,16 @@ from toka.tui.screens.forms import (
     outcome_text,
 )
 from toka.tui.screens.verify import VerifyScreen
+from toka.tui.view import AgentRow, GrantRow
 from toka.tui.widgets import ResourceTable
-
-if TYPE_CHECKING:
-    from toka.core.runtime.client import Client
-    from toka.tui.feed import World
 
 log = logging.getLogger(__name__)
 
 
 class OperatorActions:
     """The acting half of ConsoleScreen: a mixin that uses the screen's widgets, its
-    ``console`` (the app: client, feed, submit lock), ``_agent()`` (the selected agent
-    row) and ``_update_status()``."""
+    ``console`` (the app: client, feed, submit lock), ``selected_agent()`` and
+    ``selected_grant()`` (the selected rows) and ``_update_status()``."""
 
     world: World | None
     read_only: bool
@@ -53,8 +52,8 @@ class OperatorActions:
 
     def _agent_choices(self) -> list[tuple[str, str]]:
         """(``name · id``, id) of every agent that can still be acted on."""
-        rows = self.query_one("#agents", ResourceTable).row_data.values()
-        return [(f"{row[1]} · {row[0]}", row[0]) for row in rows if row[3] != "terminated"]
+        rows: Iterable[AgentRow] = self.query_one("#agents", ResourceTable).row_data.values()
+        return [(f"{a.name} · {a.id}", a.id) for a in rows if a.status != "terminated"]
 
     def submit(
         self,
@@ -109,8 +108,8 @@ class OperatorActions:
             )
 
     def _selected_agent_id(self) -> str | None:
-        agent = self._agent()
-        return agent[0] if agent else None
+        agent = self.selected_agent()
+        return agent.id if agent else None
 
     def action_schedule_task(self) -> None:
         form = ScheduleTaskForm(self._agent_choices(), self._selected_agent_id())
@@ -157,15 +156,15 @@ class OperatorActions:
             )
 
     def action_terminate_agent(self) -> None:
-        row = self._agent()
+        row = self.selected_agent()
         if row is None:
             return
-        agent, name, open_tasks = row[0], row[1], row[4]
+        agent = row.id
         body = Text.assemble(
             "Terminate ",
-            (f"{name} ({agent})", "bold"),
+            (f"{row.name} ({agent})", "bold"),
             "?\n\n",
-            f"Its {open_tasks} open task(s) are cancelled and every grant it holds is revoked, "
+            f"Its {row.open} open task(s) are cancelled and every grant it holds is revoked, "
             "with everything delegated from them.\nThis cannot be undone.",
         )
 
@@ -200,35 +199,41 @@ class OperatorActions:
             )
 
     def action_revoke_capability(self) -> None:
-        row = self.query_one("#grants", ResourceTable).selected()
+        row = self.selected_grant()
         if row is not None:
             self._prepare_revoke(row)
 
     @work(thread=True, group="revoke")
-    def _prepare_revoke(self, row: tuple) -> None:
+    def _prepare_revoke(self, row: GrantRow) -> None:
         assert self.world is not None
-        cascade = self.world.cascade(row[0])
+        cascade = self.world.cascade(row.jti)
         self.app.call_from_thread(self._confirm_revoke, row, cascade)
 
-    def _confirm_revoke(self, row: tuple, cascade: list[str]) -> None:
-        jti = row[0]
-        grants = self.query_one("#grants", ResourceTable).row_data
+    def _confirm_revoke(self, row: GrantRow, cascade: list[str]) -> None:
+        jti = row.jti
+        grants: dict[str, GrantRow] = self.query_one("#grants", ResourceTable).row_data
         body = Text.assemble(
-            "Revoke ", (jti, "bold"), f" held by {row[1]}?\n", (row[2], "dim"), "\n\n"
+            "Revoke ",
+            (jti, "bold"),
+            f" held by {row.subject}?\n",
+            (row.capabilities, "dim"),
+            "\n\n",
         )
         if cascade:
             body.append(f"This also revokes {len(cascade)} grant(s) delegated from it:\n")
             for j in cascade[:12]:
                 other = grants.get(j)
                 body.append(f"  {j}", style="bold")
-                body.append(f"  {other[1]}  {other[2]}\n" if other else "\n", style="")
+                body.append(
+                    f"  {other.subject}  {other.capabilities}\n" if other else "\n", style=""
+                )
             if len(cascade) > 12:
                 body.append(f"  … and {len(cascade) - 12} more\n")
         else:
             body.append("Nothing else was delegated from it.\n")
-        if row[1] == self.console.client.principal:
+        if row.subject == self.console.client.principal:
             body.append(
-                f"\nThis is your own grant: {row[1]} loses what it allows.\n", style="bold red"
+                f"\nThis is your own grant: {row.subject} loses what it allows.\n", style="bold red"
             )
         count = 1 + len(cascade)
 

@@ -29,7 +29,15 @@ from toka.tui.permissions import Permissions
 from toka.tui.screens.actions import OperatorActions
 from toka.tui.screens.detail import DetailScreen
 from toka.tui.screens.help import KeyHelp
-from toka.tui.view import AGENT_COLUMNS, GRANT_COLUMNS, TOOL_COLUMNS, Detail
+from toka.tui.view import (
+    AGENT_COLUMNS,
+    GRANT_COLUMNS,
+    TOOL_COLUMNS,
+    AgentRow,
+    Detail,
+    GrantRow,
+    ToolRow,
+)
 from toka.tui.widgets import DetailView, EventStream, ResourceTable, Status, StatusLine
 
 if TYPE_CHECKING:
@@ -329,11 +337,6 @@ class ConsoleScreen(OperatorActions, Screen[None]):
             return str(row.seq) if row else None
         return self.query_one(f"#{pane}", ResourceTable).selected_key()
 
-    def selected_row(self, pane: str) -> tuple | None:
-        if pane == "events":
-            return self.query_one(EventStream).selected()
-        return self.query_one(f"#{pane}", ResourceTable).selected()
-
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == self.current:
@@ -408,8 +411,14 @@ class ConsoleScreen(OperatorActions, Screen[None]):
         rule = _RULES.get(action)
         return True if rule is None else rule(self)
 
-    def _agent(self) -> tuple | None:
+    def selected_agent(self) -> AgentRow | None:
         return self.query_one("#agents", ResourceTable).selected()
+
+    def selected_grant(self) -> GrantRow | None:
+        return self.query_one("#grants", ResourceTable).selected()
+
+    def selected_tool(self) -> ToolRow | None:
+        return self.query_one("#tools", ResourceTable).selected()
 
     def _rule_spawn(self) -> bool | None:
         probe = ops.SpawnAgent("probe", "", "manual")
@@ -418,29 +427,29 @@ class ConsoleScreen(OperatorActions, Screen[None]):
     def _agent_rule(
         self, make: Callable[[str], ops.Operation], statuses: tuple[str, ...]
     ) -> bool | None:
-        agent = self._agent()
+        agent = self.selected_agent()
         if agent is None:
             return False
-        if agent[3] not in statuses:
+        if agent.status not in statuses:
             return None
-        return True if self.permissions.allows(make(agent[0])) else None
+        return True if self.permissions.allows(make(agent.id)) else None
 
     def _rule_grant(self) -> bool | None:
         return True if self.permissions.allows_action("cap.grant") else None
 
     def _rule_revoke(self) -> bool | None:
-        grant = self.query_one("#grants", ResourceTable).selected()
+        grant = self.selected_grant()
         if grant is None:
             return False
-        if grant[5] == "revoked":
+        if grant.status == "revoked":
             return None
-        return True if self.permissions.allows(ops.RevokeCapability(grant[0])) else None
+        return True if self.permissions.allows(ops.RevokeCapability(grant.jti)) else None
 
     def _rule_invoke(self) -> bool | None:
-        tool = self.query_one("#tools", ResourceTable).selected()
+        tool = self.selected_tool()
         if tool is None:
             return False
-        allowed = self.permissions.allows(ops.InvokeTool(tool[0], None, tool[1]))
+        allowed = self.permissions.allows(ops.InvokeTool(tool.name, None, tool.version))
         return True if allowed else None
 
     # -- navigation -----------------------------------------------------------------------
