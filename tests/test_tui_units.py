@@ -13,6 +13,7 @@ from snapshots.world import World, seeded_world
 from toka.core.errors import TokaError
 from toka.core.model import ops
 from toka.core.model.events import EventRecord
+from toka.core.model.state import Tool, WorldState
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui import view
@@ -133,6 +134,16 @@ def test_event_detail_names_the_signer_token_and_hashes(world: World):
     assert fields["token"] == "gr-18"
     assert fields["hash"] == rec.hash and fields["prev hash"] == rec.prev_hash
     assert '"jti": "gr-19"' in detail.sections[0][1]
+
+
+def test_tool_detail_lists_versions_oldest_first_by_number_not_by_text():
+    def tool(version: str) -> Tool:
+        return Tool("count", version, "counts", "wasm", None, [], {}, None, "operator", 0)
+
+    newer, older = tool("1.10.0"), tool("1.9.0")
+    state = WorldState(tools={"count": {"1.10.0": newer, "1.9.0": older}})
+    fields = dict(view.tool_detail(state, older).fields)
+    assert fields["versions"] == "1.9.0 1.10.0"
 
 
 # -- permissions -------------------------------------------------------------------------

@@ -15,7 +15,14 @@ import msgspec
 from toka.core.describe import budget_use, grant_status, log_time, summarize
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import thumbprint
-from toka.core.model.state import OPEN_TASK_STATUSES, Agent, Grant, Tool, WorldState
+from toka.core.model.state import (
+    OPEN_TASK_STATUSES,
+    Agent,
+    Grant,
+    Tool,
+    WorldState,
+    version_key,
+)
 
 DETAIL_LIST_LIMIT = 50
 
@@ -344,7 +351,7 @@ def grant_detail(state: WorldState, grant: Grant, now_s: int) -> Detail:
 
 
 def tool_detail(state: WorldState, tool: Tool) -> Detail:
-    versions = sorted(state.tools.get(tool.name, {}))
+    versions = sorted(state.tools.get(tool.name, {}), key=version_key)
     return Detail(
         f"tool {tool.name}@{tool.version}",
         [
