@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 class OperatorActions:
     """The acting half of ConsoleScreen: a mixin that uses the screen's widgets, its
-    ``console`` (the app: client, feed, submit lock), ``selected_agent()`` and
+    ``console`` (the app's ConsoleHost services), ``selected_agent()`` and
     ``selected_grant()`` (the selected rows) and ``_update_status()``."""
 
     world: World | None
@@ -68,18 +68,18 @@ class OperatorActions:
 
     @work(thread=True, group="submit")
     def _submit(self, label, call, describe, on_done, on_refused) -> None:
-        app = self.console
+        app, host = self.app, self.console
         try:
-            with app.submit_lock:
-                app.client.runtime.catch_up()
-                result = call(app.client)
+            with host.submit_lock:
+                host.client.runtime.catch_up()
+                result = call(host.client)
         except TokaError as exc:
             app.call_from_thread(
                 app.notify, exc.message, title=f"{label}: refused", severity="error", timeout=10
             )
             if on_refused is not None:
                 app.call_from_thread(on_refused, exc)
-            app.refresh_feed()
+            host.refresh_feed()
             return
         except Exception as exc:
             # A bug, not a refusal: keep the console up and say what broke.
@@ -94,7 +94,7 @@ class OperatorActions:
         app.call_from_thread(app.notify, describe(result), title=label, timeout=5)
         if on_done is not None:
             app.call_from_thread(on_done, result)
-        app.refresh_feed()
+        host.refresh_feed()
 
     def action_spawn_agent(self) -> None:
         self.app.push_screen(SpawnAgentForm(self._agent_choices()), self._spawn)
@@ -302,7 +302,7 @@ class OperatorActions:
 
     @work(thread=True, group="verify", exclusive=True)
     def _verify(self, screen: VerifyScreen) -> None:
-        app = self.console
+        app = self.app
 
         def progress(done: int, total: int) -> None:
             app.call_from_thread(
@@ -310,7 +310,7 @@ class OperatorActions:
             )
 
         try:
-            result = app.client.runtime.verify(signatures=True, progress=progress)
+            result = self.console.client.runtime.verify(signatures=True, progress=progress)
         except IntegrityFailure as exc:
             app.call_from_thread(self._verified, screen, False, exc.message, "", exc.seq)
             return
@@ -327,15 +327,17 @@ class OperatorActions:
     def _verified(
         self, screen: VerifyScreen, ok: bool, message: str, detail: str, seq: int | None
     ) -> None:
-        app = self.console
+        host = self.console
         if ok:
-            app.chain = (f"verified to {seq}", True)
+            host.chain = (f"verified to {seq}", True)
         else:
-            app.chain = (f"BROKEN at seq {seq}" if seq else "verification failed", False)
-            app.notify(message, title="Verify log: integrity failure", severity="error", timeout=30)
+            host.chain = (f"BROKEN at seq {seq}" if seq else "verification failed", False)
+            self.app.notify(
+                message, title="Verify log: integrity failure", severity="error", timeout=30
+            )
         if screen.is_attached:
             screen.finished(ok, message, detail)
-        app.refresh_all_status()
+        host.refresh_all_status()
 
     def action_time_travel(self) -> None:
         head = self.console.live_head()
@@ -347,14 +349,14 @@ class OperatorActions:
 
     @work(thread=True, group="travel", exclusive=True)
     def _load_past(self, seq: int) -> None:
-        app = self.console
-        assert app.feed is not None
+        app, feed = self.app, self.console.feed
+        assert feed is not None
         try:
-            batch, world = app.feed.travel(seq)
+            batch, world = feed.travel(seq)
         except TokaError as exc:
             app.call_from_thread(app.notify, exc.message, title="Time travel", severity="error")
             return
-        app.call_from_thread(app.show_past, seq, batch, world, self.read_only)
+        app.call_from_thread(self.console.show_past, seq, batch, world, self.read_only)
 
     def action_leave_time_travel(self) -> None:
         if self.read_only:

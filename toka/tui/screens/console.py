@@ -9,7 +9,7 @@ selection and decides which actions are allowed now.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import cast
 
 from rich.text import Text
 from textual import on, work
@@ -25,6 +25,7 @@ from toka.tui.commands import ConsoleCommands
 from toka.tui.event_filter import HELP as FILTER_HELP
 from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Batch, World
+from toka.tui.host import ConsoleHost
 from toka.tui.permissions import Permissions
 from toka.tui.screens.actions import OperatorActions
 from toka.tui.screens.detail import DetailScreen
@@ -39,9 +40,6 @@ from toka.tui.view import (
     ToolRow,
 )
 from toka.tui.widgets import DetailView, EventStream, ResourceTable, Status, StatusLine
-
-if TYPE_CHECKING:
-    from toka.tui.app import TokaConsole
 
 PANES = ("agents", "events", "grants", "tools")
 TITLES = {"agents": "Agents", "events": "Events", "grants": "Grants", "tools": "Tools"}
@@ -136,8 +134,9 @@ class ConsoleScreen(OperatorActions, Screen[None]):
         self._binding_state: tuple = ()
 
     @property
-    def console(self) -> TokaConsole:
-        return self.app  # type: ignore[return-value]
+    def console(self) -> ConsoleHost:
+        """The app, as the services it offers its screens."""
+        return cast("ConsoleHost", self.app)
 
     # -- layout ---------------------------------------------------------------------------
 
