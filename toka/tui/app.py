@@ -26,8 +26,9 @@ from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui.feed import BUFFER, Batch, Feed, World
 from toka.tui.host import DemoLoader
+from toka.tui.keymap import KeyHelp
 from toka.tui.screens.console import ConsoleScreen
-from toka.tui.screens.help import HelpScreen, KeyHelp
+from toka.tui.screens.help import HelpScreen
 from toka.tui.stylesheet import stylesheet_path
 
 POLL_INTERVAL_S = 0.1

@@ -25,6 +25,8 @@ from toka.core.model.state import (
 )
 
 DETAIL_LIST_LIMIT = 50
+TITLES = {"agents": "Agents", "events": "Events", "grants": "Grants", "tools": "Tools"}
+PANES = tuple(TITLES)  # in the order of their number keys
 
 Row = tuple[str, ...]  # a table row: one text per column, in column order
 RowT = TypeVar("RowT", bound=Row)
