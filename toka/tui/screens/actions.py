@@ -22,8 +22,6 @@ from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.forms import (
     GrantForm,
     GrantRequest,
-    InvokeRequest,
-    InvokeToolForm,
     ObservationForm,
     ObservationRequest,
     ScheduleTaskForm,
@@ -31,8 +29,8 @@ from toka.tui.screens.forms import (
     SpawnRequest,
     TaskRequest,
     TimeTravelForm,
-    outcome_text,
 )
+from toka.tui.screens.invoke_form import InvokeRequest, InvokeToolForm, outcome_text
 from toka.tui.screens.verify import VerifyScreen
 from toka.tui.view import AgentRow, GrantRow
 from toka.tui.widgets import ResourceTable
