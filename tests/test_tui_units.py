@@ -19,6 +19,7 @@ from toka.core.runtime.client import Client
 from toka.tui import view
 from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Feed
+from toka.tui.host import ConsoleHost
 from toka.tui.permissions import Permissions
 from toka.tui.stylesheet import stylesheet_path
 from toka.tui.view import TableDiff
@@ -190,6 +191,14 @@ def test_table_diffs_list_changed_and_removed_rows():
     diff = TableDiff.between({"a": ("1",), "b": ("2",)}, {"a": ("1",), "b": ("3",), "c": ("4",)})
     assert diff.upserts == [("b", ("3",)), ("c", ("4",))] and diff.removed == []
     assert TableDiff.between({"a": ("1",)}, {}).removed == ["a"]
+
+
+def test_the_app_provides_every_service_its_screens_use(world: World):
+    app = world.app()
+    members = [*ConsoleHost.__annotations__]
+    members += [n for n, v in vars(ConsoleHost).items() if callable(v) and not n.startswith("_")]
+    assert "show_past" in members
+    assert [m for m in members if not hasattr(app, m)] == []
 
 
 # -- starting ----------------------------------------------------------------------------

@@ -336,6 +336,8 @@ class ConsoleScreen(OperatorActions, Screen[None]):
             self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The screen's modes first (time travel, filter, following), then what the
+        action's rule in ``keymap.ACTIONS`` says the token allows."""
         if action in keymap.WRITES and self.read_only:
             return False
         if action == "leave_time_travel":
