@@ -15,7 +15,8 @@ from toka.core.model import ops
 from toka.core.model.ops import SignedOperation
 from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.console import ConsoleScreen
-from toka.tui.screens.forms import InvokeToolForm, SpawnAgentForm
+from toka.tui.screens.forms import SpawnAgentForm
+from toka.tui.screens.invoke_form import InvokeRequest, InvokeToolForm
 from toka.tui.widgets import EventStream, ResourceTable
 
 
@@ -210,6 +211,20 @@ def test_invoke_tool_form_runs_the_tool_and_shows_the_result_in_place(world: Wor
     assert (kind, principal, status) == ("tool.invoke", "operator", "applied")
     assert signed.op == ops.InvokeTool("wordcount", {"text": "three small words"}, "1.0.0")
     assert world.runtime.log.query(kinds=["tool.succeeded"])[-1].principal == "operator"
+
+
+def test_invoke_tool_form_collect_only_reads_the_arguments(world: World):
+    before = len(operations(world))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "4", "end", "i", "fill:#arg-text=two words")
+        form = pilot.app.screen
+        assert isinstance(form, InvokeToolForm)
+        assert form.collect() == InvokeRequest("wordcount", "1.0.0", {"text": "two words"})
+        await settle(pilot)
+        assert len(operations(world)) == before
+
+    drive(world.app(), scenario)
 
 
 def test_a_refused_operation_changes_nothing_and_shows_the_kernels_reason(world: World):

@@ -13,13 +13,16 @@ from snapshots.world import World, seeded_world
 from toka.core.errors import TokaError
 from toka.core.model import ops
 from toka.core.model.events import EventRecord
+from toka.core.model.state import Tool, WorldState
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui import view
 from toka.tui.event_filter import EventFilter
-from toka.tui.feed import Feed, TableDiff
+from toka.tui.feed import Feed
+from toka.tui.host import ConsoleHost
 from toka.tui.permissions import Permissions
 from toka.tui.stylesheet import stylesheet_path
+from toka.tui.view import TableDiff
 
 
 @pytest.fixture
@@ -134,6 +137,16 @@ def test_event_detail_names_the_signer_token_and_hashes(world: World):
     assert '"jti": "gr-19"' in detail.sections[0][1]
 
 
+def test_tool_detail_lists_versions_oldest_first_by_number_not_by_text():
+    def tool(version: str) -> Tool:
+        return Tool("count", version, "counts", "wasm", None, [], {}, None, "operator", 0)
+
+    newer, older = tool("1.10.0"), tool("1.9.0")
+    state = WorldState(tools={"count": {"1.10.0": newer, "1.9.0": older}})
+    fields = dict(view.tool_detail(state, older).fields)
+    assert fields["versions"] == "1.9.0 1.10.0"
+
+
 # -- permissions -------------------------------------------------------------------------
 
 
@@ -178,6 +191,14 @@ def test_table_diffs_list_changed_and_removed_rows():
     diff = TableDiff.between({"a": ("1",), "b": ("2",)}, {"a": ("1",), "b": ("3",), "c": ("4",)})
     assert diff.upserts == [("b", ("3",)), ("c", ("4",))] and diff.removed == []
     assert TableDiff.between({"a": ("1",)}, {}).removed == ["a"]
+
+
+def test_the_app_provides_every_service_its_screens_use(world: World):
+    app = world.app()
+    members = [*ConsoleHost.__annotations__]
+    members += [n for n, v in vars(ConsoleHost).items() if callable(v) and not n.startswith("_")]
+    assert "show_past" in members
+    assert [m for m in members if not hasattr(app, m)] == []
 
 
 # -- starting ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ events turns into bigger batches, never into a backlog of redraws.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from textual import on, work
@@ -25,14 +25,14 @@ from toka.core.model.keys import thumbprint
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui.feed import BUFFER, Batch, Feed, World
+from toka.tui.host import DemoLoader
+from toka.tui.keymap import KeyHelp
 from toka.tui.screens.console import ConsoleScreen
-from toka.tui.screens.help import HelpScreen, KeyHelp
+from toka.tui.screens.help import HelpScreen
 from toka.tui.stylesheet import stylesheet_path
 
 POLL_INTERVAL_S = 0.1
 APPLY_WAIT_S = 0.1
-
-DemoLoader = Callable[[Client], Any]
 
 
 class TokaConsole(App[None]):
@@ -251,25 +251,13 @@ def make_app(
     *,
     client: Client | None = None,
     home_label: str | None = None,
-    follow: bool = True,
-    demo: DemoLoader | None = None,
-    buffer: int = BUFFER,
-    poll_interval: float = POLL_INTERVAL_S,
-    greeting: str | None = None,
-    run_agents: bool = False,
+    **options: Any,
 ) -> TokaConsole:
-    """Build the console on ``runtime`` (its clock is the console's clock).
+    """Build the console on ``runtime`` (its clock is the console's clock): the operator's
+    client and the home's path unless given; ``options`` are TokaConsole's other keywords.
 
     Tests pass a runtime with a fixed clock, a fixed ``home_label`` and ``follow=False``
     so every screen is reproducible; the CLI passes the real ones.
     """
-    return TokaConsole(
-        client or Client(runtime),
-        home_label=home_label if home_label is not None else str(runtime.home.root),
-        follow=follow,
-        demo=demo,
-        buffer=buffer,
-        poll_interval=poll_interval,
-        greeting=greeting,
-        run_agents=run_agents,
-    )
+    label = home_label if home_label is not None else str(runtime.home.root)
+    return TokaConsole(client or Client(runtime), home_label=label, **options)

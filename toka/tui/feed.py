@@ -22,27 +22,11 @@ from toka.core.runtime import Runtime
 from toka.tui import view
 from toka.tui.event_filter import EventFilter
 from toka.tui.permissions import Permissions
-from toka.tui.view import Detail, EventRow, Row
+from toka.tui.view import AgentRow, Detail, EventRow, GrantRow, Row, TableDiff, ToolRow
 
 BUFFER = 2000
 PAGE = 1000
 RATE_WINDOW_S = 2.0
-PANES = ("agents", "events", "grants", "tools")
-
-
-class TableDiff(NamedTuple):
-    """Rows to add or change (in order), and keys to drop."""
-
-    upserts: list[tuple[str, Row]]
-    removed: list[str]
-
-    @classmethod
-    def between(cls, old: dict[str, Row], new: dict[str, Row]) -> TableDiff:
-        upserts = [(k, row) for k, row in new.items() if old.get(k) != row]
-        return cls(upserts, [k for k in old if k not in new])
-
-    def __bool__(self) -> bool:
-        return bool(self.upserts or self.removed)
 
 
 NO_CHANGE = TableDiff([], [])
@@ -54,9 +38,9 @@ class Batch(NamedTuple):
     events: list[EventRow]
     reset_events: bool
     generation: int
-    agents: TableDiff
-    grants: TableDiff
-    tools: TableDiff
+    agents: TableDiff[AgentRow]
+    grants: TableDiff[GrantRow]
+    tools: TableDiff[ToolRow]
     permissions: Permissions | None
     head_seq: int
     rate: float | None

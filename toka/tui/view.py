@@ -8,22 +8,64 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
 from toka.core.describe import budget_use, grant_status, log_time, summarize
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import thumbprint
-from toka.core.model.state import OPEN_TASK_STATUSES, Agent, Grant, Tool, WorldState
+from toka.core.model.state import (
+    OPEN_TASK_STATUSES,
+    Agent,
+    Grant,
+    Tool,
+    WorldState,
+    version_key,
+)
 
-AGENT_COLUMNS = ("id", "name", "behaviour", "status", "open", "budget")
-GRANT_COLUMNS = ("jti", "subject", "capabilities", "expires", "parent", "status")
-TOOL_COLUMNS = ("name", "version", "kind", "limits")
-EVENT_COLUMNS = ("seq", "time", "kind", "principal", "summary")
 DETAIL_LIST_LIMIT = 50
+TITLES = {"agents": "Agents", "events": "Events", "grants": "Grants", "tools": "Tools"}
+PANES = tuple(TITLES)  # in the order of their number keys
 
-Row = tuple[str, ...]
+Row = tuple[str, ...]  # a table row: one text per column, in column order
+RowT = TypeVar("RowT", bound=Row)
+
+
+class AgentRow(NamedTuple):
+    """One line of the Agents pane; the field names are its column headings."""
+
+    id: str
+    name: str
+    behaviour: str
+    status: str
+    open: str
+    budget: str
+
+
+class GrantRow(NamedTuple):
+    """One line of the Grants pane; the field names are its column headings."""
+
+    jti: str
+    subject: str
+    capabilities: str
+    expires: str
+    parent: str
+    status: str
+
+
+class ToolRow(NamedTuple):
+    """One line of the Tools pane; the field names are its column headings."""
+
+    name: str
+    version: str
+    kind: str
+    limits: str
+
+
+AGENT_COLUMNS = AgentRow._fields
+GRANT_COLUMNS = GrantRow._fields
+TOOL_COLUMNS = ToolRow._fields
 
 
 class EventRow(NamedTuple):
@@ -34,6 +76,21 @@ class EventRow(NamedTuple):
     kind: str
     principal: str
     summary: str
+
+
+class TableDiff(NamedTuple, Generic[RowT]):
+    """Rows to add or change (in order), and keys to drop."""
+
+    upserts: list[tuple[str, RowT]]
+    removed: list[str]
+
+    @classmethod
+    def between(cls, old: dict[str, RowT], new: dict[str, RowT]) -> TableDiff[RowT]:
+        upserts = [(k, row) for k, row in new.items() if old.get(k) != row]
+        return cls(upserts, [k for k in old if k not in new])
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.removed)
 
 
 class Detail(NamedTuple):
@@ -102,13 +159,13 @@ def budget_text(grants: list[Grant]) -> str:
     return " ".join(budget_use(grants, count)) or "-"
 
 
-def agent_rows(state: WorldState, now_s: int) -> dict[str, Row]:
+def agent_rows(state: WorldState, now_s: int) -> dict[str, AgentRow]:
     live: dict[str, list[Grant]] = {}
     for g in state.grants.values():
         if g.subject in state.agents and grant_status(state, g, now_s) == "active":
             live.setdefault(g.subject, []).append(g)
     return {
-        a.id: (
+        a.id: AgentRow(
             a.id,
             a.name,
             a.behaviour,
@@ -120,12 +177,12 @@ def agent_rows(state: WorldState, now_s: int) -> dict[str, Row]:
     }
 
 
-def grant_rows(state: WorldState, now_s: int) -> dict[str, Row]:
+def grant_rows(state: WorldState, now_s: int) -> dict[str, GrantRow]:
     rows = {}
     for g in state.grants.values():
         status = grant_status(state, g, now_s)
         expires = span(g.exp - now_s) if status == "active" else "-"
-        rows[g.jti] = (g.jti, g.subject, " ".join(g.caps), expires, g.parent or "-", status)
+        rows[g.jti] = GrantRow(g.jti, g.subject, " ".join(g.caps), expires, g.parent or "-", status)
     return rows
 
 
@@ -158,9 +215,9 @@ def tool_key(tool: Tool) -> str:
     return f"{tool.name}@{tool.version}"
 
 
-def tool_rows(state: WorldState) -> dict[str, Row]:
+def tool_rows(state: WorldState) -> dict[str, ToolRow]:
     return {
-        tool_key(t): (t.name, t.version, t.kind, limits_text(t.limits))
+        tool_key(t): ToolRow(t.name, t.version, t.kind, limits_text(t.limits))
         for versions in state.tools.values()
         for t in versions.values()
     }
@@ -296,7 +353,7 @@ def grant_detail(state: WorldState, grant: Grant, now_s: int) -> Detail:
 
 
 def tool_detail(state: WorldState, tool: Tool) -> Detail:
-    versions = sorted(state.tools.get(tool.name, {}))
+    versions = sorted(state.tools.get(tool.name, {}), key=version_key)
     return Detail(
         f"tool {tool.name}@{tool.version}",
         [

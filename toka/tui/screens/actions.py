@@ -8,20 +8,20 @@ and, through the feed, as new rows. Nothing here changes state directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from rich.text import Text
 from textual import work
 
 from toka.core.errors import IntegrityFailure, TokaError
 from toka.core.model import events as ev
+from toka.core.runtime.client import Client
+from toka.tui.feed import World
 from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.forms import (
     GrantForm,
     GrantRequest,
-    InvokeRequest,
-    InvokeToolForm,
     ObservationForm,
     ObservationRequest,
     ScheduleTaskForm,
@@ -29,22 +29,19 @@ from toka.tui.screens.forms import (
     SpawnRequest,
     TaskRequest,
     TimeTravelForm,
-    outcome_text,
 )
+from toka.tui.screens.invoke_form import InvokeRequest, InvokeToolForm, outcome_text
 from toka.tui.screens.verify import VerifyScreen
+from toka.tui.view import AgentRow, GrantRow
 from toka.tui.widgets import ResourceTable
-
-if TYPE_CHECKING:
-    from toka.core.runtime.client import Client
-    from toka.tui.feed import World
 
 log = logging.getLogger(__name__)
 
 
 class OperatorActions:
     """The acting half of ConsoleScreen: a mixin that uses the screen's widgets, its
-    ``console`` (the app: client, feed, submit lock), ``_agent()`` (the selected agent
-    row) and ``_update_status()``."""
+    ``console`` (the app's ConsoleHost services), ``selected_agent()`` and
+    ``selected_grant()`` (the selected rows) and ``_update_status()``."""
 
     world: World | None
     read_only: bool
@@ -53,8 +50,8 @@ class OperatorActions:
 
     def _agent_choices(self) -> list[tuple[str, str]]:
         """(``name · id``, id) of every agent that can still be acted on."""
-        rows = self.query_one("#agents", ResourceTable).row_data.values()
-        return [(f"{row[1]} · {row[0]}", row[0]) for row in rows if row[3] != "terminated"]
+        rows: Iterable[AgentRow] = self.query_one("#agents", ResourceTable).row_data.values()
+        return [(f"{a.name} · {a.id}", a.id) for a in rows if a.status != "terminated"]
 
     def submit(
         self,
@@ -69,18 +66,18 @@ class OperatorActions:
 
     @work(thread=True, group="submit")
     def _submit(self, label, call, describe, on_done, on_refused) -> None:
-        app = self.console
+        app, host = self.app, self.console
         try:
-            with app.submit_lock:
-                app.client.runtime.catch_up()
-                result = call(app.client)
+            with host.submit_lock:
+                host.client.runtime.catch_up()
+                result = call(host.client)
         except TokaError as exc:
             app.call_from_thread(
                 app.notify, exc.message, title=f"{label}: refused", severity="error", timeout=10
             )
             if on_refused is not None:
                 app.call_from_thread(on_refused, exc)
-            app.refresh_feed()
+            host.refresh_feed()
             return
         except Exception as exc:
             # A bug, not a refusal: keep the console up and say what broke.
@@ -95,7 +92,7 @@ class OperatorActions:
         app.call_from_thread(app.notify, describe(result), title=label, timeout=5)
         if on_done is not None:
             app.call_from_thread(on_done, result)
-        app.refresh_feed()
+        host.refresh_feed()
 
     def action_spawn_agent(self) -> None:
         self.app.push_screen(SpawnAgentForm(self._agent_choices()), self._spawn)
@@ -109,8 +106,8 @@ class OperatorActions:
             )
 
     def _selected_agent_id(self) -> str | None:
-        agent = self._agent()
-        return agent[0] if agent else None
+        agent = self.selected_agent()
+        return agent.id if agent else None
 
     def action_schedule_task(self) -> None:
         form = ScheduleTaskForm(self._agent_choices(), self._selected_agent_id())
@@ -157,15 +154,15 @@ class OperatorActions:
             )
 
     def action_terminate_agent(self) -> None:
-        row = self._agent()
+        row = self.selected_agent()
         if row is None:
             return
-        agent, name, open_tasks = row[0], row[1], row[4]
+        agent = row.id
         body = Text.assemble(
             "Terminate ",
-            (f"{name} ({agent})", "bold"),
+            (f"{row.name} ({agent})", "bold"),
             "?\n\n",
-            f"Its {open_tasks} open task(s) are cancelled and every grant it holds is revoked, "
+            f"Its {row.open} open task(s) are cancelled and every grant it holds is revoked, "
             "with everything delegated from them.\nThis cannot be undone.",
         )
 
@@ -200,35 +197,41 @@ class OperatorActions:
             )
 
     def action_revoke_capability(self) -> None:
-        row = self.query_one("#grants", ResourceTable).selected()
+        row = self.selected_grant()
         if row is not None:
             self._prepare_revoke(row)
 
     @work(thread=True, group="revoke")
-    def _prepare_revoke(self, row: tuple) -> None:
+    def _prepare_revoke(self, row: GrantRow) -> None:
         assert self.world is not None
-        cascade = self.world.cascade(row[0])
+        cascade = self.world.cascade(row.jti)
         self.app.call_from_thread(self._confirm_revoke, row, cascade)
 
-    def _confirm_revoke(self, row: tuple, cascade: list[str]) -> None:
-        jti = row[0]
-        grants = self.query_one("#grants", ResourceTable).row_data
+    def _confirm_revoke(self, row: GrantRow, cascade: list[str]) -> None:
+        jti = row.jti
+        grants: dict[str, GrantRow] = self.query_one("#grants", ResourceTable).row_data
         body = Text.assemble(
-            "Revoke ", (jti, "bold"), f" held by {row[1]}?\n", (row[2], "dim"), "\n\n"
+            "Revoke ",
+            (jti, "bold"),
+            f" held by {row.subject}?\n",
+            (row.capabilities, "dim"),
+            "\n\n",
         )
         if cascade:
             body.append(f"This also revokes {len(cascade)} grant(s) delegated from it:\n")
             for j in cascade[:12]:
                 other = grants.get(j)
                 body.append(f"  {j}", style="bold")
-                body.append(f"  {other[1]}  {other[2]}\n" if other else "\n", style="")
+                body.append(
+                    f"  {other.subject}  {other.capabilities}\n" if other else "\n", style=""
+                )
             if len(cascade) > 12:
                 body.append(f"  … and {len(cascade) - 12} more\n")
         else:
             body.append("Nothing else was delegated from it.\n")
-        if row[1] == self.console.client.principal:
+        if row.subject == self.console.client.principal:
             body.append(
-                f"\nThis is your own grant: {row[1]} loses what it allows.\n", style="bold red"
+                f"\nThis is your own grant: {row.subject} loses what it allows.\n", style="bold red"
             )
         count = 1 + len(cascade)
 
@@ -297,7 +300,7 @@ class OperatorActions:
 
     @work(thread=True, group="verify", exclusive=True)
     def _verify(self, screen: VerifyScreen) -> None:
-        app = self.console
+        app = self.app
 
         def progress(done: int, total: int) -> None:
             app.call_from_thread(
@@ -305,7 +308,7 @@ class OperatorActions:
             )
 
         try:
-            result = app.client.runtime.verify(signatures=True, progress=progress)
+            result = self.console.client.runtime.verify(signatures=True, progress=progress)
         except IntegrityFailure as exc:
             app.call_from_thread(self._verified, screen, False, exc.message, "", exc.seq)
             return
@@ -322,15 +325,17 @@ class OperatorActions:
     def _verified(
         self, screen: VerifyScreen, ok: bool, message: str, detail: str, seq: int | None
     ) -> None:
-        app = self.console
+        host = self.console
         if ok:
-            app.chain = (f"verified to {seq}", True)
+            host.chain = (f"verified to {seq}", True)
         else:
-            app.chain = (f"BROKEN at seq {seq}" if seq else "verification failed", False)
-            app.notify(message, title="Verify log: integrity failure", severity="error", timeout=30)
+            host.chain = (f"BROKEN at seq {seq}" if seq else "verification failed", False)
+            self.app.notify(
+                message, title="Verify log: integrity failure", severity="error", timeout=30
+            )
         if screen.is_attached:
             screen.finished(ok, message, detail)
-        app.refresh_all_status()
+        host.refresh_all_status()
 
     def action_time_travel(self) -> None:
         head = self.console.live_head()
@@ -342,14 +347,14 @@ class OperatorActions:
 
     @work(thread=True, group="travel", exclusive=True)
     def _load_past(self, seq: int) -> None:
-        app = self.console
-        assert app.feed is not None
+        app, feed = self.app, self.console.feed
+        assert feed is not None
         try:
-            batch, world = app.feed.travel(seq)
+            batch, world = feed.travel(seq)
         except TokaError as exc:
             app.call_from_thread(app.notify, exc.message, title="Time travel", severity="error")
             return
-        app.call_from_thread(app.show_past, seq, batch, world, self.read_only)
+        app.call_from_thread(self.console.show_past, seq, batch, world, self.read_only)
 
     def action_leave_time_travel(self) -> None:
         if self.read_only:

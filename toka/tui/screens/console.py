@@ -8,98 +8,47 @@ selection and decides which actions are allowed now.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import cast
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from toka.core.model import ops
+from toka.tui import keymap
 from toka.tui.commands import ConsoleCommands
 from toka.tui.event_filter import HELP as FILTER_HELP
 from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Batch, World
+from toka.tui.host import ConsoleHost
+from toka.tui.keymap import KeyHelp
 from toka.tui.permissions import Permissions
 from toka.tui.screens.actions import OperatorActions
 from toka.tui.screens.detail import DetailScreen
-from toka.tui.screens.help import KeyHelp
-from toka.tui.view import AGENT_COLUMNS, GRANT_COLUMNS, TOOL_COLUMNS, Detail
+from toka.tui.view import (
+    AGENT_COLUMNS,
+    GRANT_COLUMNS,
+    PANES,
+    TITLES,
+    TOOL_COLUMNS,
+    AgentRow,
+    Detail,
+    GrantRow,
+    ToolRow,
+)
 from toka.tui.widgets import DetailView, EventStream, ResourceTable, Status, StatusLine
 
-if TYPE_CHECKING:
-    from toka.tui.app import TokaConsole
-
-PANES = ("agents", "events", "grants", "tools")
-TITLES = {"agents": "Agents", "events": "Events", "grants": "Grants", "tools": "Tools"}
 COMPACT_WIDTH = 100
 COMPACT_HEIGHT = 30
-MUTATING = frozenset(
-    {
-        "spawn_agent",
-        "schedule_task",
-        "pause_agent",
-        "resume_agent",
-        "terminate_agent",
-        "emit_observation",
-        "grant_capability",
-        "revoke_capability",
-        "invoke_tool",
-        "load_demo",
-    }
-)
-KEY_GROUPS = {
-    "Act": (
-        "spawn_agent",
-        "schedule_task",
-        "emit_observation",
-        "pause_agent",
-        "resume_agent",
-        "terminate_agent",
-        "grant_capability",
-        "revoke_capability",
-        "invoke_tool",
-    ),
-    "Inspect": ("show_detail", "verify_log", "time_travel", "leave_time_travel"),
-    "Events": ("filter_events", "clear_filter", "pause_follow", "resume_follow"),
-    "Move": ("focus_pane", "next_pane", "previous_pane"),
-}
 
 
 class ConsoleScreen(OperatorActions, Screen[None]):
     COMMANDS = {ConsoleCommands}
 
-    BINDINGS = [
-        Binding("s", "spawn_agent", "Spawn", id="spawn-agent"),
-        Binding("t", "schedule_task", "Task", id="schedule-task"),
-        Binding("o", "emit_observation", "Observe", id="emit-observation", show=False),
-        Binding("z", "pause_agent", "Pause agent", id="pause-agent", show=False),
-        Binding("u", "resume_agent", "Resume agent", id="resume-agent", show=False),
-        Binding("K", "terminate_agent", "Terminate agent", id="terminate-agent", show=False),
-        Binding("g", "grant_capability", "Grant", id="grant-capability"),
-        Binding("x", "revoke_capability", "Revoke", id="revoke-capability", show=False),
-        Binding("i", "invoke_tool", "Invoke", id="invoke-tool"),
-        Binding("d", "show_detail", "Detail", id="show-detail", show=False),
-        Binding("v", "verify_log", "Verify", id="verify-log", show=False),
-        Binding("h", "time_travel", "Time travel", id="time-travel"),
-        Binding("escape", "close_filter", "Close filter", id="close-filter", show=False),
-        Binding("escape", "leave_time_travel", "Back to live", id="leave-time-travel"),
-        Binding("slash", "filter_events", "Filter", id="filter-events"),
-        Binding("escape", "clear_filter", "Clear filter", id="clear-filter", show=False),
-        Binding("p", "pause_follow", "Pause", id="pause-follow"),
-        Binding("p", "resume_follow", "Follow", id="resume-follow"),
-        Binding("1", "focus_pane('agents')", "Agents", id="focus-agents", show=False),
-        Binding("2", "focus_pane('events')", "Events", id="focus-events", show=False),
-        Binding("3", "focus_pane('grants')", "Grants", id="focus-grants", show=False),
-        Binding("4", "focus_pane('tools')", "Tools", id="focus-tools", show=False),
-        Binding("tab", "next_pane", "Next pane", id="next-pane", show=False),
-        Binding("shift+tab", "previous_pane", "Previous pane", id="previous-pane", show=False),
-    ]
+    BINDINGS = keymap.BINDINGS
 
     def __init__(
         self,
@@ -128,8 +77,9 @@ class ConsoleScreen(OperatorActions, Screen[None]):
         self._binding_state: tuple = ()
 
     @property
-    def console(self) -> TokaConsole:
-        return self.app  # type: ignore[return-value]
+    def console(self) -> ConsoleHost:
+        """The app, as the services it offers its screens."""
+        return cast("ConsoleHost", self.app)
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -329,11 +279,6 @@ class ConsoleScreen(OperatorActions, Screen[None]):
             return str(row.seq) if row else None
         return self.query_one(f"#{pane}", ResourceTable).selected_key()
 
-    def selected_row(self, pane: str) -> tuple | None:
-        if pane == "events":
-            return self.query_one(EventStream).selected()
-        return self.query_one(f"#{pane}", ResourceTable).selected()
-
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == self.current:
@@ -385,13 +330,15 @@ class ConsoleScreen(OperatorActions, Screen[None]):
     def _refresh_bindings_if_changed(self) -> None:
         """Redraw the footer only when what the keys would do has changed: the footer
         rebuilds all its keys on every refresh, which costs more than a whole frame."""
-        state = tuple(self.check_action(a, ()) for a in _CHECKED_ACTIONS)
+        state = tuple(self.check_action(a, ()) for a in keymap.BOUND_ACTIONS)
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in MUTATING and self.read_only:
+        """The screen's modes first (time travel, filter, following), then what the
+        action's rule in ``keymap.ACTIONS`` says the token allows."""
+        if action in keymap.WRITES and self.read_only:
             return False
         if action == "leave_time_travel":
             return self.read_only
@@ -403,45 +350,19 @@ class ConsoleScreen(OperatorActions, Screen[None]):
             return self.following and not self.read_only
         if action == "resume_follow":
             return not self.following and not self.read_only
-        if action == "load_demo":
-            return self.console.demo is not None and self.permissions.allows_action("agent.spawn")
-        rule = _RULES.get(action)
+        if action == "load_demo" and self.console.demo is None:
+            return False
+        rule = keymap.RULES.get(action)
         return True if rule is None else rule(self)
 
-    def _agent(self) -> tuple | None:
+    def selected_agent(self) -> AgentRow | None:
         return self.query_one("#agents", ResourceTable).selected()
 
-    def _rule_spawn(self) -> bool | None:
-        probe = ops.SpawnAgent("probe", "", "manual")
-        return True if self.permissions.allows(probe) else None
+    def selected_grant(self) -> GrantRow | None:
+        return self.query_one("#grants", ResourceTable).selected()
 
-    def _agent_rule(
-        self, make: Callable[[str], ops.Operation], statuses: tuple[str, ...]
-    ) -> bool | None:
-        agent = self._agent()
-        if agent is None:
-            return False
-        if agent[3] not in statuses:
-            return None
-        return True if self.permissions.allows(make(agent[0])) else None
-
-    def _rule_grant(self) -> bool | None:
-        return True if self.permissions.allows_action("cap.grant") else None
-
-    def _rule_revoke(self) -> bool | None:
-        grant = self.query_one("#grants", ResourceTable).selected()
-        if grant is None:
-            return False
-        if grant[5] == "revoked":
-            return None
-        return True if self.permissions.allows(ops.RevokeCapability(grant[0])) else None
-
-    def _rule_invoke(self) -> bool | None:
-        tool = self.query_one("#tools", ResourceTable).selected()
-        if tool is None:
-            return False
-        allowed = self.permissions.allows(ops.InvokeTool(tool[0], None, tool[1]))
-        return True if allowed else None
+    def selected_tool(self) -> ToolRow | None:
+        return self.query_one("#tools", ResourceTable).selected()
 
     # -- navigation -----------------------------------------------------------------------
 
@@ -530,73 +451,6 @@ class ConsoleScreen(OperatorActions, Screen[None]):
 
     def key_help(self) -> list[KeyHelp]:
         """The keys valid on this screen now, grouped; dimmed ones are not allowed now."""
-        by_action: dict[str, list[str]] = {}
-        enabled: dict[str, bool] = {}
-        descriptions: dict[str, str] = {}
-        for binding in self.BINDINGS:
-            assert isinstance(binding, Binding)
-            action = binding.action.split("(")[0]
-            state = self.check_action(action, ())
-            if state is False:
-                continue
-            by_action.setdefault(action, []).append(self.app.get_key_display(binding))
-            enabled[action] = bool(state)
-            descriptions[action] = _DESCRIPTIONS.get(action, binding.description)
-        entries = []
-        for group, actions in KEY_GROUPS.items():
-            for action in actions:
-                if action in by_action:
-                    keys = " ".join(dict.fromkeys(by_action[action]))
-                    entries.append(KeyHelp(group, keys, descriptions[action], enabled[action]))
-        entries += [
-            KeyHelp("Move", "↑ ↓ j k", "move the cursor in the focused pane", True),
-            KeyHelp("Move", "enter", "open the selected row in full", True),
-            KeyHelp("App", "ctrl+p", "command palette: every action by name", True),
-            KeyHelp("App", "?", "these keys", True),
-            KeyHelp("App", "q", "quit", True),
-        ]
-        return entries
-
-
-_DESCRIPTIONS = {
-    "spawn_agent": "spawn an agent",
-    "schedule_task": "schedule a task for the selected agent",
-    "emit_observation": "emit an observation about the selected agent",
-    "pause_agent": "pause the selected agent",
-    "resume_agent": "resume the selected agent",
-    "terminate_agent": "terminate the selected agent (asks first)",
-    "grant_capability": "grant capabilities to an agent or principal",
-    "revoke_capability": "revoke the selected grant and what derives from it (asks first)",
-    "invoke_tool": "invoke the selected tool",
-    "show_detail": "show the selected row in full",
-    "verify_log": "verify the hash chain of the whole log",
-    "time_travel": "browse the world as it was at a sequence number",
-    "leave_time_travel": "leave time travel, back to the live world",
-    "filter_events": "filter events: kind:… agent:… principal:… text",
-    "clear_filter": "clear the event filter",
-    "pause_follow": "pause following: new events are held back",
-    "resume_follow": "resume following: show what was held back",
-    "focus_pane": "focus Agents, Events, Grants, Tools",
-    "next_pane": "next pane",
-    "previous_pane": "previous pane",
-}
-
-_RULES: dict[str, Callable[[ConsoleScreen], bool | None]] = {
-    "spawn_agent": ConsoleScreen._rule_spawn,
-    "schedule_task": lambda s: s._agent_rule(
-        lambda a: ops.ScheduleTask(a, "probe"), ("running", "paused")
-    ),
-    "emit_observation": lambda s: s._agent_rule(
-        lambda a: ops.EmitObservation(a, None), ("running", "paused")
-    ),
-    "pause_agent": lambda s: s._agent_rule(ops.PauseAgent, ("running",)),
-    "resume_agent": lambda s: s._agent_rule(ops.ResumeAgent, ("paused",)),
-    "terminate_agent": lambda s: s._agent_rule(ops.TerminateAgent, ("running", "paused")),
-    "grant_capability": ConsoleScreen._rule_grant,
-    "revoke_capability": ConsoleScreen._rule_revoke,
-    "invoke_tool": ConsoleScreen._rule_invoke,
-}
-
-_CHECKED_ACTIONS = tuple(
-    dict.fromkeys(b.action.split("(")[0] for b in ConsoleScreen.BINDINGS if isinstance(b, Binding))
-)
+        return keymap.key_help(
+            lambda action: self.check_action(action, ()), self.app.get_key_display
+        )

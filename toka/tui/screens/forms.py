@@ -13,11 +13,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from toka.core.errors import InvalidInput
-from toka.core.model.state import Budgets, Tool
-from toka.tui.view import limits_text, pretty_json
+from toka.core.model.state import Budgets
 
 T = TypeVar("T")
 Choice = tuple[str, str]  # (label, value)
@@ -55,12 +54,6 @@ class GrantRequest(NamedTuple):
     ttl_s: int
     budgets: Budgets
     approve: bool
-
-
-class InvokeRequest(NamedTuple):
-    tool: str
-    version: str
-    args: Any
 
 
 def field_row(label: str, widget: Widget, hint: str = "") -> ComposeResult:
@@ -171,18 +164,6 @@ class Form(ModalScreen[T], Generic[T]):
             self.query_one(f"#{field}").focus()
 
 
-def _agent_select(choices: list[Choice], selected: str | None) -> Select[str]:
-    values = [value for _, value in choices]
-    return Select(
-        choices,
-        id="agent",
-        allow_blank=not choices,
-        value=selected if selected in values else (values[0] if values else Select.NULL),
-        prompt="no agents",
-        compact=True,
-    )
-
-
 class SpawnAgentForm(Form[SpawnRequest]):
     TITLE = "Spawn agent"
     AUTO_FOCUS = "#name"
@@ -213,18 +194,37 @@ class SpawnAgentForm(Form[SpawnRequest]):
         return SpawnRequest(name, behaviour, None if parent is Select.NULL else str(parent))
 
 
-class ScheduleTaskForm(Form[TaskRequest]):
-    TITLE = "Schedule task"
-    AUTO_FOCUS = "#description"
-    SUBMIT = "Schedule"
+class AgentForm(Form[T]):
+    """A form about one agent, picked from ``agents``; ``selected`` is preselected."""
 
     def __init__(self, agents: list[Choice], selected: str | None):
         super().__init__()
         self.agents = agents
         self.selected = selected
 
+    def agent_field(self) -> ComposeResult:
+        values = [value for _, value in self.agents]
+        first = values[0] if values else Select.NULL
+        yield from field_row(
+            "Agent",
+            Select(
+                self.agents,
+                id="agent",
+                allow_blank=not self.agents,
+                value=self.selected if self.selected in values else first,
+                prompt="no agents",
+                compact=True,
+            ),
+        )
+
+
+class ScheduleTaskForm(AgentForm[TaskRequest]):
+    TITLE = "Schedule task"
+    AUTO_FOCUS = "#description"
+    SUBMIT = "Schedule"
+
     def fields(self) -> ComposeResult:
-        yield from field_row("Agent", _agent_select(self.agents, self.selected))
+        yield from self.agent_field()
         yield from field_row(
             "Description", Input(id="description", placeholder="what to do", compact=True)
         )
@@ -239,18 +239,13 @@ class ScheduleTaskForm(Form[TaskRequest]):
         return TaskRequest(agent, description, self.json("payload", "the payload"))
 
 
-class ObservationForm(Form[ObservationRequest]):
+class ObservationForm(AgentForm[ObservationRequest]):
     TITLE = "Emit observation"
     AUTO_FOCUS = "#data"
     SUBMIT = "Emit"
 
-    def __init__(self, agents: list[Choice], selected: str | None):
-        super().__init__()
-        self.agents = agents
-        self.selected = selected
-
     def fields(self) -> ComposeResult:
-        yield from field_row("Agent", _agent_select(self.agents, self.selected))
+        yield from self.agent_field()
         yield from field_row(
             "Data",
             Input(id="data", placeholder="JSON, or plain text", compact=True),
@@ -351,168 +346,3 @@ class TimeTravelForm(Form[int]):
         if seq is None or not 1 <= seq <= self.head:
             raise FormError("seq", f"pick a sequence number between 1 and {self.head}")
         return seq
-
-
-SIMPLE_TYPES = ("string", "number", "integer", "boolean")
-
-
-def schema_fields(schema: dict[str, Any] | None) -> list[tuple[str, dict[str, Any], bool]] | None:
-    """(name, property schema, required) for a flat object schema of simple types, else None."""
-    if not schema or schema.get("type") != "object":
-        return None
-    props = schema.get("properties")
-    if not isinstance(props, dict) or not props:
-        return None
-    required = set(schema.get("required") or [])
-    out = []
-    for name, prop in props.items():
-        if not isinstance(prop, dict) or prop.get("type") not in SIMPLE_TYPES:
-            return None
-        out.append((name, prop, name in required))
-    return out
-
-
-class InvokeToolForm(Form[None]):
-    """Arguments from the tool's input schema; the result (or failure kind) appears in place."""
-
-    TITLE = "Invoke tool"
-    SUBMIT = "Invoke"
-
-    def __init__(self, tool: Tool, versions: list[str], invoke: Callable[[InvokeRequest], None]):
-        super().__init__()
-        self.tool = tool
-        self.versions = versions
-        self.invoke = invoke
-        self.simple = schema_fields(tool.input_schema)
-
-    def fields(self) -> ComposeResult:
-        t = self.tool
-        yield Static(
-            Text.assemble(
-                (f"{t.name}", "bold"), f"  {t.description}\n", (limits_text(t.limits), "dim")
-            ),
-            classes="form-intro",
-        )
-        yield from field_row(
-            "Version",
-            Select(
-                [(v, v) for v in self.versions],
-                id="version",
-                allow_blank=False,
-                value=t.version,
-                compact=True,
-            ),
-        )
-        if self.simple is None:
-            yield from field_row(
-                "Arguments",
-                TextArea(id="args", soft_wrap=True, placeholder='JSON, e.g. {"text": "hello"}'),
-                "JSON"
-                + (
-                    ": must match the input schema (see the tool's detail)"
-                    if t.input_schema
-                    else ""
-                ),
-            )
-            return
-        for name, prop, required in self.simple:
-            label = f"{name}{' *' if required else ''}"
-            hint = prop.get("description", "")
-            if prop["type"] == "boolean":
-                widget: Widget = Checkbox(
-                    hint or name, value=bool(prop.get("default")), id=f"arg-{name}"
-                )
-                hint = ""
-            elif "enum" in prop:
-                widget = Select(
-                    [(str(v), str(v)) for v in prop["enum"]],
-                    id=f"arg-{name}",
-                    prompt="(leave out)",
-                    compact=True,
-                )
-            else:
-                kind = {"integer": "integer", "number": "number"}.get(prop["type"], "text")
-                default = prop.get("default")
-                widget = Input(
-                    "" if default is None else str(default),
-                    id=f"arg-{name}",
-                    type=kind,
-                    placeholder=prop["type"],
-                    compact=True,
-                )
-            yield from field_row(label, widget, hint)
-
-    def on_mount(self) -> None:
-        first = self.query(".field-input > *").exclude("#version").first()
-        first.focus()
-
-    def extra(self) -> ComposeResult:
-        yield Static("", id="result", classes="tool-result")
-
-    def collect(self) -> None:
-        version = self.choice("version", "pick a version")
-        self.invoke(InvokeRequest(self.tool.name, version, self.arguments()))
-        self.query_one("#form-error", Static).update("")
-        self.query_one("#result", Static).update(Text("running…", style="dim"))
-
-    def action_submit(self) -> None:
-        try:
-            self.collect()
-        except FormError as exc:
-            self.show_error(exc.message, exc.field)
-
-    def arguments(self) -> Any:
-        if self.simple is None:
-            raw = self.query_one("#args", TextArea).text.strip() or "null"
-            try:
-                return msgspec.json.decode(raw.encode())
-            except msgspec.DecodeError as exc:
-                raise FormError("args", f"arguments are not valid JSON: {exc}") from None
-        args: dict[str, Any] = {}
-        for name, prop, required in self.simple:
-            field = f"arg-{name}"
-            if prop["type"] == "boolean":
-                args[name] = self.query_one(f"#{field}", Checkbox).value
-                continue
-            if "enum" in prop:
-                value = self.query_one(f"#{field}", Select).value
-                raw = None if value is Select.NULL else str(value)
-            else:
-                raw = self.query_one(f"#{field}", Input).value
-            if raw is None or raw == "":
-                if required:
-                    raise FormError(field, f"{name} is required")
-                continue
-            args[name] = _convert(prop, raw, field, name)
-        return args
-
-    def show_result(self, lines: Text) -> None:
-        self.query_one("#result", Static).update(lines)
-
-
-def _convert(prop: dict[str, Any], raw: str, field: str, name: str) -> Any:
-    kind = prop["type"]
-    if "enum" in prop:
-        for option in prop["enum"]:
-            if str(option) == raw:
-                return option
-    if kind == "integer":
-        try:
-            return int(raw)
-        except ValueError:
-            raise FormError(field, f"{name} must be a whole number") from None
-    if kind == "number":
-        try:
-            return float(raw) if any(c in raw for c in ".eE") else int(raw)
-        except ValueError:
-            raise FormError(field, f"{name} must be a number") from None
-    return raw
-
-
-def outcome_text(ok: bool, headline: str, body: Any) -> Text:
-    """``✓ headline`` (or ``✗``) over the output, as shown under the invoke form."""
-    text = Text()
-    text.append(("✓ " if ok else "✗ ") + headline, style="bold green" if ok else "bold red")
-    if body is not None:
-        text.append("\n" + (body if isinstance(body, str) else pretty_json(body)))
-    return text

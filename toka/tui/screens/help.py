@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,12 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-
-class KeyHelp(NamedTuple):
-    group: str
-    keys: str
-    description: str
-    enabled: bool
+from toka.tui.keymap import KeyHelp
 
 
 class HelpScreen(ModalScreen[None]):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Generic
+
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from toka.tui.feed import TableDiff
-from toka.tui.view import Row
+from toka.tui.view import RowT, TableDiff
 
 STATUS_STYLES = {
     "running": "green",
@@ -31,7 +32,7 @@ def _cell(column: str, value: str) -> Text | str:
     return _clip(value)
 
 
-class ResourceTable(DataTable[Text | str]):
+class ResourceTable(DataTable[Text | str], Generic[RowT]):
     """Rows keyed by id; ``apply`` adds, changes and drops rows in place.
 
     Column widths are set here, from the rows, before the rows change: DataTable's own
@@ -49,13 +50,13 @@ class ResourceTable(DataTable[Text | str]):
     def __init__(self, columns: tuple[str, ...], *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.column_names = columns
-        self.row_data: dict[str, Row] = {}
+        self.row_data: dict[str, RowT] = {}
 
     def on_mount(self) -> None:
         for name in self.column_names:
             self.add_column(name, key=name, width=cell_len(name))
 
-    def apply(self, diff: TableDiff) -> None:
+    def apply(self, diff: TableDiff[RowT]) -> None:
         widened = self._widen(diff)
         for key, row in diff.upserts:
             old = self.row_data.get(key)
@@ -74,7 +75,7 @@ class ResourceTable(DataTable[Text | str]):
             if self.row_data.pop(key, None) is not None:
                 self.remove_row(key)
 
-    def _widen(self, diff: TableDiff) -> set[str]:
+    def _widen(self, diff: TableDiff[RowT]) -> set[str]:
         """Grow columns to fit the new values (they never shrink, so rows do not jitter)."""
         widened = set()
         for index, name in enumerate(self.column_names):
@@ -91,6 +92,6 @@ class ResourceTable(DataTable[Text | str]):
         row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
         return row_key.value
 
-    def selected(self) -> Row | None:
+    def selected(self) -> RowT | None:
         key = self.selected_key()
         return self.row_data.get(key) if key is not None else None

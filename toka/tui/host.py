@@ -1,0 +1,43 @@
+"""ConsoleHost: what the console's screens use from the app that shows them.
+
+The app imports the screens, so the screens do not import the app: they type it
+against this protocol, and the import graph of the console runs one way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from toka.core.runtime.client import Client
+from toka.tui.feed import Batch, Feed, World
+
+DemoLoader = Callable[[Client], Any]
+
+
+class ConsoleHost(Protocol):
+    """The app's services for its screens (TokaConsole implements it)."""
+
+    client: Client  # every action is submitted through it
+    home_label: str  # the home as the header names it
+    follow: bool  # following the log, or polling only after the console's own actions
+    demo: DemoLoader | None  # what "Load demo scenario" runs, if offered
+    buffer: int  # events kept in the Events pane
+    feed: Feed | None  # None until the follower has read the log
+    submit_lock: threading.Lock  # one submission at a time
+    chain: tuple[str, bool | None]  # the header's chain text and whether it verified
+    runner: str
+    key_label: str
+
+    def refresh_feed(self) -> None:
+        """Show what was just submitted (called from worker threads)."""
+
+    def live_head(self) -> int:
+        """The newest sequence number the live screen shows."""
+
+    def show_past(self, seq: int, batch: Batch, world: World, replace: bool) -> None:
+        """Open the world as it was at ``seq``, over the live screen or instead of a past one."""
+
+    def refresh_all_status(self) -> None:
+        """Redraw the header of every console screen."""
