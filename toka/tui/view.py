@@ -12,7 +12,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
-from toka.core.describe import budget_use, grant_status, log_time, summarize
+from toka.core.describe import budget_use, grant_status, grant_usage, log_time, summarize
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import thumbprint
 from toka.core.model.state import (
@@ -261,17 +261,6 @@ def _limited(lines: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _usage(g: Grant) -> str:
-    b, u = g.budgets, g.usage
-    parts = [f"ops {u.ops}" + (f"/{b.max_ops}" if b.max_ops is not None else "")]
-    if u.tool_calls or b.max_tool_calls is not None:
-        limit = f"/{b.max_tool_calls}" if b.max_tool_calls is not None else ""
-        parts.append(f"calls {u.tool_calls}{limit}")
-    if u.fuel or b.max_fuel is not None:
-        parts.append(f"fuel {u.fuel}" + (f"/{b.max_fuel}" if b.max_fuel is not None else ""))
-    return ", ".join(parts)
-
-
 def agent_detail(state: WorldState, agent: Agent, now_s: int) -> Detail:
     tasks = [t for t in state.tasks.values() if t.agent == agent.id]
     grants = [g for g in state.grants.values() if g.subject == agent.id]
@@ -282,7 +271,7 @@ def agent_detail(state: WorldState, agent: Agent, now_s: int) -> Detail:
         for t in tasks
     ]
     grant_lines = [
-        f"{g.jti:<8} {grant_status(state, g, now_s):<8} {' '.join(g.caps)}  [{_usage(g)}]"
+        f"{g.jti:<8} {grant_status(state, g, now_s):<8} {' '.join(g.caps)}  [{grant_usage(g)}]"
         for g in grants
     ]
     return Detail(
@@ -337,7 +326,7 @@ def grant_detail(state: WorldState, grant: Grant, now_s: int) -> Detail:
             )
             or "unlimited",
         ),
-        ("usage", _usage(grant)),
+        ("usage", grant_usage(grant)),
     ]
     if grant.revoked_at is not None:
         fields.append(("revoked at", log_time(grant.revoked_at)))
