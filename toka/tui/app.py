@@ -173,6 +173,11 @@ class TokaConsole(App[None]):
 
     @on(BatchReady)
     def _batch_ready(self, message: BatchReady) -> None:
+        if not self.live.is_mounted:
+            # The feed's first batch can arrive while the screen is still mounting its
+            # widgets (the feed starts in on_mount): apply it once they are all there.
+            self.call_after_refresh(self._batch_ready, message)
+            return
         try:
             self.live.apply_batch(message.batch)
         finally:
