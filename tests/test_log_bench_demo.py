@@ -53,6 +53,14 @@ def test_bench_rejects_nonsense_sizes(tmp_path):
     assert "--window" in result.stderr
 
 
+def test_bench_tool_rejects_nonsense_sizes(tmp_path):
+    for args in (["--calls", "0"], ["--warmup", "-1"]):
+        result = run_toka("bench", "tool", *args, home=tmp_path / "unused")
+        assert result.returncode == 4
+        assert "--calls must be at least 1 and --warmup at least 0" in result.stderr
+    assert not (tmp_path / "unused").exists()
+
+
 def test_demo_seeds_the_scenario(home):
     summary = toka_json("demo", home=home.root)
     with Runtime(home) as rt:

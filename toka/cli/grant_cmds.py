@@ -59,7 +59,7 @@ def cmd_issue(ctx: Context) -> int:
         "parent": g.parent,
         "seq": outcome.last_seq,
     }
-    ctx.emit(data, lambda: f"granted {g['jti']} to {g['subject']}: {' '.join(g['caps'])}\n{token}")
+    ctx.emit(data, lambda: f"granted {g.jti} to {g.subject}: {' '.join(g.caps)}\n{token}")
     return 0
 
 

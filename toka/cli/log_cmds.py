@@ -6,7 +6,7 @@ import sys
 import time
 
 from toka.cli.context import Context
-from toka.core.describe import log_time, summarize
+from toka.core.describe import grant_status, log_time, summarize
 
 
 def register(sub, common) -> None:
@@ -131,6 +131,9 @@ def cmd_state(ctx: Context) -> int:
         st = rt.state_at(ctx.args.at)
     else:
         st = rt.state
+    # A grant's status as `grant list` gives it, at the time of the state shown.
+    now_s = (st.ts if ctx.args.at is not None else rt.now_ms()) // 1000
+    statuses = [grant_status(st, g, now_s) for g in st.grants.values()]
     counts = {
         "agents": {
             s: sum(1 for a in st.agents.values() if a.status == s)
@@ -140,10 +143,7 @@ def cmd_state(ctx: Context) -> int:
             s: sum(1 for t in st.tasks.values() if t.status == s)
             for s in ("scheduled", "started", "completed", "failed", "cancelled")
         },
-        "grants": {
-            "active": sum(1 for g in st.grants.values() if not g.revoked),
-            "revoked": sum(1 for g in st.grants.values() if g.revoked),
-        },
+        "grants": {s: statuses.count(s) for s in ("active", "expired", "revoked")},
         "tools": sum(len(v) for v in st.tools.values()),
     }
     data = {
