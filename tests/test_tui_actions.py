@@ -334,3 +334,27 @@ def test_help_opens_on_question_mark_and_q_quits(world: World):
 
     drive(app, scenario)
     assert app.return_code == 0
+
+
+def test_accepted_actions_toast_what_the_kernel_recorded(world: World):
+    toasts: list = []
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "t", "fill:#description=rotate the keys", "enter")
+        await settle(pilot)
+        await press(pilot, "g", "fill:#caps=task.schedule:*", "ctrl+s")
+        await settle(pilot)
+        await press(pilot, "3", "home", *["down"] * 4, "x", "y")
+        await settle(pilot)
+        toasts.extend(pilot.app._notifications)
+
+    drive(world.app(), scenario, notifications=True)
+    world.runtime.catch_up()
+    state = world.runtime.state
+    task = max(state.tasks.values(), key=lambda t: int(t.id.split("-")[1]))
+    grant = max(state.grants.values(), key=lambda g: int(g.jti.split("-")[1]))
+    messages = [t.message for t in toasts]
+    assert [t.severity for t in toasts] == ["information"] * 3, messages
+    assert messages[0].startswith(f"task {task.id} for {world.agents['scout']} at seq ")
+    assert messages[1].startswith(f"granted {grant.jti} to {world.agents['scout']} at seq ")
+    assert messages[2] == "revoked gr-18, gr-19"
