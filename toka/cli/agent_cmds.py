@@ -96,14 +96,11 @@ def cmd_spawn(ctx: Context) -> int:
     return 0
 
 
-def _agent_row(st, a, now_s: int) -> dict[str, Any]:
-    from toka.core.describe import budget_use, grant_status
+def _agent_row(a, active: dict[str, list]) -> dict[str, Any]:
+    """An agent as plain data; ``active`` holds the active grants by subject."""
+    from toka.core.describe import budget_use
 
-    usage = budget_use(
-        g
-        for g in st.grants.values()
-        if g.subject == a.id and grant_status(st, g, now_s) == "active"
-    )
+    usage = budget_use(active.get(a.id, []))
     return {
         "id": a.id,
         "name": a.name,
@@ -120,11 +117,12 @@ def _agent_row(st, a, now_s: int) -> dict[str, Any]:
 
 def cmd_list(ctx: Context) -> int:
     from toka.cli.output import table_or
+    from toka.core.describe import active_grants_by_subject
 
     st = ctx.runtime.state
-    now_s = ctx.runtime.now_ms() // 1000
+    active = active_grants_by_subject(st, ctx.runtime.now_ms() // 1000)
     rows = [
-        _agent_row(st, a, now_s)
+        _agent_row(a, active)
         for a in st.agents.values()
         if ctx.args.status is None or a.status == ctx.args.status
     ]
@@ -164,10 +162,12 @@ def cmd_show(ctx: Context) -> int:
     held = [g for g in st.grants.values() if g.subject == a.id]
     now_s = ctx.runtime.now_ms() // 1000
     # The same status as `toka grant list`: expiry and revoked ancestors count.
-    grants = [{**msgspec.to_builtins(g), "status": grant_status(st, g, now_s)} for g in held]
+    status = {g.jti: grant_status(st, g, now_s) for g in held}
+    grants = [{**msgspec.to_builtins(g), "status": status[g.jti]} for g in held]
+    active = {a.id: [g for g in held if status[g.jti] == "active"]}
     usage = {g.jti: grant_usage(g) for g in held}
     data = {
-        "agent": _agent_row(st, a, now_s),
+        "agent": _agent_row(a, active),
         "public_key": a.public_key,
         "tasks": tasks,
         "grants": grants,

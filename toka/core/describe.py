@@ -76,6 +76,15 @@ def grant_status(state: WorldState, grant: Grant, now_s: int) -> str:
     return "expired" if grant.exp <= now_s else "active"
 
 
+def active_grants_by_subject(state: WorldState, now_s: int) -> dict[str, list[Grant]]:
+    """Every subject's active grants (by ``grant_status``), in issue order."""
+    active: dict[str, list[Grant]] = {}
+    for g in state.grants.values():
+        if grant_status(state, g, now_s) == "active":
+            active.setdefault(g.subject, []).append(g)
+    return active
+
+
 def grant_usage(grant: Grant) -> str:
     """One grant's use, against its budgets where set: ``ops 3/10, calls 1, fuel 90/500``."""
     b, u = grant.budgets, grant.usage

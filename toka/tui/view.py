@@ -12,7 +12,14 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
-from toka.core.describe import budget_use, grant_status, grant_usage, log_time, summarize
+from toka.core.describe import (
+    active_grants_by_subject,
+    budget_use,
+    grant_status,
+    grant_usage,
+    log_time,
+    summarize,
+)
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import thumbprint
 from toka.core.model.state import (
@@ -160,10 +167,7 @@ def budget_text(grants: list[Grant]) -> str:
 
 
 def agent_rows(state: WorldState, now_s: int) -> dict[str, AgentRow]:
-    live: dict[str, list[Grant]] = {}
-    for g in state.grants.values():
-        if g.subject in state.agents and grant_status(state, g, now_s) == "active":
-            live.setdefault(g.subject, []).append(g)
+    live = active_grants_by_subject(state, now_s)
     return {
         a.id: AgentRow(
             a.id,

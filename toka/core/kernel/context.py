@@ -41,7 +41,7 @@ class Ctx(msgspec.Struct, frozen=True):
     approval: str | None = None
 
 
-def json_size(value: Any) -> int:
+def _json_size(value: Any) -> int:
     try:
         return len(_json.encode(value))
     except (TypeError, msgspec.EncodeError) as exc:
@@ -57,7 +57,7 @@ def check_text(label: str, value: str, limit: int, *, empty_ok: bool = False) ->
 
 
 def check_json(label: str, value: Any, limit: int) -> None:
-    size = json_size(value)
+    size = _json_size(value)
     if size > limit:
         raise InvalidOperation(f"{label} is {size} bytes, over the {limit} byte limit")
 
