@@ -35,6 +35,7 @@ from toka.core.model import ops
 from toka.core.model.state import OPEN_TASK_STATUSES, Budgets
 
 MAX_CHILDREN = 100
+CLOCK_MARGIN_S = 5  # a child's grant ends this long before its supervisor's
 
 
 class Subtask(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -107,7 +108,12 @@ class Supervisor:
 
     @staticmethod
     def _ttl(task: TaskRun, child: str) -> int:
-        """The longest a child's grant may live: until the supervisor's own grant expires."""
+        """How long a child's grant may live: until shortly before the supervisor's own expires.
+
+        The kernel measures the grant's expiry from the commit's clock, which may have
+        ticked past the second read here; CLOCK_MARGIN_S keeps the request inside the
+        supervisor's grant however long the step takes to reach the log.
+        """
         now_s = task.runtime.now_ms() // 1000
         wanted = f"cap.grant:agent/{child}"
         grants = [
@@ -115,4 +121,4 @@ class Supervisor:
             for g in task.state.active_grants(task.agent.id, now_s)
             if capmod.covers(g.caps, wanted)
         ]
-        return max(1, grants[-1].exp - now_s) if grants else 1
+        return max(1, grants[-1].exp - now_s - CLOCK_MARGIN_S) if grants else 1
