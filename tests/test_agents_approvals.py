@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from toka.core import approvals, tools
-from toka.core.errors import Denied, InvalidOperation, Revoked
+from toka.core.errors import Denied, IntegrityFailure, InvalidOperation, Revoked
 from toka.core.log.audit import verify_log
 from toka.core.model import events as ev
 from toka.core.model import ops
+from toka.core.model.ops import SignedOperation
 from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
@@ -35,7 +36,7 @@ def test_an_operation_under_an_approve_grant_waits_instead_of_applying(runtime: 
         grant,
         "task.schedule",
     )
-    assert approvals.describe(held)["operation"]["description"] == "do it"
+    assert approvals.describe(runtime, held)["operation"]["description"] == "do it"
 
 
 def test_approving_applies_the_held_operation_as_its_author(runtime: Runtime):
@@ -54,6 +55,49 @@ def test_approving_applies_the_held_operation_as_its_author(runtime: Runtime):
     approval = runtime.state.approvals[approval_id]
     assert (approval.status, approval.decided_by, approval.signed) == ("approved", "operator", b"")
     assert approvals.pending(runtime.state) == []
+
+
+def test_the_state_keeps_a_held_operations_digest_and_the_log_keeps_its_bytes(runtime: Runtime):
+    worker, _ = Client(runtime).spawn_agent("worker", "manual")
+    agent, _ = agent_with(runtime, [f"task.schedule:agent/{worker}"], approve=True)
+    description = "held " + "x" * 4000
+    approval_id = Client(runtime, agent).schedule(worker, description).pending
+    held = runtime.state.approvals[approval_id]
+    assert held.signed == b""
+    assert description.encode() not in runtime.state.encode()
+    pending_event = runtime.log.record(int(approval_id.removeprefix("ap-")))
+    assert description.encode() not in pending_event.payload
+    row = runtime.log.operation_at(pending_event.seq)
+    assert SignedOperation.from_json(row.signed).digest == held.op_digest == row.digest
+    # Another runtime on the same home reads the held operation back from the log.
+    with Runtime(runtime.home) as other:
+        assert approvals.describe(other, held)["operation"]["description"] == description
+        outcome = approvals.approve(Client(other), approval_id)
+        task = other.state.tasks[f"tk-{outcome.last_seq}"]
+        assert task.description == description
+    runtime.catch_up()
+    report = verify_log(runtime.log, runtime.home.kernel_public_key(), signatures=True)
+    assert report["ok"] is True
+    assert runtime.replay_check()["ok"] is True
+
+
+def test_a_held_operation_rewritten_in_the_log_is_not_released(runtime: Runtime):
+    worker, _ = Client(runtime).spawn_agent("worker", "manual")
+    agent, _ = agent_with(runtime, [f"task.schedule:agent/{worker}"], approve=True)
+    approval_id = Client(runtime, agent).schedule(worker, "harmless").pending
+    seq = int(approval_id.removeprefix("ap-"))
+    row = runtime.log.operation_at(seq)
+    forged = row.signed.replace(b"harmless", b"harmful!")
+    with runtime.log.write():
+        runtime.log.conn.execute(
+            "UPDATE operations SET signed = ? WHERE nonce = ?", (forged, row.nonce)
+        )
+    before = runtime.log.head()
+    with pytest.raises(IntegrityFailure, match=f"approval {approval_id}"):
+        approvals.approve(Client(runtime), approval_id)
+    assert not runtime.state.tasks
+    assert runtime.state.approvals[approval_id].status == "pending"
+    assert runtime.log.head()[0] > before[0]  # the refusal is on record, nothing applied
 
 
 def test_a_held_operation_counts_once_against_its_budget(runtime: Runtime):

@@ -49,7 +49,7 @@ def cmd_list(ctx: Context) -> int:
 
     state = ctx.runtime.state
     chosen = state.approvals.values() if ctx.args.all else approvals.pending(state)
-    rows = [approvals.describe(a) for a in chosen]
+    rows = [approvals.describe(ctx.runtime, a) for a in chosen]
     ctx.emit(
         {"approvals": rows},
         lambda: table_or(
@@ -82,7 +82,7 @@ def cmd_show(ctx: Context) -> int:
     approval = ctx.runtime.state.approvals.get(ctx.args.approval)
     if approval is None:
         raise NotFound(f"unknown approval {ctx.args.approval!r}")
-    data = approvals.describe(approval)
+    data = approvals.describe(ctx.runtime, approval)
 
     def human() -> str:
         lines = [

@@ -28,8 +28,8 @@ def pending(state: WorldState) -> list[Approval]:
     return [a for a in state.approvals.values() if a.status == "pending"]
 
 
-def describe(approval: Approval) -> dict[str, Any]:
-    """An approval as plain data, with the held operation decoded while it is pending."""
+def describe(runtime: Runtime, approval: Approval) -> dict[str, Any]:
+    """An approval as plain data, with the held operation (from the log) while it is pending."""
     data: dict[str, Any] = {
         "id": approval.id,
         "status": approval.status,
@@ -42,8 +42,8 @@ def describe(approval: Approval) -> dict[str, Any]:
         "decided_seq": approval.decided_seq,
         "reason": approval.reason,
     }
-    if approval.signed:
-        held = rules.held_operation(approval)
+    if approval.status == "pending":
+        held = runtime.held_operation(approval)
         data["operation"] = msgspec.to_builtins(held.op)
         data["nonce"] = held.nonce
     return data
@@ -65,7 +65,7 @@ def approve(client: Client, approval_id: str) -> Outcome:
 
 
 def _run_held_tool(rt: Runtime, signed: ops.SignedOperation, approval: Approval) -> Any:
-    held = rules.held_operation(approval)
+    held = rt.held_operation(approval)
 
     def plan(state: WorldState, ctx: Ctx) -> Any:
         rules.check_decision(state, signed.op, ctx)

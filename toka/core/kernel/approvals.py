@@ -1,8 +1,11 @@
 """The approval queue: operations under an ``approve`` grant wait for an approver.
 
 The kernel authorizes such an operation and then holds it instead of deciding it: it
-logs ``operation.pending`` with the signed operation, and ``WorldState.approvals``
-lists it. An approver holding ``op.approve:approval/<id>`` decides it with a signed
+logs ``operation.pending``, and ``WorldState.approvals`` lists it by the digest of the
+signed operation. The signed bytes stay in the log (the operation's own row, found by
+the seq of its ``operation.pending`` event: :func:`pending_seq`); the runtime reads them
+back for the approval (``Ctx.held``) and the kernel checks them against the digest.
+(Logs written before Toka 0.2 carry the bytes in the event and in the state.) An approver holding ``op.approve:approval/<id>`` decides it with a signed
 operation of their own:
 
 - ``op.approve`` re-checks the held operation against the state *at approval time*
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import msgspec
 
-from toka.core.errors import Denied, InvalidOperation, NotFound, TokaError
+from toka.core.errors import Denied, IntegrityFailure, InvalidOperation, NotFound, TokaError
 from toka.core.kernel.auth import authorize, required_caps
 from toka.core.kernel.context import Ctx, Decider, Evolver
 from toka.core.model import events as ev
@@ -52,7 +55,15 @@ def hold(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct]
     if not requires_approval(state, op, ctx):
         return None
     grant = authorize(state, ctx, required_caps(state, op))
-    return [ev.OperationPending(f"ap-{ctx.seq}", ops.op_type(op), grant.jti, ctx.signed)]
+    # The id names the seq of this event, which is where the held operation's own row
+    # starts; the signed bytes are that row's, not repeated here or in the state.
+    return [ev.OperationPending(f"ap-{ctx.seq}", ops.op_type(op), grant.jti, b"")]
+
+
+def pending_seq(approval_id: str) -> int | None:
+    """The seq of the ``operation.pending`` event behind ``approval_id`` (``ap-<seq>``)."""
+    prefix, _, seq = approval_id.partition("-")
+    return int(seq) if prefix == "ap" and seq.isdecimal() else None
 
 
 def _pending(state: WorldState, approval_id: str) -> Approval:
@@ -79,7 +90,7 @@ def released_ctx(approval: Approval, held: ops.SignedOperation, ctx: Ctx) -> Ctx
         grant=approval.grant,
         op_digest=approval.op_digest,
         outcome=ctx.outcome,
-        signed=approval.signed,
+        signed=held.to_json(),
         approval=approval.id,
     )
 
@@ -93,8 +104,19 @@ def check_decision(state: WorldState, op: ops.Operation, ctx: Ctx) -> Approval:
     return approval
 
 
-def held_operation(approval: Approval) -> ops.SignedOperation:
-    return ops.SignedOperation.from_json(approval.signed)
+def held_operation(approval: Approval, held: bytes) -> ops.SignedOperation:
+    """The operation ``approval`` holds: ``held`` (read from the log), or for an approval
+    logged before the state kept only digests, the state's copy; it must match the digest."""
+    data = approval.signed or held
+    if not data:
+        raise IntegrityFailure(f"the operation held by approval {approval.id} is not in the log")
+    signed = ops.SignedOperation.from_json(data)
+    if signed.digest != approval.op_digest:
+        raise IntegrityFailure(
+            f"the operation read back for approval {approval.id} is not the one it holds "
+            f"(digest {signed.digest[:12]}, expected {approval.op_digest[:12]})"
+        )
+    return signed
 
 
 def approve(
@@ -102,7 +124,7 @@ def approve(
 ) -> list[msgspec.Struct]:
     """Decide the held operation now, with the kernel's ``apply``, and release its events."""
     approval = check_decision(state, op, ctx)
-    held = held_operation(approval)
+    held = held_operation(approval, ctx.held)
     try:
         payloads = apply(state, held.op, released_ctx(approval, held, ctx))
     except TokaError as exc:

@@ -39,6 +39,9 @@ class Ctx(msgspec.Struct, frozen=True):
     # approved operation is being applied, the approval that released it.
     signed: bytes = b""
     approval: str | None = None
+    # When approving: the held operation's signed JSON, read from the log by the runtime
+    # (the state keeps only its digest).
+    held: bytes = b""
 
 
 def _json_size(value: Any) -> int:

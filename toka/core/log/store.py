@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS operations(
     error_code TEXT,
     error TEXT
 );
+-- The operation whose events start at a seq (what an approval holds is found this way).
+-- first_seq only grows, so the index is appended to, not scattered over.
+CREATE INDEX IF NOT EXISTS operations_first_seq ON operations(first_seq);
 CREATE TABLE IF NOT EXISTS checkpoints(
     seq INTEGER PRIMARY KEY,
     ts INTEGER NOT NULL,
@@ -345,6 +348,14 @@ class EventLog:
         self.flush()
         row = self.conn.execute(
             f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE nonce = ?", (nonce,)
+        ).fetchone()
+        return OperationRow(*row) if row else None
+
+    def operation_at(self, first_seq: int) -> OperationRow | None:
+        """The applied operation whose events start at ``first_seq``."""
+        self.flush()
+        row = self.conn.execute(
+            f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE first_seq = ?", (first_seq,)
         ).fetchone()
         return OperationRow(*row) if row else None
 

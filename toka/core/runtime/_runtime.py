@@ -24,14 +24,16 @@ from toka.core.errors import (
     TokenInvalid,
     error_from_code,
 )
+from toka.core.kernel import approvals as approval_rules
 from toka.core.log import snapshots
 from toka.core.log.fold import fold
 from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow
 from toka.core.model import events as ev
+from toka.core.model import ops as opmod
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import thumbprint
 from toka.core.model.ops import SignedOperation
-from toka.core.model.state import WorldState
+from toka.core.model.state import Approval, WorldState
 from toka.core.runtime import admission
 from toka.core.runtime.admission import Pending
 from toka.core.runtime.history import History
@@ -253,6 +255,23 @@ class Runtime(History):
             for p in batch:
                 p.wake.release()
 
+    def held_operation(self, approval: Approval) -> SignedOperation:
+        """The signed operation ``approval`` holds, read back from the log and checked."""
+        return approval_rules.held_operation(approval, self._held_bytes(approval))
+
+    def _held_bytes(self, approval: Approval | None) -> bytes:
+        """The held operation's signed JSON from its own row (b"" if the state has it)."""
+        if approval is None or approval.signed or approval.status != "pending":
+            return b""
+        seq = approval_rules.pending_seq(approval.id)
+        row = self.log.operation_at(seq) if seq is not None else None
+        return row.signed if row is not None else b""
+
+    def _held_for(self, op: opmod.Operation) -> bytes:
+        if not isinstance(op, opmod.ApproveOperation):
+            return b""
+        return self._held_bytes(self.state.approvals.get(op.approval))
+
     def dry_run(
         self, signed: SignedOperation, decide: Callable[[WorldState, kernel.Ctx], Any]
     ) -> Any:
@@ -284,6 +303,7 @@ class Runtime(History):
                 pending.claims.jti,
                 pending.digest,
                 signed=signed.to_json(),
+                held=self._held_for(signed.op),
             )
             return decide(self.state, ctx)
 
@@ -365,7 +385,14 @@ class Runtime(History):
             assert p.claims is not None
             signed_json = s.to_json()
             ctx = kernel.Ctx(
-                self.state.seq + 1, ts, s.principal, p.claims.jti, digest, p.prepared, signed_json
+                self.state.seq + 1,
+                ts,
+                s.principal,
+                p.claims.jti,
+                digest,
+                p.prepared,
+                signed_json,
+                held=self._held_for(s.op),
             )
             try:
                 payloads = kernel.apply(self.state, s.op, ctx)
