@@ -249,3 +249,48 @@ def test_bench_tool_reports_sandbox_and_invocation_costs(toka) -> None:
         assert 0 < section["p50_ms"] <= section["p99_ms"]
         assert section["calls_per_s"] > 0
     assert not toka.home.exists()  # a scratch home; the user's home is untouched
+
+
+def test_gc_lists_what_nothing_needs_and_removes_it_only_when_asked(toka, tmp_path: Path):
+    js(toka("init", "--json"))
+    blobs, cache = toka.home / "blobs", toka.home / "cache"
+
+    def files() -> set[str]:
+        return {p.name for p in blobs.iterdir()} | {p.name for p in cache.iterdir()}
+
+    js(toka("tool", "invoke", "upper", "--args", '{"text": "a"}', "--json"))  # compiles
+    registered = files()
+    # A registration waiting for approval keeps its module (and its compiled module).
+    agent = js(toka("agent", "spawn", "registrar", "--json"))["id"]
+    js(toka("grant", "issue", agent, "tool.register:tool/held", "--approve", "--json"))
+    manifest = write_tool(tmp_path / "t", "echo", name="held")
+    held = js(toka("--as", agent, "tool", "register", str(manifest), "--json"))["pending"]
+    needed = files()
+    [held_blob] = [name for name in needed - registered if name.endswith(".wasm")]
+    orphan = blobs / f"{'ab' * 32}.wasm"
+    orphan.write_bytes(b"\0asm\1\0\0\0")
+    partial = blobs / ".tmp-interrupted.wasm"
+    partial.write_bytes(b"\0asm")
+    junk = cache / f"{'cd' * 32}.cwasm"
+    junk.write_bytes(b"not a compiled module")
+    garbage = {(orphan.name, "module"), (partial.name, "partial"), (junk.name, "compiled")}
+
+    dry = js(toka("gc", "--json"))
+    assert {(Path(g["path"]).name, g["kind"]) for g in dry["garbage"]} == garbage
+    assert dry["deleted"] is False and dry["bytes"] == sum(g["bytes"] for g in dry["garbage"])
+    assert orphan.exists() and partial.exists() and junk.exists()
+    code, out, _ = toka("gc")
+    assert code == 0 and "a dry run, `toka gc --delete` removes them" in out
+
+    assert js(toka("gc", "--delete", "--json"))["deleted"] is True
+    assert files() == needed
+    assert js(toka("tool", "invoke", "upper", "--args", '{"text": "b"}', "--json"))["ok"]
+
+    js(toka("approvals", "deny", held, "--json"))  # nothing names the held module now
+    again = js(toka("gc", "--delete", "--json"))["garbage"]
+    assert {(Path(g["path"]).name, g["kind"]) for g in again} == {
+        (held_blob, "module"),
+        *((name, "compiled") for name in needed - registered - {held_blob}),
+    }
+    assert files() == registered
+    assert toka("gc")[1] == "nothing to collect\n"

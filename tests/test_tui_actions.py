@@ -358,3 +358,22 @@ def test_accepted_actions_toast_what_the_kernel_recorded(world: World):
     assert messages[0].startswith(f"task {task.id} for {world.agents['scout']} at seq ")
     assert messages[1].startswith(f"granted {grant.jti} to {world.agents['scout']} at seq ")
     assert messages[2] == "revoked gr-18, gr-19"
+
+
+def test_palette_collects_garbage_after_asking(world: World):
+    orphan = world.runtime.home.blobs / f"{'ef' * 32}.wasm"
+    orphan.write_bytes(b"\0asm\1\0\0\0")
+    blobs = world.runtime.home.blobs
+    kept = sorted(p.name for p in blobs.iterdir() if p not in (orphan, blobs / ".lock"))
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "ctrl+p", "type:collect garbage", "enter")
+        assert isinstance(pilot.app.screen, Confirm)
+        assert "1 module" in str(pilot.app.screen.body)
+        await press(pilot, "n")
+        assert orphan.exists()
+        await press(pilot, "ctrl+p", "type:collect garbage", "enter", "y")
+        assert not orphan.exists()
+
+    drive(world.app(), scenario)
+    assert sorted(p.name for p in blobs.iterdir() if p.name != ".lock") == kept

@@ -1,4 +1,4 @@
-"""``toka init`` and ``toka info``."""
+"""``toka init``, ``toka info`` and ``toka gc``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ def register(sub, common) -> None:
     p.set_defaults(handler=cmd_init)
     p = sub.add_parser("info", parents=[common], help="show the home, the log head and identities")
     p.set_defaults(handler=cmd_info)
+    p = sub.add_parser(
+        "gc",
+        parents=[common],
+        help="list module blobs and compiled modules nothing needs (--delete removes them)",
+        description="Unreferenced module blobs, stale compiled modules and leftovers of "
+        "interrupted writes under the home. A dry run unless --delete is given; the log "
+        "is never touched.",
+    )
+    p.add_argument("--delete", action="store_true", help="remove what is listed")
+    p.set_defaults(handler=cmd_gc)
 
 
 def cmd_init(ctx: Context) -> int:
@@ -83,6 +93,35 @@ def cmd_info(ctx: Context) -> int:
     def human() -> str:
         width = max(len(k) for k in data)
         return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in data.items())
+
+    ctx.emit(data, human)
+    return 0
+
+
+def cmd_gc(ctx: Context) -> int:
+    from toka.cli.output import table_or
+    from toka.core.tools.gc import collect
+
+    ctx.home.require()
+    found = collect(ctx.runtime, delete=ctx.args.delete)
+    total = sum(g.size for g in found)
+    data = {
+        "deleted": ctx.args.delete,
+        "garbage": [{"path": g.path, "kind": g.kind, "bytes": g.size, "why": g.why} for g in found],
+        "bytes": total,
+    }
+
+    def human() -> str:
+        if not found:
+            return "nothing to collect"
+        rows = [[g.kind, g.size, g.path, g.why] for g in found]
+        listing = table_or(["kind", "bytes", "path", "why"], rows, "")
+        verdict = (
+            f"removed {len(found)} files, {total} bytes"
+            if ctx.args.delete
+            else f"{len(found)} files, {total} bytes: a dry run, `toka gc --delete` removes them"
+        )
+        return f"{listing}\n{verdict}"
 
     ctx.emit(data, human)
     return 0

@@ -278,6 +278,12 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         rule=_demo,
     ),
     ConsoleAction(
+        action="collect_garbage",
+        palette="Collect garbage",
+        palette_help="list module blobs and compiled modules nothing needs, then remove them",
+        writes=True,
+    ),
+    ConsoleAction(
         action="filter_events",
         key="slash",
         binding_id="filter-events",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -35,3 +37,15 @@ def store_module(blobs: Path, wasm: bytes, sha256: str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def blobs_lock(blobs: Path, *, exclusive: bool) -> Iterator[None]:
+    """The lock between storing modules (shared) and collecting them (exclusive)."""
+    blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(blobs / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -35,7 +35,7 @@ from toka.core.model.state import Tool, WorldState
 from toka.core.runtime import Outcome, Runtime
 from toka.core.runtime.client import Client
 from toka.core.tools.manifest import LoadedManifest, builtin_manifests, load_manifest
-from toka.core.tools.modules import module_path, store_module
+from toka.core.tools.modules import blobs_lock, module_path, store_module
 from toka.core.tools.native import run_native
 from toka.core.tools.sandbox import InvalidModule, Limits, ToolFailure, WasmSandbox
 
@@ -177,11 +177,14 @@ class ToolRunner:
             accepted = True
         except TokaError:
             accepted = False
-        if accepted:
-            self._store(loaded)
-        outcome = rt.submit(signed)  # a refusal is recorded here and raised
-        if not accepted:
-            self._store(loaded)  # the state changed since the dry run and it was accepted
+        # Shared with other stores, exclusive of `toka gc`: the module is not collected
+        # between being stored and the log recording the registration that names it.
+        with blobs_lock(rt.home.blobs, exclusive=False):
+            if accepted:
+                self._store(loaded)
+            outcome = rt.submit(signed)  # a refusal is recorded here and raised
+            if not accepted:
+                self._store(loaded)  # the state changed since the dry run and it was accepted
         _raise_if_pending(client, outcome.pending)
         m = loaded.manifest
         return Registration(

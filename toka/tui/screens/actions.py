@@ -364,3 +364,39 @@ class OperatorActions:
         demo = self.console.demo
         if demo is not None:
             self.submit("Load demo scenario", demo, str)
+
+    def action_collect_garbage(self) -> None:
+        self._collect(delete=False)
+
+    @work(thread=True, group="gc", exclusive=True)
+    def _collect(self, delete: bool) -> None:
+        from toka.core.tools.gc import collect
+
+        app = self.app
+        try:
+            found = collect(self.console.client.runtime, delete=delete)
+        except (TokaError, OSError) as exc:
+            app.call_from_thread(app.notify, str(exc), title="Collect garbage", severity="error")
+            return
+        app.call_from_thread(self._collected, found, delete)
+
+    def _collected(self, found: list, deleted: bool) -> None:
+        size = sum(g.size for g in found)
+        if deleted or not found:
+            done = f"removed {len(found)} files, {size} bytes" if found else "nothing to collect"
+            self.app.notify(done, title="Collect garbage")
+            return
+        kinds: dict[str, int] = {}
+        for g in found:
+            kinds[g.kind] = kinds.get(g.kind, 0) + 1
+        body = Text.assemble(
+            f"{len(found)} files, {size} bytes, that nothing in the log needs:\n\n",
+            "\n".join(f"  {n} {kind}" for kind, n in sorted(kinds.items())),
+            "\n\nRemove them? The log is not touched.",
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._collect(delete=True)
+
+        self.app.push_screen(Confirm("Collect garbage", body, "Remove"), answered)

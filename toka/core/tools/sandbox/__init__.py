@@ -6,6 +6,7 @@ ticks behind timeouts), ``_disk_cache`` (compiled modules on disk, HMAC'd). It
 imports nothing else from Toka, and wasmtime only when a module is compiled.
 """
 
+from toka.core.tools.sandbox._disk_cache import compiled_key
 from toka.core.tools.sandbox._sandbox import (
     FAILURE_KINDS,
     InvalidModule,
@@ -13,6 +14,7 @@ from toka.core.tools.sandbox._sandbox import (
     SandboxResult,
     ToolFailure,
     WasmSandbox,
+    cache_key,
 )
 
 __all__ = [
@@ -22,4 +24,6 @@ __all__ = [
     "SandboxResult",
     "ToolFailure",
     "WasmSandbox",
+    "cache_key",
+    "compiled_key",
 ]

@@ -24,6 +24,24 @@ _MAX_CACHE_FILE = 512 * 1024 * 1024
 CacheKey = tuple[str, str, str]  # (module sha256, wasmtime version, engine config)
 
 
+def compiled_key(path: pathlib.Path) -> CacheKey | None:
+    """The key a cache file claims in its header (unauthenticated), or None if it has none.
+
+    For housekeeping only (``toka gc``): loading checks the MAC, this does not."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_CACHE_MAGIC) + 4)
+            if len(head) < len(_CACHE_MAGIC) + 4 or not head.startswith(_CACHE_MAGIC):
+                return None
+            (length,) = struct.unpack(">I", head[len(_CACHE_MAGIC) :])
+            meta = fh.read(min(length, 4096)).decode("utf-8", "replace").split("\n")
+    except OSError:
+        return None
+    if len(meta) != 3:
+        return None
+    return (meta[0], meta[1], meta[2])
+
+
 class CompiledModuleCache:
     """Serialized modules under ``directory``, each MAC'd with ``key``.
 

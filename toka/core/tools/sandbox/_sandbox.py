@@ -122,6 +122,11 @@ _wasmtime_version_cache: str | None = None
 _config_string_cache: str | None = None
 
 
+def cache_key(sha256: str) -> tuple[str, str, str]:
+    """The key module ``sha256`` is cached under by this wasmtime and engine config."""
+    return (sha256, _wasmtime_version(), _config_string())
+
+
 def _config_string() -> str:
     global _config_string_cache
     if _config_string_cache is None:
@@ -268,7 +273,7 @@ class WasmSandbox:
     # -- compilation ----------------------------------------------------------
 
     def _key(self, sha256: str) -> tuple[str, str, str]:
-        return (sha256, _wasmtime_version(), _config_string())
+        return cache_key(sha256)
 
     def compile(self, wasm: bytes, sha256: str) -> Any:
         """Compile (or fetch from cache) the module; returns a ``wasmtime.Module``.
