@@ -26,7 +26,7 @@ from toka.core.model.keys import thumbprint
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui.feed import BUFFER, Batch, Feed, World
-from toka.tui.host import DemoLoader
+from toka.tui.host import VERIFYING, DemoLoader
 from toka.tui.keymap import KeyHelp
 from toka.tui.literal import visible
 from toka.tui.screens.console import ConsoleScreen
@@ -63,14 +63,11 @@ class TokaConsole(App[None]):
             self.seq = seq
 
     class ChainChecked(Message):
-        """The start-up verification's result: the header's chain text, whether the chain
-        held, and the failure to report (empty when it held)."""
+        """The start-up verification's result: the header's chain text and whether the
+        chain held, and the failure to report (empty when it held)."""
 
-        def __init__(
-            self, asked: tuple[str, bool | None], chain: tuple[str, bool | None], failure: str
-        ) -> None:
+        def __init__(self, chain: tuple[str, bool | None], failure: str) -> None:
             super().__init__()
-            self.asked = asked
             self.chain = chain
             self.failure = failure
 
@@ -85,11 +82,9 @@ class TokaConsole(App[None]):
         poll_interval: float = POLL_INTERVAL_S,
         greeting: str | None = None,
         run_agents: bool = False,
-        verify_at_start: bool = False,
     ) -> None:
         super().__init__(css_path=stylesheet_path())
         self.run_agents = run_agents
-        self.verify_at_start = verify_at_start
         self._runner_stop = threading.Event()
         self.greeting = greeting
         self.client = client
@@ -100,7 +95,7 @@ class TokaConsole(App[None]):
         self.buffer = buffer
         self.poll_interval = poll_interval
         self.key_label = "key " + thumbprint(client.key.public_key)[:12]
-        self.chain: tuple[str, bool | None] = ("unverified (v)", None)
+        self.chain: tuple[str, bool | None] = VERIFYING
         self.feed: Feed | None = None
         self.submit_lock = threading.Lock()
         self._wake = threading.Event()
@@ -112,9 +107,7 @@ class TokaConsole(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(self.live)
-        if self.verify_at_start:
-            self.chain = ("verifying…", None)
-            self._check_chain(self.chain)
+        self._check_chain()
         self._follow_log()
         if self.run_agents:
             self._drive_agents()
@@ -175,7 +168,7 @@ class TokaConsole(App[None]):
             self.notify(exc.message, title="The agent runner stopped", severity="error")
 
     @work(thread=True, group="verify-at-start")
-    def _check_chain(self, asked: tuple[str, bool | None]) -> None:
+    def _check_chain(self) -> None:
         """The quick verification (hash chain, checkpoints, snapshots; ``v`` checks every
         signature too), once at start-up, so the header says at once whether the log is
         intact. In a worker: a long log does not hold up the console."""
@@ -183,17 +176,16 @@ class TokaConsole(App[None]):
             result = self.client.runtime.verify()
         except IntegrityFailure as exc:
             where = f"BROKEN at seq {exc.seq}" if exc.seq else "verification failed"
-            self.post_message(self.ChainChecked(asked, (where, False), exc.message))
+            self.post_message(self.ChainChecked((where, False), exc.message))
         except TokaError as exc:
-            self.post_message(self.ChainChecked(asked, ("verification failed", False), exc.message))
+            self.post_message(self.ChainChecked(("verification failed", False), exc.message))
         else:
-            chain = (f"intact to {result['head_seq']}", True)
-            self.post_message(self.ChainChecked(asked, chain, ""))
+            self.post_message(self.ChainChecked((f"intact to {result['head_seq']}", True), ""))
 
     @on(ChainChecked)
     def _chain_checked(self, message: ChainChecked) -> None:
-        if self.chain is not message.asked:
-            return  # the feed or a `v` has said more since
+        if self.chain != VERIFYING:
+            return  # the feed or a finished `v` has said more since
         self.chain = message.chain
         if message.failure:
             self.notify(

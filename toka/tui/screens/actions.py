@@ -18,6 +18,7 @@ from toka.core.errors import IntegrityFailure, TokaError
 from toka.core.model import events as ev
 from toka.core.runtime.client import Client
 from toka.tui.feed import World
+from toka.tui.host import VERIFYING
 from toka.tui.literal import literal
 from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.forms import (
@@ -303,7 +304,7 @@ class OperatorActions:
     def action_verify_log(self) -> None:
         screen = VerifyScreen(self.head_seq)
         self.app.push_screen(screen)
-        self.console.chain = ("verifying…", None)
+        self.console.chain = VERIFYING
         self._update_status()
         self._verify(screen)
 
