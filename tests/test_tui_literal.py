@@ -27,8 +27,10 @@ from textual.widgets._toast import Toast
 
 from toka.core.model import ops
 from toka.tui import view
+from toka.tui.feed import NO_CHANGE, Batch
 from toka.tui.literal import literal, visible
 from toka.tui.screens.console import ConsoleScreen
+from toka.tui.view import EventRow, TableDiff
 from toka.tui.widgets import ResourceTable
 
 # What is left of each hostile string if any part of it was read as markup.
@@ -176,6 +178,29 @@ def test_clicking_an_injected_action_or_link_does_nothing(world: World, monkeypa
             assert pilot.app.is_running, f"clicking {name!r} ran its action"
             assert table.selected_key() == agent
         assert opened == []
+
+    drive(world.app(), scenario)
+
+
+def test_a_name_holding_terminal_control_reaches_the_screen_as_escapes(world: World):
+    """The kernel refuses new names with control characters, but an old log may hold
+    them: the rows the feed sends show them as escapes."""
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = console(pilot)
+        agent = world.agents[EVIL]
+        row = screen.query_one("#agents", ResourceTable).row_data[agent]
+        event = EventRow(99, "01:00:00.000", "agent.spawned", "ag-x", f"{agent} 'ctl{CONTROL}'")
+        agents = TableDiff([(agent, row._replace(name=f"ctl{CONTROL}"))], [])
+        screen.apply_batch(
+            Batch(
+                [event], False, screen.generation, agents, NO_CHANGE, NO_CHANGE, None, 99, None, 1
+            )
+        )
+        await press(pilot, "2", "end")
+        text = screen_text(pilot.app)
+        assert text.count("ctl\\x1b[2J\\x1b]0;pwned\\x07") == 2  # the table, the stream
+        assert raw_controls(text) == []
 
     drive(world.app(), scenario)
 
