@@ -201,7 +201,7 @@ def test_invoke_tool_form_runs_the_tool_and_shows_the_result_in_place(world: Wor
         await press(pilot, "4", "end", "i")
         form = pilot.app.screen
         assert isinstance(form, InvokeToolForm) and form.tool.name == "wordcount"
-        await press(pilot, "fill:#arg-text=three small words", "enter")
+        await press(pilot, "fill:#arg-0=three small words", "enter")
         assert pilot.app.screen is form  # stays open for another call
         result = str(form.query_one("#result", Static).render())
         assert "ok" in result and '"words": 3' in result
@@ -217,7 +217,7 @@ def test_invoke_tool_form_collect_only_reads_the_arguments(world: World):
     before = len(operations(world))
 
     async def scenario(pilot: Pilot) -> None:
-        await press(pilot, "4", "end", "i", "fill:#arg-text=two words")
+        await press(pilot, "4", "end", "i", "fill:#arg-0=two words")
         form = pilot.app.screen
         assert isinstance(form, InvokeToolForm)
         assert form.collect() == InvokeRequest("wordcount", "1.0.0", {"text": "two words"})

@@ -4,6 +4,7 @@ the Events pane stays bounded, pauses, filters, and verification reports tamperi
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui.app import make_app
 from toka.tui.screens.console import ConsoleScreen
-from toka.tui.widgets import EventStream, ResourceTable
+from toka.tui.widgets import EventStream, ResourceTable, StatusLine
 
 
 @pytest.fixture
@@ -160,6 +161,51 @@ def test_a_filter_applies_to_the_loaded_and_the_new_events(world: World):
     drive(live_app(world), scenario)
 
 
+def test_the_log_is_verified_in_the_background_at_start_up(world: World, monkeypatch):
+    release = threading.Event()
+    verify = Runtime.verify
+
+    def held_verify(self, **options):
+        release.wait()
+        return verify(self, **options)
+
+    monkeypatch.setattr(Runtime, "verify", held_verify)
+    app = world.app()
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            try:
+                await wait_until(pilot, lambda: console(pilot).loaded)
+                assert app.chain == ("verifying…", None)  # the rows are there meanwhile
+                await pilot.press("2")
+                assert console(pilot).current == "events"  # and the keys work
+            finally:
+                release.set()
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.chain == ("intact to 24", True)
+            assert "✓ intact to 24" in console(pilot).query_one(StatusLine).render().plain
+
+    asyncio.run(main())
+
+
+def test_a_tampered_log_is_reported_at_start_up(world: World):
+    scout = world.agents["scout"]
+    forged = f'{{"agent":"{scout}","data":{{"cpu":0.01,"queue":0}}}}'.encode()
+    with apsw.Connection(str(world.home.db_path)) as conn:
+        conn.execute("UPDATE events SET payload = ? WHERE seq = 16", (forged,))
+    toasts: list = []
+
+    async def scenario(pilot: Pilot) -> None:
+        toasts.extend(pilot.app._notifications)
+        assert pilot.app.chain == ("BROKEN at seq 16", False)  # type: ignore[attr-defined]
+
+    drive(world.app(), scenario, notifications=True)
+    assert [(t.severity, t.title, t.message) for t in toasts] == [
+        ("error", "Log integrity failure", "event 16: hash does not match its contents")
+    ]
+
+
 def test_verify_reports_an_intact_chain_in_the_header(world: World):
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("v")
@@ -183,8 +229,9 @@ def test_verify_reports_a_tampered_event(world: World):
         assert pilot.app.chain == ("BROKEN at seq 16", False)  # type: ignore[attr-defined]
 
     drive(world.app(), scenario, notifications=True)
-    assert [(t.severity, t.message) for t in toasts] == [
-        ("error", "event 16: hash does not match its contents")
+    assert [(t.severity, t.title, t.message) for t in toasts] == [
+        ("error", title, "event 16: hash does not match its contents")
+        for title in ("Log integrity failure", "Verify log: integrity failure")  # start, v
     ]
 
 
@@ -199,8 +246,10 @@ def test_a_log_that_no_longer_folds_stops_the_feed_and_says_so(world: World):
         assert "BROKEN at seq 16" in pilot.app.chain[0]  # type: ignore[attr-defined]
 
     drive(world.app(), scenario, notifications=True)
-    assert [t.severity for t in toasts] == ["error"]
-    assert toasts[0].message.startswith("event 16")
+    # The follower and the start-up verification both find it: the follower's report
+    # wins, and the verification's adds a toast only if it finished first.
+    assert toasts and {t.severity for t in toasts} == {"error"}
+    assert all(t.message.startswith("event 16") for t in toasts)
 
 
 def test_load_demo_scenario_from_the_palette(runtime: Runtime):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from snapshots.world import World, first_run_world, seeded_world
+from snapshots.world import EVIL, World, first_run_world, hostile_world, seeded_world
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
@@ -64,6 +64,13 @@ def world(tmp_path: Path):
 @pytest.fixture
 def fresh(tmp_path: Path):
     w = first_run_world(tmp_path / "home")
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def hostile(tmp_path: Path):
+    w = hostile_world(tmp_path / "home")
     yield w
     w.close()
 
@@ -173,3 +180,47 @@ class TestModes:
             await settle(pilot)
 
         assert snap_compare(app, terminal_size=WIDE, run_before=run)
+
+
+class TestHostileNames:
+    """Names, descriptions, payloads, reasons, a tool and its output written as markup
+    (``evil[/]``, ``PLAIN[bold]X[/bold]END``, ``[@click=app.quit]x[/]``, a link) and as
+    terminal control: every screen shows them as written, control characters as escapes."""
+
+    def test_agents_table_and_detail_pane(self, snap_compare, hostile: World):
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys())
+
+    def test_events_feed(self, snap_compare, hostile: World):
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys("2"))
+
+    def test_agent_detail(self, snap_compare, hostile: World):
+        press = ("down", "enter")  # PLAIN[bold]X[/bold]END: its tasks, behaviour, grants
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_event_detail(self, snap_compare, hostile: World):
+        press = ("2", "home", *["down"] * 14, "enter")  # the task with a hostile payload
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_tool_detail(self, snap_compare, hostile: World):
+        press = ("4", "home", "down", "enter")
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_invoke_form_from_a_hostile_schema(self, snap_compare, hostile: World):
+        press = ("4", "home", "down", "i")
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_agent_options_in_a_form(self, snap_compare, hostile: World):
+        press = ("t", "shift+tab", "enter")  # the agent select, opened
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_terminate_confirmation(self, snap_compare, hostile: World):
+        press = ("down", "K")
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_refusal_toast_quotes_the_schema(self, snap_compare, hostile: World):
+        press = ("4", "home", "down", "i", "ctrl+s")  # its default for "short" is too long
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_filter_in_the_events_title(self, snap_compare, hostile: World):
+        press = ("slash", f"type:{EVIL}", "enter")
+        assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))

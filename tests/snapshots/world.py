@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from unittest import mock
 
 from toka.core import tools
-from toka.core.errors import NotCovered
+from toka.core.errors import InvalidOperation, NotCovered
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair, agent_id_for
@@ -56,6 +57,15 @@ class World:
         self._nonce += 1
         client = client or self.operator
         return self.runtime.submit(client.sign(op, nonce=f"seed-{self._nonce:04d}"))
+
+    def invoke(self, tool: str, args, version: str | None = None, client: Client | None = None):
+        """Run a tool as ``toka tool invoke`` does, on a stopped clock: the run's wall time
+        is recorded in its event, and so in every hash after it."""
+        self._nonce += 1
+        client = client or self.operator
+        signed = client.sign(ops.InvokeTool(tool, args, version), nonce=f"seed-{self._nonce:04d}")
+        with mock.patch("time.perf_counter", return_value=0.0):
+            return tools.invoke(self.runtime, signed)
 
     def as_agent(self, name: str) -> Client:
         return Client(self.runtime, self.agents[name])
@@ -111,4 +121,71 @@ def seeded_world(root: Path) -> World:
         world.submit(rogue, world.as_agent("courier"))
     world.submit(ops.PauseAgent(archivist))
     world.submit(ops.TerminateAgent(courier, "no longer needed"))
+    return world
+
+
+# Strings an agent might pick to steer the console: each is markup to Rich and Textual
+# (a stray closing tag, a style, an action on click, a link), and the console must show
+# every one exactly as written.
+EVIL = "evil[/]"
+PLAIN = "PLAIN[bold]X[/bold]END"
+CLICK = "[@click=app.quit]x[/]"
+LINK = "[link=https://x]y[/link]"
+HOSTILE = (EVIL, PLAIN, CLICK, LINK)
+# Terminal control (clear the screen, set the window title): kept out of names, which the
+# kernel refuses with control characters, but descriptions, payloads and output may hold it.
+CONTROL = "\x1b[2J\x1b]0;pwned\x07"
+HOSTILE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        EVIL: {"type": "string", "description": PLAIN, "default": CLICK},
+        LINK: {"type": "string", "enum": [EVIL, CLICK]},
+        "flag": {"type": "boolean", "description": CLICK},
+        "short": {"type": "string", "maxLength": 4, "default": EVIL},  # refused as it comes
+    },
+    "required": [EVIL],
+}
+
+
+def hostile_world(root: Path) -> World:
+    """Agents, tasks, results, observations, reasons, a tool, its output and an approval,
+    every one named or filled by an agent that writes markup and terminal control."""
+    world = first_run_world(root)
+    evil = world.spawn(EVIL)
+    plain = world.spawn(PLAIN, behaviour=PLAIN)
+    click = world.spawn(CLICK)
+    world.spawn(LINK)
+    task = world.submit(ops.ScheduleTask(evil, f"{PLAIN} {CONTROL}", {LINK: CLICK}))
+    world.submit(ops.ScheduleTask(plain, f"{EVIL} {LINK}"))
+    failed = world.submit(ops.ScheduleTask(click, CLICK))
+    world.submit(ops.EmitObservation(evil, f"{CLICK} {CONTROL}"))
+    world.submit(
+        ops.CompleteTask(task.first(ev.TaskScheduled).task, {EVIL: [PLAIN, LINK]}),
+        world.as_agent(EVIL),
+    )
+    world.submit(
+        ops.FailTask(failed.first(ev.TaskScheduled).task, f"{CLICK} {CONTROL}"),
+        world.as_agent(CLICK),
+    )
+    world.submit(
+        ops.RegisterTool(
+            "echo",
+            "2.0.0",
+            f"{PLAIN} {CONTROL}",
+            "native",
+            None,
+            [],
+            {"max_output_bytes": 65536},
+            HOSTILE_SCHEMA,
+        )
+    )
+    world.invoke("echo", {EVIL: f"{CLICK} {CONTROL}", LINK: EVIL}, version="2.0.0")
+    with contextlib.suppress(InvalidOperation):  # recorded as operation.rejected, naming PLAIN
+        world.invoke("echo", {EVIL: "x", LINK: PLAIN}, version="2.0.0")
+    world.submit(
+        ops.GrantCapability(plain, [f"observation.emit:agent/{plain}"], 3600, approve=True)
+    )
+    held = world.submit(ops.EmitObservation(plain, {PLAIN: EVIL}), world.as_agent(PLAIN))
+    world.submit(ops.DenyOperation(held.first(ev.OperationPending).approval, f"{LINK} {CONTROL}"))
+    world.submit(ops.TerminateAgent(click, f"{EVIL} {CONTROL}"))
     return world

@@ -60,7 +60,8 @@ def cmd_tui(ctx: Context) -> int:
         run_agents=not ctx.args.no_runner,
     )
     app.run()
-    return 0
+    # Textual shows the traceback of a crash and sets the return code; pass it on.
+    return 0 if not app.return_code else 1
 
 
 def demo_loader():

@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -25,8 +26,9 @@ from toka.core.model.keys import thumbprint
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui.feed import BUFFER, Batch, Feed, World
-from toka.tui.host import DemoLoader
+from toka.tui.host import VERIFYING, DemoLoader
 from toka.tui.keymap import KeyHelp
+from toka.tui.literal import visible
 from toka.tui.screens.console import ConsoleScreen
 from toka.tui.screens.help import HelpScreen
 from toka.tui.stylesheet import stylesheet_path
@@ -60,6 +62,15 @@ class TokaConsole(App[None]):
             self.message = message
             self.seq = seq
 
+    class ChainChecked(Message):
+        """The start-up verification's result: the header's chain text and whether the
+        chain held, and the failure to report (empty when it held)."""
+
+        def __init__(self, chain: tuple[str, bool | None], failure: str) -> None:
+            super().__init__()
+            self.chain = chain
+            self.failure = failure
+
     def __init__(
         self,
         client: Client,
@@ -84,7 +95,7 @@ class TokaConsole(App[None]):
         self.buffer = buffer
         self.poll_interval = poll_interval
         self.key_label = "key " + thumbprint(client.key.public_key)[:12]
-        self.chain: tuple[str, bool | None] = ("unverified (v)", None)
+        self.chain: tuple[str, bool | None] = VERIFYING
         self.feed: Feed | None = None
         self.submit_lock = threading.Lock()
         self._wake = threading.Event()
@@ -96,6 +107,7 @@ class TokaConsole(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(self.live)
+        self._check_chain()
         self._follow_log()
         if self.run_agents:
             self._drive_agents()
@@ -155,6 +167,32 @@ class TokaConsole(App[None]):
             show("off")
             self.notify(exc.message, title="The agent runner stopped", severity="error")
 
+    @work(thread=True, group="verify-at-start")
+    def _check_chain(self) -> None:
+        """The quick verification (hash chain, checkpoints, snapshots; ``v`` checks every
+        signature too), once at start-up, so the header says at once whether the log is
+        intact. In a worker: a long log does not hold up the console."""
+        try:
+            result = self.client.runtime.verify()
+        except IntegrityFailure as exc:
+            where = f"BROKEN at seq {exc.seq}" if exc.seq else "verification failed"
+            self.post_message(self.ChainChecked((where, False), exc.message))
+        except TokaError as exc:
+            self.post_message(self.ChainChecked(("verification failed", False), exc.message))
+        else:
+            self.post_message(self.ChainChecked((f"intact to {result['head_seq']}", True), ""))
+
+    @on(ChainChecked)
+    def _chain_checked(self, message: ChainChecked) -> None:
+        if self.chain != VERIFYING:
+            return  # the feed or a finished `v` has said more since
+        self.chain = message.chain
+        if message.failure:
+            self.notify(
+                message.failure, title="Log integrity failure", severity="error", timeout=60
+            )
+        self.refresh_all_status()
+
     @on(RunnerStatus)
     def _runner_status(self, message: RunnerStatus) -> None:
         self.runner = message.label
@@ -194,6 +232,26 @@ class TokaConsole(App[None]):
         self.refresh_all_status()
 
     # -- services for the screens ---------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast, always shown literally (``markup`` is ignored): the console's toasts
+        carry names, reasons and results from the log, so they are never read as markup,
+        and control characters in them appear as escapes."""
+        super().notify(
+            visible(message, multiline=True),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def refresh_feed(self) -> None:
         """Show what was just submitted: wake the follower, or poll once when not following.

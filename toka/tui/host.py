@@ -14,6 +14,7 @@ from toka.core.runtime.client import Client
 from toka.tui.feed import Batch, Feed, World
 
 DemoLoader = Callable[[Client], Any]
+VERIFYING: tuple[str, bool | None] = ("verifying…", None)  # the header's chain meanwhile
 
 
 class ConsoleHost(Protocol):

@@ -30,6 +30,7 @@ from toka.core.model.state import (
     WorldState,
     version_key,
 )
+from toka.tui.literal import visible
 
 DETAIL_LIST_LIMIT = 50
 TITLES = {"agents": "Agents", "events": "Events", "grants": "Grants", "tools": "Tools"}
@@ -269,9 +270,11 @@ def agent_detail(state: WorldState, agent: Agent, now_s: int) -> Detail:
     tasks = [t for t in state.tasks.values() if t.agent == agent.id]
     grants = [g for g in state.grants.values() if g.subject == agent.id]
     live = [g for g in grants if grant_status(state, g, now_s) == "active"]
+    # One line per task, whatever its description holds (a newline in it would start
+    # what looks like another task).
     task_lines = [
-        f"{t.id:<10} {t.status:<10} {t.description}"
-        + (f"  ({t.error})" if t.error and t.status not in OPEN_TASK_STATUSES else "")
+        f"{t.id:<10} {t.status:<10} {visible(t.description)}"
+        + (f"  ({visible(t.error)})" if t.error and t.status not in OPEN_TASK_STATUSES else "")
         for t in tasks
     ]
     grant_lines = [

@@ -18,8 +18,11 @@ from toka.core.errors import IntegrityFailure, TokaError
 from toka.core.model import events as ev
 from toka.core.runtime.client import Client
 from toka.tui.feed import World
+from toka.tui.host import VERIFYING
+from toka.tui.literal import literal
 from toka.tui.screens.confirm import Confirm
 from toka.tui.screens.forms import (
+    Choice,
     GrantForm,
     GrantRequest,
     ObservationForm,
@@ -48,10 +51,10 @@ class OperatorActions:
     at_seq: int | None
     head_seq: int
 
-    def _agent_choices(self) -> list[tuple[str, str]]:
+    def _agent_choices(self) -> list[Choice]:
         """(``name · id``, id) of every agent that can still be acted on."""
         rows: Iterable[AgentRow] = self.query_one("#agents", ResourceTable).row_data.values()
-        return [(f"{a.name} · {a.id}", a.id) for a in rows if a.status != "terminated"]
+        return [(literal(f"{a.name} · {a.id}"), a.id) for a in rows if a.status != "terminated"]
 
     def submit(
         self,
@@ -160,7 +163,7 @@ class OperatorActions:
         agent = row.id
         body = Text.assemble(
             "Terminate ",
-            (f"{row.name} ({agent})", "bold"),
+            literal(f"{row.name} ({agent})", "bold"),
             "?\n\n",
             f"Its {row.open} open task(s) are cancelled and every grant it holds is revoked, "
             "with everything delegated from them.\nThis cannot be undone.",
@@ -177,10 +180,11 @@ class OperatorActions:
         self.app.push_screen(Confirm("Terminate agent", body, "Terminate"), answered)
 
     def action_grant_capability(self) -> None:
-        subjects = [(label, value) for label, value in self._agent_choices()]
-        subjects.append(("operator", "operator"))
-        if self.console.client.principal != "operator":
-            subjects.append((self.console.client.principal, self.console.client.principal))
+        subjects = self._agent_choices()
+        subjects.append((literal("operator"), "operator"))
+        principal = self.console.client.principal
+        if principal != "operator":
+            subjects.append((literal(principal), principal))
         form = GrantForm(subjects, self._selected_agent_id())
         self.app.push_screen(form, self._grant)
 
@@ -212,26 +216,32 @@ class OperatorActions:
         grants: dict[str, GrantRow] = self.query_one("#grants", ResourceTable).row_data
         body = Text.assemble(
             "Revoke ",
-            (jti, "bold"),
-            f" held by {row.subject}?\n",
-            (row.capabilities, "dim"),
+            literal(jti, "bold"),
+            " held by ",
+            literal(row.subject),
+            "?\n",
+            literal(row.capabilities, "dim"),
             "\n\n",
         )
         if cascade:
             body.append(f"This also revokes {len(cascade)} grant(s) delegated from it:\n")
             for j in cascade[:12]:
                 other = grants.get(j)
-                body.append(f"  {j}", style="bold")
-                body.append(
-                    f"  {other.subject}  {other.capabilities}\n" if other else "\n", style=""
-                )
+                body.append(literal(f"  {j}", "bold"))
+                if other:
+                    body.append(literal(f"  {other.subject}  {other.capabilities}"))
+                body.append("\n")
             if len(cascade) > 12:
                 body.append(f"  … and {len(cascade) - 12} more\n")
         else:
             body.append("Nothing else was delegated from it.\n")
         if row.subject == self.console.client.principal:
             body.append(
-                f"\nThis is your own grant: {row.subject} loses what it allows.\n", style="bold red"
+                literal(
+                    f"\nThis is your own grant: {row.subject} loses what it allows.\n",
+                    "bold red",
+                    multiline=True,
+                )
             )
         count = 1 + len(cascade)
 
@@ -294,7 +304,7 @@ class OperatorActions:
     def action_verify_log(self) -> None:
         screen = VerifyScreen(self.head_seq)
         self.app.push_screen(screen)
-        self.console.chain = ("verifying…", None)
+        self.console.chain = VERIFYING
         self._update_status()
         self._verify(screen)
 

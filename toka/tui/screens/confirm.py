@@ -27,7 +27,8 @@ class Confirm(ModalScreen[bool]):
             box.border_title = self.title_text
             yield Static(self.body, classes="dialog-body")
             with Horizontal(classes="form-buttons"):
-                yield Button(f"{self.confirm_label} (y)", variant="error", id="yes", compact=True)
+                label = Text(f"{self.confirm_label} (y)")
+                yield Button(label, variant="error", id="yes", compact=True)
                 yield Button("Cancel (n)", id="no", compact=True)
 
     def on_mount(self) -> None:

@@ -25,6 +25,7 @@ from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Batch, World
 from toka.tui.host import ConsoleHost
 from toka.tui.keymap import KeyHelp
+from toka.tui.literal import literal
 from toka.tui.permissions import Permissions
 from toka.tui.screens.actions import OperatorActions
 from toka.tui.screens.detail import DetailScreen
@@ -87,8 +88,10 @@ class ConsoleScreen(OperatorActions, Screen[None]):
         yield StatusLine(id="status")
         if self.read_only:
             yield Static(
-                f"TIME TRAVEL @ seq {self.at_seq} — read-only view of the past · "
-                "esc returns to live",
+                Text(
+                    f"TIME TRAVEL @ seq {self.at_seq} — read-only view of the past · "
+                    "esc returns to live"
+                ),
                 id="banner",
             )
         yield Static(id="pane-tabs")
@@ -210,7 +213,7 @@ class ConsoleScreen(OperatorActions, Screen[None]):
             events_title += f" · filter: {self.filter.describe()}"
         if not self.following:
             events_title += f" · paused (+{self.held_count} new)"
-        self.query_one("#events-pane").border_title = events_title
+        self.query_one("#events-pane").border_title = literal(events_title)
         for name in ("agents", "grants", "tools"):
             count = len(self.query_one(f"#{name}", ResourceTable).row_data)
             self.query_one(f"#{name}-pane").border_subtitle = str(count) if count else ""

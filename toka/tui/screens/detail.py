@@ -8,6 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from toka.tui.literal import literal
 from toka.tui.view import Detail
 from toka.tui.widgets import render_detail
 
@@ -25,7 +26,7 @@ class DetailScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog detail-dialog") as box:
-            box.border_title = self.detail.title
+            box.border_title = literal(self.detail.title)
             box.border_subtitle = "esc to close"
             yield Static(render_detail(self.detail, title=False))
 

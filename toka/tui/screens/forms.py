@@ -17,9 +17,10 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from toka.core.errors import InvalidInput
 from toka.core.model.state import Budgets
+from toka.tui.literal import literal
 
 T = TypeVar("T")
-Choice = tuple[str, str]  # (label, value)
+Choice = tuple[Text, str]  # (label, value): a Text, as a str option would be read as markup
 
 
 class FormError(Exception):
@@ -57,12 +58,14 @@ class GrantRequest(NamedTuple):
 
 
 def field_row(label: str, widget: Widget, hint: str = "") -> ComposeResult:
+    """A labelled field; the label and the hint are shown literally (a tool's schema
+    names and describes its fields)."""
     with Horizontal(classes="field"):
-        yield Label(label, classes="field-label")
+        yield Label(literal(label), classes="field-label")
         with Vertical(classes="field-input"):
             yield widget
             if hint:
-                yield Static(hint, classes="field-hint")
+                yield Static(literal(hint, multiline=True), classes="field-hint")
 
 
 class Form(ModalScreen[T], Generic[T]):
@@ -159,7 +162,7 @@ class Form(ModalScreen[T], Generic[T]):
         self.dismiss(None)
 
     def show_error(self, message: str, field: str | None = None) -> None:
-        self.query_one("#form-error", Static).update(Text(f"✗ {message}", style="bold red"))
+        self.query_one("#form-error", Static).update(literal(f"✗ {message}", "bold red"))
         if field:
             self.query_one(f"#{field}").focus()
 

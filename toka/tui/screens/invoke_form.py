@@ -13,6 +13,7 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Select, Static, TextArea
 
 from toka.core.model.state import Tool
+from toka.tui.literal import literal, visible
 from toka.tui.screens.forms import Form, FormError, field_row
 from toka.tui.view import limits_text, pretty_json
 
@@ -63,14 +64,18 @@ class InvokeToolForm(Form[InvokeRequest]):
         t = self.tool
         yield Static(
             Text.assemble(
-                (f"{t.name}", "bold"), f"  {t.description}\n", (limits_text(t.limits), "dim")
+                literal(t.name, "bold"),
+                "  ",
+                literal(t.description),
+                "\n",
+                literal(limits_text(t.limits), "dim"),
             ),
             classes="form-intro",
         )
         yield from field_row(
             "Version",
             Select(
-                [(v, v) for v in self.versions],
+                [(literal(v), v) for v in self.versions],
                 id="version",
                 allow_blank=False,
                 value=t.version,
@@ -89,27 +94,33 @@ class InvokeToolForm(Form[InvokeRequest]):
                 ),
             )
             return
-        for name, prop, required in self.simple:
+        for index, (name, prop, required) in enumerate(self.simple):
             label = f"{name}{' *' if required else ''}"
             hint = prop.get("description", "")
+            field = arg_id(index)
             if prop["type"] == "boolean":
                 widget: Widget = Checkbox(
-                    hint or name, value=bool(prop.get("default")), id=f"arg-{name}"
+                    literal(hint or name), value=bool(prop.get("default")), id=field
                 )
                 hint = ""
             elif "enum" in prop:
                 widget = Select(
-                    [(str(v), str(v)) for v in prop["enum"]],
-                    id=f"arg-{name}",
+                    [(literal(str(v)), str(v)) for v in prop["enum"]],
+                    id=field,
                     prompt="(leave out)",
                     compact=True,
                 )
             else:
                 kind = {"integer": "integer", "number": "number"}.get(prop["type"], "text")
-                default = prop.get("default")
+                default = "" if prop.get("default") is None else str(prop["default"])
+                if visible(default) != default:
+                    # An Input shows its value as it is, so a default holding terminal
+                    # control is not filled in: the hint shows it instead.
+                    hint = f"{hint} (default: {visible(default)})".strip()
+                    default = ""
                 widget = Input(
-                    "" if default is None else str(default),
-                    id=f"arg-{name}",
+                    default,
+                    id=field,
                     type=kind,
                     placeholder=prop["type"],
                     compact=True,
@@ -145,8 +156,8 @@ class InvokeToolForm(Form[InvokeRequest]):
             except msgspec.DecodeError as exc:
                 raise FormError("args", f"arguments are not valid JSON: {exc}") from None
         args: dict[str, Any] = {}
-        for name, prop, required in self.simple:
-            field = f"arg-{name}"
+        for index, (name, prop, required) in enumerate(self.simple):
+            field = arg_id(index)
             if prop["type"] == "boolean":
                 args[name] = self.query_one(f"#{field}", Checkbox).value
                 continue
@@ -164,6 +175,12 @@ class InvokeToolForm(Form[InvokeRequest]):
 
     def show_result(self, lines: Text) -> None:
         self.query_one("#result", Static).update(lines)
+
+
+def arg_id(index: int) -> str:
+    """The widget id of the schema's ``index``-th field: by position, since a property
+    name may be anything, and an id or a selector may not."""
+    return f"arg-{index}"
 
 
 def _convert(prop: dict[str, Any], raw: str, field: str, name: str) -> Any:
@@ -188,7 +205,8 @@ def _convert(prop: dict[str, Any], raw: str, field: str, name: str) -> Any:
 def outcome_text(ok: bool, headline: str, body: Any) -> Text:
     """``✓ headline`` (or ``✗``) over the output, as shown under the invoke form."""
     text = Text()
-    text.append(("✓ " if ok else "✗ ") + headline, style="bold green" if ok else "bold red")
+    text.append(literal(("✓ " if ok else "✗ ") + headline, "bold green" if ok else "bold red"))
     if body is not None:
-        text.append("\n" + (body if isinstance(body, str) else pretty_json(body)))
+        text.append("\n")
+        text.append(literal(body if isinstance(body, str) else pretty_json(body), multiline=True))
     return text

@@ -13,6 +13,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import ProgressBar, Static
 
+from toka.tui.literal import literal
+
 
 class VerifyScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,enter", "close", "Close", id="verify-close")]
@@ -24,7 +26,9 @@ class VerifyScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog verify-dialog") as box:
             box.border_title = "Verify log"
-            yield Static(f"Walking the hash chain of {self.total} events…", id="verify-status")
+            yield Static(
+                Text(f"Walking the hash chain of {self.total} events…"), id="verify-status"
+            )
             yield ProgressBar(total=self.total, show_eta=False, id="verify-progress")
             yield Static("esc to close (verification goes on)", classes="dialog-hint")
 
@@ -35,9 +39,11 @@ class VerifyScreen(ModalScreen[None]):
     def finished(self, ok: bool, message: str, detail: str = "") -> None:
         if ok:
             self.query_one(ProgressBar).update(total=self.total, progress=self.total)
-        headline = Text(("✓ " if ok else "✗ ") + message, style="bold green" if ok else "bold red")
+        mark = "✓ " if ok else "✗ "
+        headline = literal(mark + message, "bold green" if ok else "bold red", multiline=True)
         if detail:
-            headline.append("\n" + detail, style="dim")
+            headline.append("\n")
+            headline.append(literal(detail, "dim", multiline=True))
         self.query_one("#verify-status", Static).update(headline)
         self.query_one(".dialog-hint", Static).update("esc to close")
 

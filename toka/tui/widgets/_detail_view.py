@@ -8,18 +8,22 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from toka.tui.literal import literal
 from toka.tui.view import Detail
 
 
 def render_detail(detail: Detail, *, title: bool = True) -> Group:
+    """The title, the fields (one line each) and the sections, all shown literally."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="dim", no_wrap=True)
     fields.add_column(overflow="fold")
     for key, value in detail.fields:
-        fields.add_row(key, value)
-    parts: list = [Text(detail.title, style="bold"), fields] if title else [fields]
+        fields.add_row(literal(key), literal(value))  # a str cell would be parsed as markup
+    parts: list = [literal(detail.title, "bold"), fields] if title else [fields]
     for heading, body in detail.sections:
-        parts += [Text(""), Text(heading, style="bold underline"), Text(body, overflow="fold")]
+        block = literal(body, multiline=True)
+        block.overflow = "fold"
+        parts += [Text(""), literal(heading, "bold underline"), block]
     return Group(*parts)
 
 
@@ -35,7 +39,7 @@ class DetailView(VerticalScroll, can_focus=False):
 
     def show(self, detail: Detail | None, hint: str = "") -> None:
         if detail is None:
-            self._body.update(Text(hint, style="dim"))
+            self._body.update(literal(hint, "dim"))
         else:
             self._body.update(render_detail(detail))
         self.scroll_home(animate=False)

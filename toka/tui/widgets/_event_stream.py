@@ -18,6 +18,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from toka.tui.literal import literal, visible
 from toka.tui.view import EventRow
 
 TIME_WIDTH = 12
@@ -180,7 +181,8 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         if not self.rows:
             if y == 2 and self.empty_text:
                 style = base + self.get_component_rich_style("event-stream--empty")
-                return Strip([Segment(f" {self.empty_text}"[:width].ljust(width), style)])
+                text = f" {visible(self.empty_text)}"[:width].ljust(width)
+                return Strip([Segment(text, style)])
             return Strip.blank(width, base)
         if index >= len(self.rows):
             return Strip.blank(width, base)
@@ -209,10 +211,9 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         text.append(f" {row.seq:>{seq}}  ", component("event-stream--seq"))
         if width >= NARROW:
             text.append(f"{row.time:<{TIME_WIDTH}}  ", component("event-stream--time"))
-        text.append(f"{row.kind:<{KIND_WIDTH}} ", component(kind_class))
-        principal = row.principal[:PRINCIPAL_WIDTH]
-        text.append(f"{principal:<{PRINCIPAL_WIDTH}} ", component("event-stream--principal"))
-        text.append(row.summary)
+        text.append(_column(row.kind, KIND_WIDTH, component(kind_class), cut=False))
+        text.append(_column(row.principal, PRINCIPAL_WIDTH, component("event-stream--principal")))
+        text.append(literal(row.summary))
         text.truncate(width, overflow="ellipsis", pad=True)
         style = base
         if is_cursor:
@@ -226,3 +227,13 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
 
     def on_blur(self) -> None:
         self.refresh()
+
+
+def _column(value: str, width: int, style: Style, *, cut: bool = True) -> Text:
+    """``value`` literally, padded to ``width`` cells (and cut to it), then a space."""
+    text = literal(value, style)
+    if cut:
+        text.truncate(width)
+    text.pad_right(max(width - text.cell_len, 0))
+    text.append(" ")
+    return text

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from toka.tui.literal import literal
 from toka.tui.view import RowT, TableDiff
 
 STATUS_STYLES = {
@@ -22,17 +23,17 @@ STATUS_STYLES = {
 MAX_CELL = 48
 
 
-def _clip(value: str) -> str:
-    return value if len(value) <= MAX_CELL else value[: MAX_CELL - 1] + "…"
+def _cell(column: str, value: str) -> Text:
+    """A cell as shown: the value literally (a str cell would be parsed as markup), one
+    line, cut to ``MAX_CELL`` with an ellipsis."""
+    text = literal(value, STATUS_STYLES.get(value, "") if column == "status" else "")
+    text.no_wrap, text.end = True, ""
+    if text.cell_len > MAX_CELL:
+        text.truncate(MAX_CELL, overflow="ellipsis")
+    return text
 
 
-def _cell(column: str, value: str) -> Text | str:
-    if column == "status":
-        return Text(value, style=STATUS_STYLES.get(value, ""))
-    return _clip(value)
-
-
-class ResourceTable(DataTable[Text | str], Generic[RowT]):
+class ResourceTable(DataTable[Text], Generic[RowT]):
     """Rows keyed by id; ``apply`` adds, changes and drops rows in place.
 
     Column widths are set here, from the rows, before the rows change: DataTable's own
@@ -80,7 +81,7 @@ class ResourceTable(DataTable[Text | str], Generic[RowT]):
         widened = set()
         for index, name in enumerate(self.column_names):
             column = self.columns[name]  # type: ignore[index]
-            wanted = max((cell_len(_clip(row[index])) for _, row in diff.upserts), default=0)
+            wanted = max((_cell(name, row[index]).cell_len for _, row in diff.upserts), default=0)
             if wanted > column.width:
                 column.width = wanted
                 widened.add(name)

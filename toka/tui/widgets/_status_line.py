@@ -7,6 +7,8 @@ from typing import NamedTuple
 from rich.text import Text
 from textual.widget import Widget
 
+from toka.tui.literal import literal
+
 
 class Status(NamedTuple):
     home: str
@@ -66,5 +68,5 @@ def _assemble(parts: dict[str, list[tuple[str, str]]]) -> Text:
         if index and name != "key":
             text.append(*SEPARATOR)
         for piece, style in pieces:
-            text.append(piece, style)
+            text.append(literal(piece, style))
     return text
