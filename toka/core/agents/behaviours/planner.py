@@ -112,9 +112,9 @@ class Planner:
             try:
                 result = task.invoke(step.tool, args, version=step.version)
             except Denied as exc:
-                task.fail(f"{label}: denied: {exc.message}")
+                task.fail(f"{label}: denied: {exc.reason}")
             except TokaError as exc:
-                task.fail(f"{label}: {exc.code}: {exc.message}")
+                task.fail(f"{label}: {exc.reason}")
             if not result.ok:
                 error = result.error
                 assert error is not None
