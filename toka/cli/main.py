@@ -40,8 +40,17 @@ COMMAND_MODULES = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors quote what was typed: escaped, never raw."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from toka.core.model.text import visible
+
+        super().error(visible(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="toka",
         description="Toka: a capability-secured agent runtime with a tamper-evident event log.",
         epilog="Environment: TOKA_HOME, TOKA_TOKEN (token string), TOKA_KEY (private key file). "
@@ -58,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from toka.cli.output import info
+    from toka.cli.parsing import check_arguments
     from toka.core.errors import AwaitingApproval, Denied, ExitCode, TokaError
+    from toka.core.model.text import visible
 
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        check_arguments(argv)
+    except TokaError as exc:
+        info(f"toka: error: {exc.message}")
+        return int(exc.exit_code)
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(args)
@@ -70,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx.emit({"pending": exc.approval}, exc.message)
         return int(exc.exit_code)
     except Denied as exc:  # which check refused it: budget, revoked, not_covered, ...
-        sys.stderr.write(f"toka: error: {exc.reason}\n")
+        info(f"toka: error: {visible(exc.reason)}")
         return int(exc.exit_code)
     except TokaError as exc:
-        sys.stderr.write(f"toka: error: {exc.message}\n")
+        info(f"toka: error: {visible(exc.message)}")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
@@ -82,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TOKA_DEBUG"):
             raise
-        sys.stderr.write(
-            f"toka: internal error: {type(exc).__name__}: {exc} "
-            "(set TOKA_DEBUG=1 for a traceback)\n"
+        info(
+            f"toka: internal error: {type(exc).__name__}: {visible(str(exc))} "
+            "(set TOKA_DEBUG=1 for a traceback)"
         )
         return int(ExitCode.FAILED)
     finally:

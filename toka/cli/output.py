@@ -1,4 +1,10 @@
-"""Printing for the CLI: one JSON document with ``--json``, plain text otherwise."""
+"""Printing for the CLI: one JSON document with ``--json``, plain text otherwise.
+
+Human output never carries a control character raw: names, descriptions and results
+come from agents, so everything printed for people goes through ``write_human`` or
+``info`` (and table cells through ``table``), which write them as visible escapes
+(``\x1b``). JSON escapes them itself and stays exact.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from toka.core.model.text import visible
 
 
 def emit_json(data: Any) -> None:
@@ -18,8 +26,14 @@ def emit_line(data: Any) -> None:
     sys.stdout.flush()
 
 
+def write_human(text: str) -> None:
+    """Text for people on stdout: its lines kept, every other control character escaped."""
+    sys.stdout.write(visible(text, multiline=True) + "\n")
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    # A cell is one line: a newline in a name must not draw a row of its own.
+    rows = [["" if v is None else visible(str(v)) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, v in enumerate(row):
@@ -49,4 +63,4 @@ def shorten(text: str, width: int) -> str:
 
 def info(message: str) -> None:
     """A notice for the user: stderr, so stdout stays data only."""
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(visible(message, multiline=True) + "\n")
