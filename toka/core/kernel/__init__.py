@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 import msgspec
 
@@ -25,7 +26,7 @@ from toka.core.kernel.auth import authorize, presenting_grant, required_caps
 from toka.core.kernel.context import KERNEL, OPERATOR, Ctx, Decider, Evolver
 from toka.core.model import events as ev
 from toka.core.model import ops
-from toka.core.model.state import WorldState
+from toka.core.model.state import Tool, WorldState
 
 __all__ = [
     "DECIDERS",
@@ -35,8 +36,10 @@ __all__ = [
     "UNFOLDED",
     "Ctx",
     "apply",
+    "arguments_to_check",
     "authorize",
     "evolve",
+    "invokes_tool",
     "presenting_grant",
     "required_caps",
 ]
@@ -54,6 +57,30 @@ def apply(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct
     if held is not None:
         return held
     return decide(state, op, ctx)
+
+
+def arguments_to_check(
+    state: WorldState, op: ops.Operation, prepared: object = None
+) -> tuple[Tool, Any] | None:
+    """The tool and arguments whose check against its input schema deciding ``op`` needs:
+    a ``tool.invoke``'s, or those of the ``tool.invoke`` an ``op.approve`` releases.
+
+    The check is the costly part of deciding; the runtime runs it before the write lock
+    (``tools.args_verdict``) and hands the verdict to the rule in ``Ctx.checked``."""
+    if isinstance(op, ops.ApproveOperation):
+        approval = state.approvals.get(op.approval)
+        if approval is None or approval.status != "pending" or approval.op_kind != "tool.invoke":
+            return None
+        op = approvals.held_operation(approval).op
+    if not isinstance(op, ops.InvokeTool):
+        return None
+    tool = tools.tool_to_check(state, op, prepared)
+    return None if tool is None else (tool, op.args)
+
+
+def invokes_tool(op: ops.Operation) -> bool:
+    """Might deciding ``op`` check tool arguments (see ``arguments_to_check``)?"""
+    return isinstance(op, ops.InvokeTool | ops.ApproveOperation)
 
 
 DECIDERS: Mapping[type[ops.Operation], Decider] = {

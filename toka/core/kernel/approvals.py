@@ -81,6 +81,7 @@ def released_ctx(approval: Approval, held: ops.SignedOperation, ctx: Ctx) -> Ctx
         outcome=ctx.outcome,
         signed=approval.signed,
         approval=approval.id,
+        checked=ctx.checked,
     )
 
 

@@ -39,6 +39,10 @@ class Ctx(msgspec.Struct, frozen=True):
     # approved operation is being applied, the approval that released it.
     signed: bytes = b""
     approval: str | None = None
+    # Tool arguments checked against input schemas before the write lock, by tool
+    # (name@version): None when they pass, else the refusal. None when nothing was
+    # checked beforehand (a re-decision): the rule checks them itself.
+    checked: dict[str, str | None] | None = None
 
 
 def _json_size(value: Any) -> int:

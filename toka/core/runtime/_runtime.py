@@ -71,6 +71,7 @@ class Runtime(History):
         self._leading = False
         self._checking = 0  # submitters between entering submit() and joining the queue
         self._refusals = RefusalAudit(self.log)
+        self._arguments = admission.ArgumentChecks()
         self._subscribers: list[Callable[[list[EventRecord]], None]] = []
         self._pipeline: CommitPipeline | None = None
         self._pipeline_lock = threading.Lock()
@@ -284,6 +285,7 @@ class Runtime(History):
                 pending.claims.jti,
                 pending.digest,
                 signed=signed.to_json(),
+                checked=pending.checked,
             )
             return decide(self.state, ctx)
 
@@ -308,6 +310,15 @@ class Runtime(History):
 
     def _precheck(self, p: Pending) -> None:
         admission.precheck(p, self.authority, self.state.principals, self.config, int(self.clock()))
+        if p.error is not None:
+            return
+        target = None
+        if kernel.invokes_tool(p.signed.op):
+            with self._lock:
+                self.catch_up()  # the tool may have been registered by another process
+                target = kernel.arguments_to_check(self.state, p.signed.op, p.prepared)
+        # Outside every lock: a costly schema holds up nobody but this submitter.
+        self._arguments.check(p, target)
 
     def _commit(self, batch: list[Pending]) -> None:
         new: list[EventRecord] = []
@@ -365,7 +376,14 @@ class Runtime(History):
             assert p.claims is not None
             signed_json = s.to_json()
             ctx = kernel.Ctx(
-                self.state.seq + 1, ts, s.principal, p.claims.jti, digest, p.prepared, signed_json
+                self.state.seq + 1,
+                ts,
+                s.principal,
+                p.claims.jti,
+                digest,
+                p.prepared,
+                signed_json,
+                checked=p.checked,
             )
             try:
                 payloads = kernel.apply(self.state, s.op, ctx)
