@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 import msgspec
 
@@ -26,7 +25,7 @@ from toka.core.kernel.auth import authorize, presenting_grant, required_caps
 from toka.core.kernel.context import KERNEL, OPERATOR, Ctx, Decider, Evolver
 from toka.core.model import events as ev
 from toka.core.model import ops
-from toka.core.model.state import Tool, WorldState
+from toka.core.model.state import WorldState
 
 __all__ = [
     "DECIDERS",
@@ -61,7 +60,7 @@ def apply(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct
 
 def arguments_to_check(
     state: WorldState, op: ops.Operation, prepared: object = None
-) -> tuple[Tool, Any] | None:
+) -> tools.ArgsToCheck | None:
     """The tool and arguments whose check against its input schema deciding ``op`` needs:
     a ``tool.invoke``'s, or those of the ``tool.invoke`` an ``op.approve`` releases.
 
@@ -75,7 +74,7 @@ def arguments_to_check(
     if not isinstance(op, ops.InvokeTool):
         return None
     tool = tools.tool_to_check(state, op, prepared)
-    return None if tool is None else (tool, op.args)
+    return None if tool is None else tools.ArgsToCheck(tool, op.args)
 
 
 def invokes_tool(op: ops.Operation) -> bool:

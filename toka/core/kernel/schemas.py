@@ -21,7 +21,7 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -63,6 +63,11 @@ _REFUSED_DIALECTS = ("http://json-schema.org/draft-03/schema",)
 # -- registration ------------------------------------------------------------------
 
 
+class _Place(NamedTuple):
+    label: str  # input.a.b, as errors name it
+    pointer: str  # the JSON pointer, #/a/b
+
+
 def check_input_schema(schema: Any) -> None:
     """Refuse an input schema that is invalid, remote, unresolvable, endless or not RE2."""
     if not isinstance(schema, dict):
@@ -87,15 +92,15 @@ def check_input_schema(schema: Any) -> None:
     _check_graph(schema, cls, places)
 
 
-def _places(schema: dict[str, Any]) -> dict[int, tuple[str, str]]:
-    """Where each object and array of the schema sits: (``input.a.b`` label, JSON pointer)."""
-    places: dict[int, tuple[str, str]] = {}
+def _places(schema: dict[str, Any]) -> dict[int, _Place]:
+    """Where each object and array of the schema sits."""
+    places: dict[int, _Place] = {}
     todo: list[tuple[Any, str, str, int]] = [(schema, "input", "#", 1)]
     while todo:
         value, label, pointer, depth = todo.pop()
         if depth > MAX_SCHEMA_DEPTH:
             raise InvalidOperation(f"{label}: the schema nests deeper than {MAX_SCHEMA_DEPTH}")
-        places.setdefault(id(value), (label, pointer))
+        places.setdefault(id(value), _Place(label, pointer))
         if isinstance(value, dict):
             for k, v in value.items():
                 if isinstance(v, dict | list):
@@ -143,7 +148,7 @@ class _Edge(msgspec.Struct, frozen=True):
     ref: str | None  # the reference followed, if this edge is one
 
 
-def _check_graph(schema: dict[str, Any], cls: Any, places: dict[int, tuple[str, str]]) -> None:
+def _check_graph(schema: dict[str, Any], cls: Any, places: dict[int, _Place]) -> None:
     """Walk every schema reachable from the root, following references as jsonschema does."""
     import referencing.jsonschema
     from referencing import Registry
@@ -160,7 +165,7 @@ def _check_graph(schema: dict[str, Any], cls: Any, places: dict[int, tuple[str, 
         node, resolver = todo.pop()
         if not isinstance(node, dict) or id(node) in edges:
             continue
-        label = places[id(node)][0]
+        label = places[id(node)].label
         out = edges[id(node)] = []
         if node is not schema:
             if "$schema" in node:
@@ -230,7 +235,7 @@ def _mapped(value: Any) -> list[tuple[str, Any]]:
     return list(value.items()) if isinstance(value, dict) else []
 
 
-def _check_cycles(edges: dict[int, list[_Edge]], places: dict[int, tuple[str, str]]) -> None:
+def _check_cycles(edges: dict[int, list[_Edge]], places: dict[int, _Place]) -> None:
     """Refuse a cycle of in-place edges: validating it would never reach into the arguments."""
     done: set[int] = set()
     for start in edges:
@@ -250,7 +255,9 @@ def _check_cycles(edges: dict[int, list[_Edge]], places: dict[int, tuple[str, st
             if edge.target in on_path:
                 loop = [*path[on_path[edge.target] :], edge]
                 ref = next(e for e in loop if e.ref is not None)
-                route = " -> ".join([places[edge.target][1], *(places[e.target][1] for e in loop)])
+                route = " -> ".join(
+                    [places[edge.target].pointer, *(places[e.target].pointer for e in loop)]
+                )
                 raise InvalidOperation(
                     f"{ref.label}: {ref.ref!r} leads back to itself without reaching into "
                     f"the arguments ({route}); validating against it would never end"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -140,6 +140,13 @@ def args_verdict(tool: Tool, args: Any, expired: Callable[[], bool] | None = Non
     except InvalidOperation as exc:
         return exc.message
     return None
+
+
+class ArgsToCheck(NamedTuple):
+    """A tool version and the arguments to check against its input schema."""
+
+    tool: Tool
+    args: Any
 
 
 def tool_to_check(state: WorldState, op: ops.InvokeTool, prepared: Any) -> Tool | None:

@@ -23,7 +23,6 @@ from toka.core.errors import BindingMismatch, StaleOperation, TokaError
 from toka.core.kernel import tools as tool_rules
 from toka.core.model.keys import check_principal, thumbprint, verify_signature
 from toka.core.model.ops import SignedOperation
-from toka.core.model.state import Tool
 from toka.core.runtime.home import Config
 from toka.core.runtime.outcome import Outcome
 from toka.core.runtime.tokens import Claims, TokenAuthority
@@ -123,22 +122,22 @@ class ArgumentChecks:
         self._verdicts: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self, p: Pending, target: tuple[Tool, Any] | None) -> None:
+    def check(self, p: Pending, target: tool_rules.ArgsToCheck | None) -> None:
         """Set ``p.checked``: the verdict on ``target`` (``kernel.arguments_to_check``)."""
         p.checked = {}
         if target is None:
             return
-        tool, args = target
-        key = (p.digest, tool_rules.tool_key(tool))
+        tool, name = target.tool, tool_rules.tool_key(target.tool)
+        key = (p.digest, name)
         with self._lock:
             known = key in self._verdicts
             verdict = self._verdicts.get(key)
         if not known:
             limit_ms = tool.limits.get("timeout_ms", tool_rules.DEFAULT_CHECK_MS)
             deadline = self._clock() + limit_ms / 1000
-            verdict = tool_rules.args_verdict(tool, args, lambda: self._clock() > deadline)
+            verdict = tool_rules.args_verdict(tool, target.args, lambda: self._clock() > deadline)
             with self._lock:
                 self._verdicts[key] = verdict
                 while len(self._verdicts) > self._kept:
                     self._verdicts.popitem(last=False)
-        p.checked[key[1]] = verdict
+        p.checked[name] = verdict
