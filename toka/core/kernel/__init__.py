@@ -35,8 +35,10 @@ __all__ = [
     "UNFOLDED",
     "Ctx",
     "apply",
+    "arguments_to_check",
     "authorize",
     "evolve",
+    "invokes_tool",
     "presenting_grant",
     "required_caps",
 ]
@@ -54,6 +56,31 @@ def apply(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct
     if held is not None:
         return held
     return decide(state, op, ctx)
+
+
+def arguments_to_check(
+    state: WorldState, op: ops.Operation, prepared: object = None, held: bytes = b""
+) -> tools.ArgsToCheck | None:
+    """The tool and arguments whose check against its input schema deciding ``op`` needs:
+    a ``tool.invoke``'s, or those of the ``tool.invoke`` an ``op.approve`` releases
+    (``held``: its signed bytes, as for ``Ctx.held``).
+
+    The check is the costly part of deciding; the runtime runs it before the write lock
+    (``tools.args_verdict``) and hands the verdict to the rule in ``Ctx.checked``."""
+    if isinstance(op, ops.ApproveOperation):
+        approval = state.approvals.get(op.approval)
+        if approval is None or approval.status != "pending" or approval.op_kind != "tool.invoke":
+            return None
+        op = approvals.held_operation(approval, held).op
+    if not isinstance(op, ops.InvokeTool):
+        return None
+    tool = tools.tool_to_check(state, op, prepared)
+    return None if tool is None else tools.ArgsToCheck(tool, op.args)
+
+
+def invokes_tool(op: ops.Operation) -> bool:
+    """Might deciding ``op`` check tool arguments (see ``arguments_to_check``)?"""
+    return isinstance(op, ops.InvokeTool | ops.ApproveOperation)
 
 
 DECIDERS: Mapping[type[ops.Operation], Decider] = {

@@ -92,6 +92,7 @@ def released_ctx(approval: Approval, held: ops.SignedOperation, ctx: Ctx) -> Ctx
         outcome=ctx.outcome,
         signed=held.to_json(),
         approval=approval.id,
+        checked=ctx.checked,
     )
 
 

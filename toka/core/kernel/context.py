@@ -43,6 +43,10 @@ class Ctx(msgspec.Struct, frozen=True):
     # When approving: the held operation's signed JSON, read from the log by the runtime
     # (the state keeps only its digest).
     held: bytes = b""
+    # Tool arguments checked against input schemas before the write lock, by tool
+    # (name@version): None when they pass, else the refusal. None when nothing was
+    # checked beforehand (a re-decision): the rule checks them itself.
+    checked: dict[str, str | None] | None = None
 
 
 def _json_size(value: Any) -> int:

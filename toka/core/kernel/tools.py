@@ -9,13 +9,15 @@ kernel, and submits the operation with the run (``ToolRun``) as ``ctx.outcome``;
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
 
 from toka.core.errors import BudgetExhausted, InvalidInput, InvalidOperation, NotFound
 from toka.core.kernel.auth import authorize, required_caps
 from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, Ctx, Evolver
+from toka.core.kernel.schemas import check_input_schema, first_error
 from toka.core.model import caps, ops
 from toka.core.model import events as ev
 from toka.core.model.events import TOOL_FAILURE_KINDS
@@ -36,8 +38,9 @@ MAX_LIMITS = {
 # one limit that applies to them.
 NATIVE_TOOLS = ("echo",)
 NATIVE_LIMITS = ("max_output_bytes",)
-MAX_SCHEMA_BYTES = 64 * 1024
 MAX_ARGS_BYTES = 256 * 1024
+# The time limit of checking arguments for a tool without its own (a native tool).
+DEFAULT_CHECK_MS = 1000
 MAX_MESSAGE = 2000
 
 _json = msgspec.json.Encoder(order="sorted")
@@ -81,7 +84,7 @@ def check_spec(
             raise InvalidOperation(f"capabilities: {exc.message}") from None
     _check_limits(kind, limits)
     if input_schema is not None:
-        check_schema(input_schema)
+        check_input_schema(input_schema)
 
 
 def _check_limits(kind: str, limits: dict[str, int]) -> None:
@@ -99,70 +102,14 @@ def _check_limits(kind: str, limits: dict[str, int]) -> None:
             raise InvalidOperation(f"limits.{key}: {value} is outside 1..{MAX_LIMITS[key]}")
 
 
-def check_schema(schema: Any) -> None:
-    """The input schema must itself be a valid JSON Schema, small and self-contained."""
-    if not isinstance(schema, dict):
-        raise InvalidOperation("input: a JSON Schema here must be an object (a TOML table)")
-    try:
-        size = len(_json.encode(schema))
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise InvalidOperation(f"input: not JSON-encodable: {exc}") from None
-    if size > MAX_SCHEMA_BYTES:
-        raise InvalidOperation(f"input: schema is {size} bytes, over the {MAX_SCHEMA_BYTES} limit")
-    _check_refs(schema, "input")
-    from jsonschema.exceptions import SchemaError
+def check_args(tool: Tool, args: Any, expired: Callable[[], bool] | None = None) -> None:
+    """Arguments must be JSON, within the size limit, and match the tool's input schema.
 
-    cls = _validator_class(schema)
-    try:
-        cls.check_schema(schema)
-    except SchemaError as exc:
-        where = ".".join(str(p) for p in exc.absolute_path)
-        at = f"input.{where}" if where else "input"
-        raise InvalidOperation(f"{at}: not a valid JSON Schema: {exc.message}") from None
-
-
-def _check_refs(value: Any, where: str) -> None:
-    """Refuse references that would make validation fetch anything outside the schema."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k in ("$ref", "$dynamicRef", "$recursiveRef") and not (
-                isinstance(v, str) and v.startswith("#")
-            ):
-                raise InvalidOperation(
-                    f"{where}.{k}: only local references (#...) are allowed, not {v!r}"
-                )
-            _check_refs(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_refs(v, f"{where}[{i}]")
-
-
-def _validator_class(schema: dict[str, Any]) -> Any:
-    """The validator of the schema's ``$schema`` dialect; draft 2020-12 when it names none."""
-    from jsonschema.validators import Draft202012Validator, validator_for
-
-    if "$schema" not in schema:
-        return Draft202012Validator
-    cls = validator_for(schema, default=None)
-    if cls is None:
-        raise InvalidOperation(
-            f"input.$schema: unsupported JSON Schema dialect {schema['$schema']!r}"
-        )
-    return cls
-
-
-def _validator(schema_json: bytes) -> Any:
-    from referencing import Registry
-
-    schema = msgspec.json.decode(schema_json)
-    return _validator_class(schema)(schema, registry=Registry())
-
-
-def check_args(tool: Tool, args: Any) -> None:
-    """Arguments must be JSON, within the size limit, and match the tool's input schema."""
+    The check costs a bounded amount of work whatever the schema (``schemas``);
+    ``expired`` adds a time limit (the runtime's, which checks before the write lock)."""
     try:
         size = len(_json.encode(args))
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, msgspec.EncodeError, RecursionError) as exc:
         raise InvalidOperation(f"tool arguments are not JSON-encodable: {exc}") from None
     if size > MAX_ARGS_BYTES:
         raise InvalidOperation(
@@ -170,15 +117,58 @@ def check_args(tool: Tool, args: Any) -> None:
         )
     if tool.input_schema is None:
         return
-    from jsonschema.exceptions import best_match
-
-    error = best_match(_validator(_json.encode(tool.input_schema)).iter_errors(args))
+    try:
+        error = first_error(tool.input_schema, args, expired)
+    except InvalidOperation as exc:
+        raise InvalidOperation(f"arguments of {tool.name}@{tool.version}: {exc.message}") from None
     if error is not None:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         raise InvalidOperation(
             f"arguments do not match the input schema of {tool.name}@{tool.version}: "
             f"{_shorten(error.message)} (at $" + where + ")"
         )
+
+
+def tool_key(tool: Tool) -> str:
+    return f"{tool.name}@{tool.version}"
+
+
+def args_verdict(tool: Tool, args: Any, expired: Callable[[], bool] | None = None) -> str | None:
+    """What ``check_args`` says: None when the arguments pass, else the refusal's message."""
+    try:
+        check_args(tool, args, expired)
+    except InvalidOperation as exc:
+        return exc.message
+    return None
+
+
+class ArgsToCheck(NamedTuple):
+    """A tool version and the arguments to check against its input schema."""
+
+    tool: Tool
+    args: Any
+
+
+def tool_to_check(state: WorldState, op: ops.InvokeTool, prepared: Any) -> Tool | None:
+    """The tool version whose input schema deciding ``op`` checks its arguments against."""
+    ran = prepared.version if isinstance(prepared, ToolRun) else None
+    return resolve(state, op.tool, op.version or ran)
+
+
+def _checked_args(tool: Tool, args: Any, ctx: Ctx) -> None:
+    """The arguments' verdict: checked before the commit (``ctx.checked``), or now."""
+    if ctx.checked is None:  # decided without the runtime's check (a re-decision)
+        check_args(tool, args)
+        return
+    key = tool_key(tool)
+    if key not in ctx.checked:
+        raise InvalidOperation(
+            f"tool {key} was registered after the arguments were checked (against the "
+            "version then the newest); submit the operation again"
+        )
+    message = ctx.checked[key]
+    if message is not None:
+        raise InvalidOperation(message)
 
 
 def _shorten(text: str, limit: int = 300) -> str:
@@ -257,7 +247,7 @@ def plan_invocation(
             raise NotFound(f"unknown task {op.task!r}")
         if task.status not in ("scheduled", "started"):
             raise InvalidOperation(f"task {task.id} is already {task.status}")
-    check_args(tool, op.args)
+    _checked_args(tool, op.args, ctx)
     return Plan(tool, _tool_budget(state, grant, tool))
 
 

@@ -73,6 +73,7 @@ class Runtime(History):
         self._leading = False
         self._checking = 0  # submitters between entering submit() and joining the queue
         self._refusals = RefusalAudit(self.log)
+        self._arguments = admission.ArgumentChecks()
         self._subscribers: list[Callable[[list[EventRecord]], None]] = []
         self._pipeline: CommitPipeline | None = None
         self._pipeline_lock = threading.Lock()
@@ -304,6 +305,7 @@ class Runtime(History):
                 pending.digest,
                 signed=signed.to_json(),
                 held=self._held_for(signed.op),
+                checked=pending.checked,
             )
             return decide(self.state, ctx)
 
@@ -328,6 +330,17 @@ class Runtime(History):
 
     def _precheck(self, p: Pending) -> None:
         admission.precheck(p, self.authority, self.state.principals, self.config, int(self.clock()))
+        if p.error is not None:
+            return
+        target = None
+        if kernel.invokes_tool(p.signed.op):
+            with self._lock:
+                self.catch_up()  # the tool may have been registered by another process
+                target = kernel.arguments_to_check(
+                    self.state, p.signed.op, p.prepared, self._held_for(p.signed.op)
+                )
+        # Outside every lock: a costly schema holds up nobody but this submitter.
+        self._arguments.check(p, target)
 
     def _commit(self, batch: list[Pending]) -> None:
         new: list[EventRecord] = []
@@ -393,6 +406,7 @@ class Runtime(History):
                 p.prepared,
                 signed_json,
                 held=self._held_for(s.op),
+                checked=p.checked,
             )
             try:
                 payloads = kernel.apply(self.state, s.op, ctx)

@@ -3,18 +3,24 @@
 Token (HMAC, claims, expiry), binding to the signer's key (``cnf``), the Ed25519
 signature and freshness need no state but the signer's public key, so they run in
 the submitter's own thread, in parallel with other submitters; the kernel then
-decides under the write lock.
+decides under the write lock. So do the checks of tool arguments against input
+schemas (``ArgumentChecks``): they need only a registered tool version, which never
+changes, and they are the one costly part of deciding, so no other writer waits on
+them. The kernel takes their verdict from ``Ctx.checked``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
 from toka.core.errors import BindingMismatch, StaleOperation, TokaError
+from toka.core.kernel import tools as tool_rules
 from toka.core.model.keys import check_principal, thumbprint, verify_signature
 from toka.core.model.ops import SignedOperation
 from toka.core.runtime.home import Config
@@ -28,6 +34,7 @@ class Pending:
     __slots__ = (
         "authenticated",
         "body",
+        "checked",
         "claims",
         "digest",
         "done",
@@ -50,6 +57,7 @@ class Pending:
         self.digest = hashlib.sha256(self.body).hexdigest()
         self.claims: Claims | None = None
         self.authenticated = False
+        self.checked: dict[str, str | None] | None = None
         self.error: TokaError | None = None
         self.outcome: Outcome | None = None
         self.done = False
@@ -100,3 +108,36 @@ def check_fresh(s: SignedOperation, now_s: int, config: Config) -> None:
         raise StaleOperation(f"operation signed {age} s ago; the limit is {config.op_max_age_s} s")
     if -age > config.op_max_skew_s:
         raise StaleOperation(f"operation timestamp is {-age} s in the future")
+
+
+class ArgumentChecks:
+    """Tool arguments checked against input schemas, each within the tool's time limit.
+
+    Verdicts are kept by operation digest and tool version, so the dry run of an
+    invocation and its submission check the arguments once, a refusal included."""
+
+    def __init__(self, kept: int = 256, clock: Callable[[], float] = time.monotonic):
+        self._kept = kept
+        self._clock = clock
+        self._verdicts: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, p: Pending, target: tool_rules.ArgsToCheck | None) -> None:
+        """Set ``p.checked``: the verdict on ``target`` (``kernel.arguments_to_check``)."""
+        p.checked = {}
+        if target is None:
+            return
+        tool, name = target.tool, tool_rules.tool_key(target.tool)
+        key = (p.digest, name)
+        with self._lock:
+            known = key in self._verdicts
+            verdict = self._verdicts.get(key)
+        if not known:
+            limit_ms = tool.limits.get("timeout_ms", tool_rules.DEFAULT_CHECK_MS)
+            deadline = self._clock() + limit_ms / 1000
+            verdict = tool_rules.args_verdict(tool, target.args, lambda: self._clock() > deadline)
+            with self._lock:
+                self._verdicts[key] = verdict
+                while len(self._verdicts) > self._kept:
+                    self._verdicts.popitem(last=False)
+        p.checked[name] = verdict

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import os
 from collections.abc import Callable
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import msgspec
@@ -41,7 +42,7 @@ class ManifestLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Manifest(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={"input_schema": "input"}
 ):
-    """A tool manifest (TOML). ``module`` is relative to the manifest file."""
+    """A tool manifest (TOML). ``module`` is a path inside the manifest's directory."""
 
     name: str
     version: str
@@ -142,6 +143,7 @@ def validate_manifest(
         return LoadedManifest(m, source, limits)
     if not m.module:
         raise InvalidInput(f"{source}: module: a wasm tool needs a module (path to a .wasm file)")
+    _check_module_path(m.module, source)
     if m.sha256 is not None and not rules.SHA256_RE.fullmatch(m.sha256):
         raise InvalidInput(f"{source}: sha256: must be 64 lowercase hex digits")
     try:
@@ -160,6 +162,30 @@ def validate_manifest(
     return LoadedManifest(m, source, limits, wasm, digest)
 
 
+def _check_module_path(module: str, source: str) -> None:
+    """A module is a file beside its manifest or below it: never absolute, never ``..``."""
+    parts = PurePosixPath(module.replace("\\", "/"))
+    if parts.is_absolute() or PureWindowsPath(module).drive or ".." in parts.parts:
+        raise InvalidInput(
+            f"{source}: module: {module!r} must be a path inside the manifest's directory "
+            "(relative, without ..)"
+        )
+
+
+def _read_inside(base: Path, rel: str, source: str) -> bytes:
+    """Read ``base/rel``, refusing a symlink (anywhere on the way) that leads out of ``base``."""
+    root = base.resolve()
+    target = (base / rel).resolve()
+    if not target.is_relative_to(root):
+        raise InvalidInput(
+            f"{source}: module: {rel} leads to {target}, outside the manifest's directory "
+            f"{root}; refusing the tool"
+        )
+    fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(MAX_MODULE_BYTES + 1)  # one byte over is enough to refuse it
+
+
 def load_manifest(path: Path | str) -> LoadedManifest:
     """Read, parse and validate a manifest file and its module."""
     path = Path(path).expanduser()
@@ -172,11 +198,7 @@ def load_manifest(path: Path | str) -> LoadedManifest:
     manifest = parse_manifest(text, str(path))
     base = path.parent
 
-    def read_module(rel: str) -> bytes:
-        with (base / rel).open("rb") as fh:
-            return fh.read(MAX_MODULE_BYTES + 1)  # one byte over is enough to refuse it
-
-    return validate_manifest(manifest, str(path), read_module)
+    return validate_manifest(manifest, str(path), lambda rel: _read_inside(base, rel, str(path)))
 
 
 ECHO_MANIFEST = Manifest(
