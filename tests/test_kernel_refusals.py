@@ -201,7 +201,7 @@ def test_budget_exhausted_is_refused(rt, op, agent):
     client.schedule(agent, "one")
     client.schedule(agent, "two")
     payload = refused(rt, client.sign(ops.ScheduleTask(agent, "three")), BudgetExhausted)
-    assert (payload["code"], payload["reason"][:6]) == ("budget", "grant ")  # code once
+    assert "budget" in payload["reason"]
     assert rt.state.grants[next(iter(outcome.tokens))].usage.ops == 2
 
 
