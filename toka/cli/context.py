@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -53,7 +54,7 @@ class Context:
         elif human is not None:
             text = human() if callable(human) else human
             if text:
-                output.write_human(text)
+                sys.stdout.write(text + "\n")
 
     def close(self) -> None:
         if "runtime" in self.__dict__:

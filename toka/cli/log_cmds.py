@@ -82,7 +82,7 @@ def cmd_events(ctx: Context) -> int:
             if ctx.json:
                 output.emit_line(r.to_dict())
             else:
-                output.write_human(_event_line(r))
+                sys.stdout.write(_event_line(r) + "\n")
         sys.stdout.flush()
 
     if a.mode == "list" and ctx.json:

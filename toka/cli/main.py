@@ -40,17 +40,8 @@ COMMAND_MODULES = [
 ]
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, whose usage errors quote what was typed: escaped, never raw."""
-
-    def error(self, message: str):  # type: ignore[override]
-        from toka.core.model.text import visible
-
-        super().error(visible(message))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
+    parser = argparse.ArgumentParser(
         prog="toka",
         description="Toka: a capability-secured agent runtime with a tamper-evident event log.",
         epilog="Environment: TOKA_HOME, TOKA_TOKEN (token string), TOKA_KEY (private key file). "
@@ -67,17 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from toka.cli.output import info
-    from toka.cli.parsing import check_arguments
     from toka.core.errors import AwaitingApproval, Denied, ExitCode, TokaError
-    from toka.core.model.text import visible
 
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        check_arguments(argv)
-    except TokaError as exc:
-        info(f"toka: error: {exc.message}")
-        return int(exc.exit_code)
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(args)
@@ -88,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx.emit({"pending": exc.approval}, exc.message)
         return int(exc.exit_code)
     except Denied as exc:  # which check refused it: budget, revoked, not_covered, ...
-        info(f"toka: error: {visible(exc.reason)}")
+        sys.stderr.write(f"toka: error: {exc.reason}\n")
         return int(exc.exit_code)
     except TokaError as exc:
-        info(f"toka: error: {visible(exc.message)}")
+        sys.stderr.write(f"toka: error: {exc.message}\n")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
@@ -100,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TOKA_DEBUG"):
             raise
-        info(
-            f"toka: internal error: {type(exc).__name__}: {visible(str(exc))} "
-            "(set TOKA_DEBUG=1 for a traceback)"
+        sys.stderr.write(
+            f"toka: internal error: {type(exc).__name__}: {exc} "
+            "(set TOKA_DEBUG=1 for a traceback)\n"
         )
         return int(ExitCode.FAILED)
     finally:

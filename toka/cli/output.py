@@ -1,10 +1,4 @@
-"""Printing for the CLI: one JSON document with ``--json``, plain text otherwise.
-
-Human output never carries a control character raw: names, descriptions and results
-come from agents, so everything printed for people goes through ``write_human`` or
-``info`` (and table cells through ``table``), which write them as visible escapes
-(``\x1b``). JSON escapes them itself and stays exact.
-"""
+"""Printing for the CLI: one JSON document with ``--json``, plain text otherwise."""
 
 from __future__ import annotations
 
@@ -13,8 +7,6 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-from toka.core.model.text import visible
 
 
 def emit_json(data: Any) -> None:
@@ -26,14 +18,8 @@ def emit_line(data: Any) -> None:
     sys.stdout.flush()
 
 
-def write_human(text: str) -> None:
-    """Text for people on stdout: its lines kept, every other control character escaped."""
-    sys.stdout.write(visible(text, multiline=True) + "\n")
-
-
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    # A cell is one line: a newline in a name must not draw a row of its own.
-    rows = [["" if v is None else visible(str(v)) for v in row] for row in rows]
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, v in enumerate(row):
@@ -63,4 +49,4 @@ def shorten(text: str, width: int) -> str:
 
 def info(message: str) -> None:
     """A notice for the user: stderr, so stdout stays data only."""
-    sys.stderr.write(visible(message, multiline=True) + "\n")
+    sys.stderr.write(message + "\n")

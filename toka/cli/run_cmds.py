@@ -46,7 +46,7 @@ def cmd_run(ctx: Context) -> int:
 
     import msgspec
 
-    from toka.cli.output import info, write_human
+    from toka.cli.output import info
     from toka.core.agents.behaviours import drivers
     from toka.core.agents.runner import Runner
     from toka.core.describe import short
@@ -86,8 +86,8 @@ def cmd_run(ctx: Context) -> int:
                 finished.append(entry)
                 if not ctx.json:
                     what = p.get("result") if r.kind == "task.completed" else p.get("reason")
-                    write_human(
-                        f"{p['task']} {r.kind.split('.')[1]} by {r.principal}: {short(what)}"
+                    sys.stdout.write(
+                        f"{p['task']} {r.kind.split('.')[1]} by {r.principal}: {short(what)}\n"
                     )
                     sys.stdout.flush()
 

@@ -88,22 +88,11 @@ def cmd_info(ctx: Context) -> int:
             [g for g in st.grants.values() if not g.revoked and g.exp * 1000 > rt.now_ms()]
         ),
         "tools": sum(len(v) for v in st.tools.values()),
-        "loose_permissions": home.loose_permissions(),
     }
-    if data["loose_permissions"]:
-        from toka.cli.output import info
-
-        info(
-            f"toka: warning: others may read or change {len(data['loose_permissions'])} "
-            f"paths of the home (it should be 0700, its files 0600): "
-            + ", ".join(data["loose_permissions"])
-            + f"; fix with: chmod -R go-rwx {home.root}"
-        )
 
     def human() -> str:
         width = max(len(k) for k in data)
-        shown = {**data, "loose_permissions": len(data["loose_permissions"]) or "none"}
-        return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in shown.items())
+        return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in data.items())
 
     ctx.emit(data, human)
     return 0

@@ -7,19 +7,36 @@ like markup (``evil[/]``, ``[@click=app.quit]x[/]``) or hold terminal control se
 everywhere (Static, Label, DataTable cells, Select options, Checkbox labels, border
 titles, toasts), and they strip only a few control codes, letting ESC through to the
 terminal. So every such string reaches a widget through this module: as a Rich ``Text``
-(never parsed) with each control character written as a visible escape (``\\x1b``); which characters
-those are is ``toka.core.model.text``'s.
+(never parsed) with each control character written as a visible escape (``\\x1b``).
 """
 
 from __future__ import annotations
 
+import re
+
 from rich.style import Style
 from rich.text import Text
 
-from toka.core.model.text import escape_char, unsafe_pattern, visible
-
+# C0 controls, DEL and the C1 controls (U+0080-U+009F: 8-bit CSI, OSC, ...).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_EXCEPT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps \t and \n
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 ESCAPE_STYLE = "reverse"
-__all__ = ["ESCAPE_STYLE", "literal", "visible"]
+
+
+def _escape(char: str) -> str:
+    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+
+
+def _pattern(multiline: bool) -> re.Pattern[str]:
+    return _CONTROL_EXCEPT_LINES if multiline else _CONTROL
+
+
+def visible(value: str, *, multiline: bool = False) -> str:
+    """``value`` with every control character written as an escape (``\\x1b``, ``\\n``);
+    ``multiline`` keeps newlines and tabs. For the places that need a ``str`` (a toast
+    sent with ``markup=False``); elsewhere use ``literal``."""
+    return _pattern(multiline).sub(lambda m: _escape(m.group()), value)
 
 
 def literal(value: str, style: str | Style = "", *, multiline: bool = False) -> Text:
@@ -27,11 +44,11 @@ def literal(value: str, style: str | Style = "", *, multiline: bool = False) -> 
     characters appear as escapes in reverse video, so ``\\x1b`` in the data cannot be
     mistaken for the four characters ``\\x1b``. One line unless ``multiline``."""
     text = Text(style=style)
-    pattern = unsafe_pattern(multiline)
+    pattern = _pattern(multiline)
     position = 0
     for match in pattern.finditer(value):
         text.append(value[position : match.start()])
-        text.append(escape_char(match.group()), ESCAPE_STYLE)
+        text.append(_escape(match.group()), ESCAPE_STYLE)
         position = match.end()
     text.append(value[position:])
     return text

@@ -22,7 +22,6 @@ from typing import Any
 from toka.core.agents import behaviours as registry
 from toka.core.agents.steps import Finished, NotTaken, Stopped, TaskRun, Waiting
 from toka.core.errors import InvalidInput, TokaError
-from toka.core.kernel.context import check_identifier
 from toka.core.model import ops
 from toka.core.model.state import OPEN_TASK_STATUSES, Task
 from toka.core.runtime import Runtime
@@ -74,7 +73,6 @@ class Runner:
             raise InvalidInput("the pace must not be negative")
         self.runtime = runtime
         self.runner_id = runner_id or default_runner_id()
-        check_identifier("runner id", self.runner_id)  # what task.start would refuse
         self.agent = agent
         self.lease_s = lease_s
         self.pace_s = pace_s

@@ -15,7 +15,6 @@ from toka.core.kernel.context import (
     MAX_TTL_S,
     Ctx,
     Evolver,
-    check_identifier,
     check_json,
     check_text,
     find_agent,
@@ -42,8 +41,8 @@ def base_grant(
 
 
 def spawn(state: WorldState, op: ops.SpawnAgent, ctx: Ctx) -> list[msgspec.Struct]:
-    check_identifier("agent name", op.name, MAX_NAME_BYTES)
-    check_identifier("behaviour", op.behaviour, 64)
+    check_text("agent name", op.name, MAX_NAME_BYTES)
+    check_text("behaviour", op.behaviour, 64)
     grant = authorize(state, ctx, required_caps(state, op))
     try:
         raw_key = unb64(op.public_key)

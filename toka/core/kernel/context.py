@@ -10,7 +10,6 @@ import msgspec
 from toka.core.errors import InvalidInput, InvalidOperation, NotFound
 from toka.core.model.events import EventRecord
 from toka.core.model.state import Agent, Task, WorldState
-from toka.core.model.text import first_unsafe
 
 MAX_NAME_BYTES = 256
 MAX_DESCRIPTION_BYTES = 4096
@@ -62,16 +61,6 @@ def check_text(label: str, value: str, limit: int, *, empty_ok: bool = False) ->
         raise InvalidOperation(f"{label} is {size} bytes, over the {limit} byte limit")
     if not empty_ok and not value.strip():
         raise InvalidOperation(f"{label} must not be empty")
-
-
-def check_identifier(label: str, value: str, limit: int = MAX_NAME_BYTES) -> None:
-    """A name others will see (an agent's, a runner's): text that cannot act on a
-    terminal or reorder what it shows (no control characters, lone surrogates or bidi
-    overrides: ``toka.core.model.text``)."""
-    bad = first_unsafe(value)
-    if bad is not None:
-        raise InvalidOperation(f"{label} must not contain control characters (found {bad})")
-    check_text(label, value, limit)
 
 
 def check_json(label: str, value: Any, limit: int) -> None:

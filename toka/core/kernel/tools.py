@@ -56,11 +56,11 @@ def check_spec(
     input_schema: dict[str, Any] | None,
 ) -> None:
     """Validate a tool's registration fields (shared by manifests and the kernel)."""
-    if not NAME_RE.fullmatch(name):
+    if not NAME_RE.match(name):
         raise InvalidOperation(
             f"name: {name!r} is not a tool name (lowercase letter, then up to 63 of a-z 0-9 _ -)"
         )
-    if not VERSION_RE.fullmatch(version):
+    if not VERSION_RE.match(version):
         raise InvalidOperation(
             f"version: {version!r} is not MAJOR.MINOR.PATCH (numbers without leading zeros)"
         )
@@ -257,7 +257,7 @@ def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.
         op.name, op.version, op.description, op.kind, op.capabilities, op.limits, op.input_schema
     )
     if op.kind == "wasm":
-        if op.module_sha256 is None or not SHA256_RE.fullmatch(op.module_sha256):
+        if op.module_sha256 is None or not SHA256_RE.match(op.module_sha256):
             raise InvalidOperation("module_sha256: a wasm tool needs its module's sha256 (64 hex)")
     elif op.module_sha256 is not None:
         raise InvalidOperation("module_sha256: a native tool has no module")

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import hashlib
 import itertools
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,11 +139,6 @@ class EventLog:
             if readonly
             else (apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
         )
-        if not readonly and vfs is None:
-            # Created owner-only: SQLite gives the -wal and -shm files the database
-            # file's mode, and the log is nobody else's to read.
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self.conn = apsw.Connection(str(path), flags=flags, vfs=vfs)
         # Rows appended inside a write transaction wait here and go to SQLite in a few
         # multi-row INSERTs (before any read and at COMMIT): fewer calls into SQLite,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import stat
 import time
 from pathlib import Path
 
@@ -113,23 +112,6 @@ class Home:
         self.keystore = Keystore(self.root / "keys")
         self.kernel_key_path = self.root / "kernel.key"
 
-    def loose_permissions(self) -> list[str]:
-        """What under the home others may read or write: the home, its directories and
-        files whose mode grants anything to group or others (the home is 0700 and
-        every file Toka makes in it 0600)."""
-        loose = []
-        for directory, dirs, files in os.walk(self.root):
-            for name in [None, *files]:
-                path = Path(directory) if name is None else Path(directory) / name
-                try:
-                    mode = path.lstat().st_mode
-                except OSError:
-                    continue
-                if (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) and mode & 0o077:
-                    loose.append(f"{path} ({stat.filemode(mode)})")
-            dirs.sort()
-        return loose
-
     def exists(self) -> bool:
         return self.db_path.exists() and self.secret_path.exists()
 
@@ -198,7 +180,6 @@ class Home:
         never replaces a secret, a key or an event.
         """
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.root, 0o700)  # whatever mode a directory made before had
         log = EventLog(self.db_path)
         try:
             if log.head()[0] > 0:
@@ -213,7 +194,7 @@ class Home:
                 self.keystore.save(OPERATOR, operator_key or KeyPair.generate())
             self.kernel_key()
             if not self.config_path.exists():
-                write_private(self.config_path, DEFAULT_CONFIG.encode())
+                self.config_path.write_text(DEFAULT_CONFIG)
             self.blobs.mkdir(exist_ok=True, mode=0o700)
             operator = self.keystore.load(OPERATOR)
             ts = int((time.time() if now is None else now) * 1000)

@@ -144,7 +144,7 @@ def validate_manifest(
     if not m.module:
         raise InvalidInput(f"{source}: module: a wasm tool needs a module (path to a .wasm file)")
     _check_module_path(m.module, source)
-    if m.sha256 is not None and not rules.SHA256_RE.fullmatch(m.sha256):
+    if m.sha256 is not None and not rules.SHA256_RE.match(m.sha256):
         raise InvalidInput(f"{source}: sha256: must be 64 lowercase hex digits")
     try:
         wasm = read_module(m.module)
