@@ -80,13 +80,10 @@ def test_planner_and_supervisor_agents_act_as_themselves_under_toka_run(tmp_path
 
 def test_budgets_refuse_past_each_limit_with_exit_3_and_show_use(toka):
     agent = spawn(toka, "thrifty")
-    grant = js(
-        toka("grant", "issue", agent, f"observation.emit:agent/{agent}", "--max-ops", "1", "--json")
-    )
-    grant_seq = grant["jti"].removeprefix("gr-")
+    js(toka("grant", "issue", agent, f"observation.emit:agent/{agent}", "--max-ops", "1", "--json"))
     assert toka("--as", agent, "obs", "emit", agent, "one")[0] == 0
     code, _, err = toka("--as", agent, "obs", "emit", agent, "two")
-    assert err == f"toka: error: budget: grant gr-{grant_seq} has used 1 of 1 operations\n"
+    assert code == 3 and err.startswith("toka: error: budget: ") and "1 of 1 operations" in err
 
     caller = spawn(toka, "caller")
     js(toka("grant", "issue", caller, "tool.invoke:tool/echo", "--max-tool-calls", "1", "--json"))
@@ -171,8 +168,7 @@ def test_a_denied_planner_step_fails_the_task_with_denied(toka):
     task = js(toka("task", "list", "--json"))["tasks"][0]
     assert task["status"] == "failed"
     assert task["error"] == (
-        f"step 1 (upper): denied: approval_denied: tool.invoke was denied by operator "
-        f"(approval {approval}): "
+        f"step 1 (upper): denied: tool.invoke was denied by operator (approval {approval}): "
         "too loud"
     )
 

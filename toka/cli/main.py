@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from toka.core.errors import AwaitingApproval, Denied, ExitCode, TokaError
+    from toka.core.errors import AwaitingApproval, ExitCode, TokaError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -68,9 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(result or 0)
     except AwaitingApproval as exc:
         ctx.emit({"pending": exc.approval}, exc.message)
-        return int(exc.exit_code)
-    except Denied as exc:  # which check refused it: budget, revoked, not_covered, ...
-        sys.stderr.write(f"toka: error: {exc.reason}\n")
         return int(exc.exit_code)
     except TokaError as exc:
         sys.stderr.write(f"toka: error: {exc.message}\n")

@@ -24,12 +24,6 @@ class TokaError(Exception):
         super().__init__(message)
         self.message = message
 
-    @property
-    def reason(self) -> str:
-        """``code: message``: how a refusal reads where its code is not shown beside it
-        (a failed task's reason). Messages never start with their own code."""
-        return f"{self.code}: {self.message}"
-
 
 class Denied(TokaError):
     """The operation was refused by the security checks."""

@@ -171,7 +171,7 @@ class Runner:
                 behaviour.run(run)
                 run.fail(f"behaviour {agent.behaviour} neither completed nor failed the task")
             except TokaError as exc:
-                run.fail(exc.reason)
+                run.fail(f"{exc.code}: {exc.message}")
             except Exception as exc:
                 log.exception("behaviour %s crashed on %s", agent.behaviour, task_id)
                 run.fail(f"behaviour {agent.behaviour} crashed: {type(exc).__name__}: {exc}")

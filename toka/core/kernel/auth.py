@@ -49,7 +49,7 @@ def authorize(state: WorldState, ctx: Ctx, required: list[str]) -> Grant:
         limit = link.budgets.max_ops
         if limit is not None and link.usage.ops - already_counted >= limit:
             raise BudgetExhausted(
-                f"grant {link.jti} has used {link.usage.ops} of {limit} operations"
+                f"budget: grant {link.jti} has used {link.usage.ops} of {limit} operations"
             )
     return grant
 

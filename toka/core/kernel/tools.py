@@ -211,14 +211,14 @@ def _tool_budget(state: WorldState, grant: Grant, tool: Tool) -> int:
         calls = link.budgets.max_tool_calls
         if calls is not None and link.usage.tool_calls >= calls:
             raise BudgetExhausted(
-                f"grant {link.jti} has used {link.usage.tool_calls} of {calls} tool calls"
+                f"budget: grant {link.jti} has used {link.usage.tool_calls} of {calls} tool calls"
             )
         limit = link.budgets.max_fuel
         if limit is not None and tool.kind == "wasm":
             left = limit - link.usage.fuel
             if left <= 0:
                 raise BudgetExhausted(
-                    f"grant {link.jti} has used {link.usage.fuel} of {limit} fuel"
+                    f"budget: grant {link.jti} has used {link.usage.fuel} of {limit} fuel"
                 )
             fuel = min(fuel, left)
     return fuel
@@ -291,7 +291,7 @@ def invoke(state: WorldState, op: ops.InvokeTool, ctx: Ctx) -> list[msgspec.Stru
         raise InvalidOperation(f"tool.invoke: the run is of {run.tool}, not {op.tool}")
     if run.fuel_used > plan.fuel:
         raise BudgetExhausted(
-            f"the run used {run.fuel_used} fuel; only {plan.fuel} remain in the grant"
+            f"budget: the run used {run.fuel_used} fuel; only {plan.fuel} remain in the grant"
         )
     tool = plan.tool
     if run.ok:

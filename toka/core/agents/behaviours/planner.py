@@ -112,9 +112,9 @@ class Planner:
             try:
                 result = task.invoke(step.tool, args, version=step.version)
             except Denied as exc:
-                task.fail(f"{label}: denied: {exc.reason}")
+                task.fail(f"{label}: denied: {exc.message}")
             except TokaError as exc:
-                task.fail(f"{label}: {exc.reason}")
+                task.fail(f"{label}: {exc.code}: {exc.message}")
             if not result.ok:
                 error = result.error
                 assert error is not None

@@ -87,9 +87,9 @@ class Supervisor:
                     task.submit(ops.GrantCapability(child, list(spec.caps), ttl, spec.budgets))
                 scheduled = task.submit(ops.ScheduleTask(child, sub.description, sub.payload))
             except Denied as exc:
-                task.fail(f"{label}: denied: {exc.reason}")
+                task.fail(f"{label}: denied: {exc.message}")
             except TokaError as exc:
-                task.fail(f"{label}: {exc.reason}")
+                task.fail(f"{label}: {exc.code}: {exc.message}")
             children.append((child, scheduled.first(ev.TaskScheduled).task))
 
         tasks = task.state.tasks
