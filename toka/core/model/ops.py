@@ -193,6 +193,8 @@ class SignedOperation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return msgspec.json.decode(data, type=cls)
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed signed operation: {exc}") from exc
+        except RecursionError:  # a value nested thousands deep
+            raise InvalidInput("malformed signed operation: a value nests too deeply") from None
 
 
 def new_nonce(ts_ms: int) -> str:
@@ -220,3 +222,5 @@ def decode_operation(data: bytes | str) -> Operation:
         return msgspec.json.decode(data, type=AnyOperation)
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed operation: {exc}") from exc
+    except RecursionError:  # a value nested thousands deep
+        raise InvalidInput("malformed operation: a value nests too deeply") from None
