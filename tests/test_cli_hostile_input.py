@@ -127,3 +127,16 @@ def test_a_signed_operation_nested_too_deeply_is_refused(w, tmp_path):
 def test_a_capability_with_a_trailing_newline_is_refused(w):
     result = run_toka("grant", "issue", w.agent, f"task.fail:agent/{w.agent}\n", home=w.home)
     assert result.returncode == ExitCode.INVALID, result.stderr
+
+
+def test_a_refusal_reason_says_its_code_once(w):
+    caps = f"observation.emit:agent/{w.agent}"
+    grant = run_toka("grant", "issue", w.agent, caps, "--max-ops", "1", "--json", home=w.home)
+    token = {"TOKA_TOKEN": json.loads(grant.stdout)["token"]}
+    emit = ("--as", w.agent, "obs", "emit", w.agent)
+    assert run_toka(*emit, "one", home=w.home, env=token).returncode == 0
+    refusal = run_toka(*emit, "two", home=w.home, env=token)
+    assert refusal.returncode == ExitCode.DENIED
+    assert refusal.stderr.startswith("toka: error: budget: grant ")
+    listed = run_toka("events", "list", "--kind", "operation.rejected", home=w.home).stdout
+    assert "observation.emit: budget: grant " in listed and "budget: budget" not in listed

@@ -44,7 +44,10 @@ def _check_utf8(text: str, label: str) -> None:
 def _read(source: str, label: str) -> bytes:
     """The bytes of ``-`` (stdin) or ``@FILE``."""
     if source == "-":
-        return sys.stdin.buffer.read()
+        # The bytes, so that what is not UTF-8 is refused here; a stdin replaced by text
+        # (as by an embedding program) has no bytes underneath.
+        raw = getattr(sys.stdin, "buffer", None)
+        return raw.read() if raw is not None else sys.stdin.read().encode(errors="replace")
     try:
         return Path(source[1:]).expanduser().read_bytes()
     except OSError as exc:

@@ -174,7 +174,7 @@ class Runner:
                 behaviour.run(run)
                 run.fail(f"behaviour {agent.behaviour} neither completed nor failed the task")
             except TokaError as exc:
-                run.fail(f"{exc.code}: {exc.message}")
+                run.fail(exc.reason)
             except Exception as exc:
                 log.exception("behaviour %s crashed on %s", agent.behaviour, task_id)
                 run.fail(f"behaviour {agent.behaviour} crashed: {type(exc).__name__}: {exc}")
