@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -10,6 +12,8 @@ import pytest
 from toka_cli import run_toka
 
 from toka.core.errors import ExitCode
+from toka.core.runtime import Runtime
+from toka.core.runtime.home import Home
 
 CONTROL = "\x1b]0;owned\x07\x1b[2J"
 
@@ -140,3 +144,35 @@ def test_a_refusal_reason_says_its_code_once(w):
     assert refusal.stderr.startswith("toka: error: budget: grant ")
     listed = run_toka("events", "list", "--kind", "operation.rejected", home=w.home).stdout
     assert "observation.emit: budget: grant " in listed and "budget: budget" not in listed
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_the_home_and_everything_toka_creates_in_it_is_owner_only(tmp_path, umask):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    previous = os.umask(umask)
+    try:
+        assert run_toka("init", home=home).returncode == 0
+        agent = json.loads(run_toka("agent", "spawn", "a1", "--json", home=home).stdout)["id"]
+        assert run_toka("obs", "emit", agent, "x", home=home).returncode == 0
+        exported = run_toka("checkpoint", "export", str(home / "cp.json"), home=home)
+        assert exported.returncode == 0, exported.stderr
+        runtime = Runtime(Home(home))  # holds the log open: its -wal and -shm files exist
+        try:
+            runtime.state  # noqa: B018  (reading it opens the WAL)
+            made = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [home, *home.rglob("*")]}
+        finally:
+            runtime.close()
+    finally:
+        os.umask(previous)
+    assert {"toka.db-wal", "toka.db-shm", "cp.json", "config.toml", "keys"} <= set(made)
+    dirs = {"home", "keys", "blobs", "cache"}
+    assert {n: m for n, m in made.items() if m != (0o700 if n in dirs else 0o600)} == {}
+    info = run_toka("info", home=home)
+    assert info.returncode == 0 and "warning" not in info.stderr
+    (home / "config.toml").chmod(0o644)
+    home.chmod(0o755)
+    info = run_toka("info", "--json", home=home)
+    assert json.loads(info.stdout)["not_private"] == [str(home), str(home / "config.toml")]
+    warned = run_toka("info", home=home).stderr
+    assert "warning" in warned and str(home / "config.toml") in warned
