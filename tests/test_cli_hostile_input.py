@@ -11,7 +11,7 @@ from typing import NamedTuple
 import pytest
 from toka_cli import run_toka
 
-from toka.core.errors import ExitCode
+from toka.core.errors import ExitCode, InvalidInput
 from toka.core.runtime import Runtime
 from toka.core.runtime.home import Home
 
@@ -176,3 +176,12 @@ def test_the_home_and_everything_toka_creates_in_it_is_owner_only(tmp_path, umas
     assert json.loads(info.stdout)["not_private"] == [str(home), str(home / "config.toml")]
     warned = run_toka("info", home=home).stderr
     assert "warning" in warned and str(home / "config.toml") in warned
+
+
+def test_a_client_refuses_text_that_is_not_unicode_before_signing(runtime, operator):
+    """The console and other clients submit without the CLI's argument check."""
+    agent, _ = operator.spawn_agent("a1")
+    head = runtime.log.head()
+    with pytest.raises(InvalidInput, match=r"task\.schedule operation holds text that is not"):
+        operator.schedule(agent, "caf\udce9")
+    assert runtime.log.head() == head

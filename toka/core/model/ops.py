@@ -210,7 +210,12 @@ def sign(
 ) -> SignedOperation:
     nonce = nonce or new_nonce(ts_ms)
     unsigned = Unsigned(op, principal, token, nonce, ts_ms)  # type: ignore[arg-type]
-    sig = key.sign(_canonical.encode(unsigned))
+    try:
+        sig = key.sign(_canonical.encode(unsigned))
+    except UnicodeEncodeError as exc:  # a lone surrogate: what undecodable bytes become
+        raise InvalidInput(
+            f"the {op_type(op)} operation holds text that is not valid Unicode ({exc.reason})"
+        ) from None
     return SignedOperation(op, principal, token, nonce, ts_ms, sig)  # type: ignore[arg-type]
 
 
