@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+import wasmtime
 from toka_cli import run_toka
 
 from toka.core.errors import ExitCode, InvalidInput
 from toka.core.runtime import Runtime
 from toka.core.runtime.home import Home
 
+WASM_DIR = Path(__file__).parent / "wasm"
 CONTROL = "\x1b]0;owned\x07\x1b[2J"
 
 
@@ -185,3 +187,18 @@ def test_a_client_refuses_text_that_is_not_unicode_before_signing(runtime, opera
     with pytest.raises(InvalidInput, match=r"task\.schedule operation holds text that is not"):
         operator.schedule(agent, "caf\udce9")
     assert runtime.log.head() == head
+
+
+@pytest.mark.parametrize("depth", [65, 10_000])
+def test_a_tool_whose_output_nests_too_deeply_fails_with_bad_output(w, tmp_path, depth):
+    wat = (WASM_DIR / "deep.wat").read_text().replace("10000", str(depth))
+    wat = wat.replace("10064", str(64 + depth)).replace("20000", str(2 * depth))
+    (tmp_path / "deep.wasm").write_bytes(wasmtime.wat2wasm(wat))
+    (tmp_path / "deep.toml").write_text(
+        'name = "deep"\nversion = "1.0.0"\ndescription = "deep output"\n'
+        'kind = "wasm"\nmodule = "deep.wasm"\n'
+    )
+    assert run_toka("tool", "register", str(tmp_path / "deep.toml"), home=w.home).returncode == 0
+    result = run_toka("tool", "invoke", "deep", "--json", home=w.home)
+    assert result.returncode == ExitCode.FAILED and "internal error" not in result.stderr
+    assert json.loads(result.stdout)["error"]["kind"] == "bad_output"
