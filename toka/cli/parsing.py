@@ -81,7 +81,7 @@ def json_value(text: str, label: str = "JSON") -> Any:
     return _decode(data, label)
 
 
-def json_or_text(text: str, label: str = "the value") -> Any:
+def json_or_text(text: str, label: str) -> Any:
     """JSON if ``text`` parses as JSON (refused if it nests too deeply), else the text."""
     try:
         return _decode(text.encode(), label)
