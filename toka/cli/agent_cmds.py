@@ -310,7 +310,7 @@ def cmd_finish(ctx: Context) -> int:
 def cmd_observe(ctx: Context) -> int:
     from toka.cli.parsing import json_or_text
 
-    outcome = ctx.client.observe(ctx.args.agent, json_or_text(ctx.args.data))
+    outcome = ctx.client.observe(ctx.args.agent, json_or_text(ctx.args.data, "data"))
     ctx.emit(
         {"agent": ctx.args.agent, **_seq_summary(outcome)},
         f"observation recorded at seq {outcome.last_seq}",

@@ -77,7 +77,9 @@ def _bench_progress(ctx: Context):
 
     if not sys.stderr.isatty():
         return None
-    return lambda message: sys.stderr.write(f"toka bench: {message}\n")
+    from toka.cli.output import info
+
+    return lambda message: info(f"toka bench: {message}")
 
 
 def cmd_bench_kernel(ctx: Context) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -163,7 +164,10 @@ def cmd_export(ctx: Context) -> int:
         return 0
     path = Path(ctx.args.file).expanduser()
     try:
-        path.write_bytes(data)
+        # Owner-only like everything else Toka writes (it may well be written in the home).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
     except OSError as exc:
         raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
     summary = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -54,7 +53,7 @@ class Context:
         elif human is not None:
             text = human() if callable(human) else human
             if text:
-                sys.stdout.write(text + "\n")
+                output.say(text)
 
     def close(self) -> None:
         if "runtime" in self.__dict__:

@@ -82,7 +82,7 @@ def cmd_events(ctx: Context) -> int:
             if ctx.json:
                 output.emit_line(r.to_dict())
             else:
-                sys.stdout.write(_event_line(r) + "\n")
+                output.say(_event_line(r))
         sys.stdout.flush()
 
     if a.mode == "list" and ctx.json:

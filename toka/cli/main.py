@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from toka import __version__
 from toka.cli import (
@@ -40,8 +39,17 @@ COMMAND_MODULES = [
 ]
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors, which quote what was typed, reach the terminal inert."""
+
+    def _print_message(self, message: str, file=None) -> None:
+        from toka.core.model.text import visible
+
+        super()._print_message(visible(message), file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="toka",
         description="Toka: a capability-secured agent runtime with a tamper-evident event log.",
         epilog="Environment: TOKA_HOME, TOKA_TOKEN (token string), TOKA_KEY (private key file). "
@@ -58,19 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from toka.cli import output
+    from toka.cli.parsing import check_arguments
     from toka.core.errors import AwaitingApproval, ExitCode, TokaError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(args)
     try:
+        check_arguments(args)
         result = args.handler(ctx)
         return int(result or 0)
     except AwaitingApproval as exc:
         ctx.emit({"pending": exc.approval}, exc.message)
         return int(exc.exit_code)
     except TokaError as exc:
-        sys.stderr.write(f"toka: error: {exc.message}\n")
+        output.error(exc.message)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
@@ -79,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TOKA_DEBUG"):
             raise
-        sys.stderr.write(
-            f"toka: internal error: {type(exc).__name__}: {exc} "
-            "(set TOKA_DEBUG=1 for a traceback)\n"
+        output.info(
+            f"toka: internal error: {type(exc).__name__}: {exc} (set TOKA_DEBUG=1 for a traceback)"
         )
         return int(ExitCode.FAILED)
     finally:

@@ -112,7 +112,7 @@ def build_operation(kind: str, pairs: list[tuple[str, str]]):
         if _is_text(field.type):
             value: Any = raw
         else:
-            value = json_or_text(raw)
+            value = json_or_text(raw, "--" + name.replace("_", "-"))
         if isinstance(field.type, mi.ListType) and name in values:
             values[name] += value if isinstance(value, list) else [value]
         elif isinstance(field.type, mi.ListType) and not isinstance(value, list):

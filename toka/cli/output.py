@@ -1,4 +1,10 @@
-"""Printing for the CLI: one JSON document with ``--json``, plain text otherwise."""
+"""Printing for the CLI: one JSON document with ``--json``, plain text otherwise.
+
+Plain text goes through :func:`say`, :func:`info` or :func:`error`, which show every
+character that could steer a terminal (ESC, BEL, CR, bidi overrides...) as an escape:
+names, descriptions and results come from the log and from agents, and are data.
+JSON needs nothing: its encoder escapes them already.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from toka.core.model.text import visible
 
 
 def emit_json(data: Any) -> None:
@@ -19,7 +27,8 @@ def emit_line(data: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    # Escaped cell by cell, so the columns line up on what is shown.
+    rows = [["" if v is None else visible(str(v)) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, v in enumerate(row):
@@ -47,6 +56,16 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def say(text: str) -> None:
+    """Human output on stdout, one or more lines."""
+    sys.stdout.write(visible(text) + "\n")
+
+
 def info(message: str) -> None:
     """A notice for the user: stderr, so stdout stays data only."""
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(visible(message) + "\n")
+
+
+def error(message: str) -> None:
+    """The one line that tells the user what went wrong."""
+    sys.stderr.write("toka: error: " + visible(message).replace("\n", "\\n") + "\n")

@@ -46,7 +46,7 @@ def cmd_run(ctx: Context) -> int:
 
     import msgspec
 
-    from toka.cli.output import info
+    from toka.cli.output import info, say
     from toka.core.agents.behaviours import drivers
     from toka.core.agents.runner import Runner
     from toka.core.describe import short
@@ -63,8 +63,6 @@ def cmd_run(ctx: Context) -> int:
             raise InvalidInput(
                 f"agent {agent.id} has behaviour {agent.behaviour!r}, which no runner drives"
             )
-    if a.runner_id is not None and not 1 <= len(a.runner_id.encode()) <= 256:
-        raise InvalidInput("--runner-id must be 1 to 256 bytes")
     lease_s = parse_duration(a.lease)
     runner = Runner(rt, runner_id=a.runner_id, agent=a.agent, lease_s=lease_s, pace_s=a.pace)
     stop = threading.Event()
@@ -86,9 +84,7 @@ def cmd_run(ctx: Context) -> int:
                 finished.append(entry)
                 if not ctx.json:
                     what = p.get("result") if r.kind == "task.completed" else p.get("reason")
-                    sys.stdout.write(
-                        f"{p['task']} {r.kind.split('.')[1]} by {r.principal}: {short(what)}\n"
-                    )
+                    say(f"{p['task']} {r.kind.split('.')[1]} by {r.principal}: {short(what)}")
                     sys.stdout.flush()
 
     unsubscribe = rt.subscribe(on_events)

@@ -62,7 +62,9 @@ def cmd_init(ctx: Context) -> int:
 
 def cmd_info(ctx: Context) -> int:
     from toka import __version__
+    from toka.cli.output import info
     from toka.core.model.keys import thumbprint
+    from toka.core.runtime.home import wider_than_private
 
     home = ctx.home
     home.require()
@@ -88,11 +90,18 @@ def cmd_info(ctx: Context) -> int:
             [g for g in st.grants.values() if not g.revoked and g.exp * 1000 > rt.now_ms()]
         ),
         "tools": sum(len(v) for v in st.tools.values()),
+        "not_private": [str(p) for p in wider_than_private(home.root)],
     }
+    if data["not_private"] and not ctx.json:
+        info(
+            "toka: warning: other users may read or change these (make directories 0700 "
+            "and files 0600): " + ", ".join(data["not_private"])
+        )
 
     def human() -> str:
-        width = max(len(k) for k in data)
-        return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in data.items())
+        shown = {k: v for k, v in data.items() if k != "not_private"}
+        width = max(len(k) for k in shown)
+        return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in shown.items())
 
     ctx.emit(data, human)
     return 0

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from toka.core.errors import with_code
 from toka.core.model.state import Grant, WorldState
 
 
@@ -44,7 +45,7 @@ def summarize(kind: str, payload: dict) -> str:
         case "capability.revoked":
             return f"{', '.join(p['revoked'])} {p.get('reason') or ''}".strip()
         case "operation.rejected":
-            return f"{p['op']}: {p['code']}: {p['reason']}"
+            return f"{p['op']}: {with_code(p['code'], p['reason'])}"
         case "log.genesis":
             return f"home {p['home_id']}"
         case "tool.registered":

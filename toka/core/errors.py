@@ -24,6 +24,17 @@ class TokaError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def reason(self) -> str:
+        """``code: message``, as a task's failure reason or a log line says it."""
+        return with_code(self.code, self.message)
+
+
+def with_code(code: str, message: str) -> str:
+    """``code: message``, the code said once: some messages already start with it
+    (``budget: grant gr-4 has used 3 of 3 operations``)."""
+    return message if message.startswith(f"{code}:") else f"{code}: {message}"
+
 
 class Denied(TokaError):
     """The operation was refused by the security checks."""

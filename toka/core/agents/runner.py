@@ -22,6 +22,7 @@ from typing import Any
 from toka.core.agents import behaviours as registry
 from toka.core.agents.steps import Finished, NotTaken, Stopped, TaskRun, Waiting
 from toka.core.errors import InvalidInput, TokaError
+from toka.core.kernel.context import MAX_NAME_BYTES, check_name
 from toka.core.model import ops
 from toka.core.model.state import OPEN_TASK_STATUSES, Task
 from toka.core.runtime import Runtime
@@ -71,6 +72,8 @@ class Runner:
             raise InvalidInput("the lease must be between 1 s and 3600 s")
         if pace_s < 0:
             raise InvalidInput("the pace must not be negative")
+        if runner_id is not None:
+            check_name("runner id", runner_id, MAX_NAME_BYTES)
         self.runtime = runtime
         self.runner_id = runner_id or default_runner_id()
         self.agent = agent
@@ -171,7 +174,7 @@ class Runner:
                 behaviour.run(run)
                 run.fail(f"behaviour {agent.behaviour} neither completed nor failed the task")
             except TokaError as exc:
-                run.fail(f"{exc.code}: {exc.message}")
+                run.fail(exc.reason)
             except Exception as exc:
                 log.exception("behaviour %s crashed on %s", agent.behaviour, task_id)
                 run.fail(f"behaviour {agent.behaviour} crashed: {type(exc).__name__}: {exc}")

@@ -16,6 +16,7 @@ from toka.core.kernel.context import (
     Ctx,
     Evolver,
     check_json,
+    check_name,
     check_text,
     find_agent,
 )
@@ -41,8 +42,8 @@ def base_grant(
 
 
 def spawn(state: WorldState, op: ops.SpawnAgent, ctx: Ctx) -> list[msgspec.Struct]:
-    check_text("agent name", op.name, MAX_NAME_BYTES)
-    check_text("behaviour", op.behaviour, 64)
+    check_name("agent name", op.name, MAX_NAME_BYTES)
+    check_name("behaviour", op.behaviour, 64)
     grant = authorize(state, ctx, required_caps(state, op))
     try:
         raw_key = unb64(op.public_key)

@@ -10,6 +10,7 @@ import msgspec
 from toka.core.errors import InvalidInput, InvalidOperation, NotFound
 from toka.core.model.events import EventRecord
 from toka.core.model.state import Agent, Task, WorldState
+from toka.core.model.text import first_unprintable
 
 MAX_NAME_BYTES = 256
 MAX_DESCRIPTION_BYTES = 4096
@@ -17,6 +18,9 @@ MAX_OBSERVATION_BYTES = 1024 * 1024
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_RESULT_BYTES = 256 * 1024
 MAX_OPEN_TASKS = 10_000
+# Values nest at most this deep: deeper ones would recurse through every encoder, the
+# state hash and the faces' printing (Python's limit is about 1000 frames).
+MAX_JSON_DEPTH = 64
 MAX_TTL_S = 10 * 365 * 24 * 3600
 MAX_LEASE_S = 3600
 KERNEL = "kernel"
@@ -55,15 +59,51 @@ def _json_size(value: Any) -> int:
         raise InvalidInput(f"value is not JSON-encodable: {exc}") from exc
 
 
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (a scalar is 0); walked without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            break  # deep enough to refuse; no need to walk the rest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def check_text(label: str, value: str, limit: int, *, empty_ok: bool = False) -> None:
-    size = len(value.encode())
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError as exc:
+        raise InvalidOperation(
+            f"{label} is not valid text: it holds a lone surrogate at character {exc.start}"
+        ) from None
     if size > limit:
         raise InvalidOperation(f"{label} is {size} bytes, over the {limit} byte limit")
     if not empty_ok and not value.strip():
         raise InvalidOperation(f"{label} must not be empty")
 
 
+def check_name(label: str, value: str, limit: int) -> None:
+    """A name (of an agent, a behaviour, a runner): text that a terminal shows as it is."""
+    bad = first_unprintable(value)
+    if bad is not None:
+        raise InvalidOperation(
+            f"{label} must not hold control or other unprintable characters (it holds {bad})"
+        )
+    check_text(label, value, limit)
+
+
 def check_json(label: str, value: Any, limit: int) -> None:
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise InvalidOperation(f"{label} nests deeper than {MAX_JSON_DEPTH} levels")
     size = _json_size(value)
     if size > limit:
         raise InvalidOperation(f"{label} is {size} bytes, over the {limit} byte limit")

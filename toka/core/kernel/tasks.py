@@ -16,6 +16,7 @@ from toka.core.kernel.context import (
     Ctx,
     Evolver,
     check_json,
+    check_name,
     check_text,
     find_agent,
     find_task,
@@ -47,7 +48,7 @@ def _open_task(state: WorldState, op: ops.Operation, task_id: str, ctx: Ctx) -> 
 
 def start(state: WorldState, op: ops.StartTask, ctx: Ctx) -> list[msgspec.Struct]:
     task = _open_task(state, op, op.task, ctx)
-    check_text("runner", op.runner, MAX_NAME_BYTES)
+    check_name("runner", op.runner, MAX_NAME_BYTES)
     if not 1 <= op.lease_s <= MAX_LEASE_S:
         raise InvalidOperation(f"lease must be between 1 s and {MAX_LEASE_S} s")
     if state.agents[task.agent].status != "running":

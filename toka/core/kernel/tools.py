@@ -16,7 +16,7 @@ import msgspec
 
 from toka.core.errors import BudgetExhausted, InvalidInput, InvalidOperation, NotFound
 from toka.core.kernel.auth import authorize, required_caps
-from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, Ctx, Evolver
+from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, MAX_JSON_DEPTH, Ctx, Evolver, json_depth
 from toka.core.kernel.schemas import check_input_schema, first_error
 from toka.core.model import caps, ops
 from toka.core.model import events as ev
@@ -24,9 +24,9 @@ from toka.core.model.events import TOOL_FAILURE_KINDS
 from toka.core.model.state import Grant, Tool, WorldState
 
 KINDS = ("wasm", "native")
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
+VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\Z")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 # Sane maxima: a tool may not take the host down by asking for more.
 MAX_LIMITS = {
     "fuel": 100_000_000_000,
@@ -107,6 +107,8 @@ def check_args(tool: Tool, args: Any, expired: Callable[[], bool] | None = None)
 
     The check costs a bounded amount of work whatever the schema (``schemas``);
     ``expired`` adds a time limit (the runtime's, which checks before the write lock)."""
+    if json_depth(args) > MAX_JSON_DEPTH:
+        raise InvalidOperation(f"tool arguments nest deeper than {MAX_JSON_DEPTH} levels")
     try:
         size = len(_json.encode(args))
     except (TypeError, msgspec.EncodeError, RecursionError) as exc:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +135,10 @@ class EventLog:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
         self.path = path
         self.durability = durability
+        if not readonly:
+            # Made owner-only before SQLite opens it: SQLite gives the -wal and -shm
+            # files it creates beside the database the database file's mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         flags = (
             apsw.SQLITE_OPEN_READONLY
             if readonly

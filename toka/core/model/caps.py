@@ -26,7 +26,7 @@ ACTIONS = (
 ROOT = "*:*"
 MAX_CAPS = 100
 MAX_CAP_LEN = 256
-_CAP_CHARS = re.compile(r"^[A-Za-z0-9_.*\-]+:[A-Za-z0-9_.*/@\-]+$")
+_CAP_CHARS = re.compile(r"^[A-Za-z0-9_.*\-]+:[A-Za-z0-9_.*/@\-]+\Z")
 
 
 def parse(pattern: str) -> tuple[str, str]:
@@ -57,7 +57,7 @@ def validate(patterns: list[str]) -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
+    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z")
 
 
 def matches(pattern: str, required: str) -> bool:

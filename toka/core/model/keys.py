@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from toka.core.errors import BadSignature, InvalidInput
 
-_PRINCIPAL = re.compile(r"^[a-z][a-z0-9\-]{1,63}$")
+_PRINCIPAL = re.compile(r"^[a-z][a-z0-9\-]{1,63}\Z")
 
 
 def b64(data: bytes) -> str:

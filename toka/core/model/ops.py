@@ -193,6 +193,8 @@ class SignedOperation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return msgspec.json.decode(data, type=cls)
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed signed operation: {exc}") from exc
+        except RecursionError:  # a value nested thousands deep
+            raise InvalidInput("malformed signed operation: a value nests too deeply") from None
 
 
 def new_nonce(ts_ms: int) -> str:
@@ -208,7 +210,12 @@ def sign(
 ) -> SignedOperation:
     nonce = nonce or new_nonce(ts_ms)
     unsigned = Unsigned(op, principal, token, nonce, ts_ms)  # type: ignore[arg-type]
-    sig = key.sign(_canonical.encode(unsigned))
+    try:
+        sig = key.sign(_canonical.encode(unsigned))
+    except UnicodeEncodeError as exc:  # a lone surrogate: what undecodable bytes become
+        raise InvalidInput(
+            f"the {op_type(op)} operation holds text that is not valid Unicode ({exc.reason})"
+        ) from None
     return SignedOperation(op, principal, token, nonce, ts_ms, sig)  # type: ignore[arg-type]
 
 
@@ -220,3 +227,5 @@ def decode_operation(data: bytes | str) -> Operation:
         return msgspec.json.decode(data, type=AnyOperation)
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed operation: {exc}") from exc
+    except RecursionError:  # a value nested thousands deep
+        raise InvalidInput("malformed operation: a value nests too deeply") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -67,6 +68,26 @@ def write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def private_dir(path: Path) -> None:
+    """A directory only its owner can enter, whatever mode it had or the umask says."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def wider_than_private(root: Path) -> list[Path]:
+    """The home itself and everything under it that others may read, write or enter
+    (directories should be 0700, files 0600)."""
+    wide = []
+    for path in [root, *sorted(root.rglob("*"))]:
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue  # removed meanwhile (a -shm file, a temporary blob)
+        if stat.S_IMODE(mode) & 0o077 and not stat.S_ISLNK(mode):
+            wide.append(path)
+    return wide
+
+
 class Keystore:
     """Private keys on disk, one 0600 PEM file per principal."""
 
@@ -80,7 +101,7 @@ class Keystore:
         return self.path(principal).exists()
 
     def save(self, principal: str, key: KeyPair) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         write_private(self.path(principal), key.to_pem())
 
     def save_agent_key(self, key: KeyPair | None = None) -> tuple[str, KeyPair]:
@@ -179,7 +200,7 @@ class Home:
         Safe to re-run after an interrupted init: it completes what is missing and
         never replaces a secret, a key or an event.
         """
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.root)
         log = EventLog(self.db_path)
         try:
             if log.head()[0] > 0:
@@ -194,8 +215,8 @@ class Home:
                 self.keystore.save(OPERATOR, operator_key or KeyPair.generate())
             self.kernel_key()
             if not self.config_path.exists():
-                self.config_path.write_text(DEFAULT_CONFIG)
-            self.blobs.mkdir(exist_ok=True, mode=0o700)
+                write_private(self.config_path, DEFAULT_CONFIG.encode())
+            private_dir(self.blobs)
             operator = self.keystore.load(OPERATOR)
             ts = int((time.time() if now is None else now) * 1000)
             home_id = home_id or secrets.token_hex(8)

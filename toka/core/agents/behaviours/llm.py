@@ -248,7 +248,7 @@ class Llm:
         except Denied as exc:
             return f"denied: {exc.message}"
         except TokaError as exc:
-            return f"error: {exc.code}: {exc.message}"
+            return f"error: {exc.reason}"
         if not result.ok:
             assert result.error is not None
             return f"tool failed: {result.error.kind}: {result.error.message}"

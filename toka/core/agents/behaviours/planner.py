@@ -114,7 +114,7 @@ class Planner:
             except Denied as exc:
                 task.fail(f"{label}: denied: {exc.message}")
             except TokaError as exc:
-                task.fail(f"{label}: {exc.code}: {exc.message}")
+                task.fail(f"{label}: {exc.reason}")
             if not result.ok:
                 error = result.error
                 assert error is not None

@@ -89,7 +89,7 @@ class Supervisor:
             except Denied as exc:
                 task.fail(f"{label}: denied: {exc.message}")
             except TokaError as exc:
-                task.fail(f"{label}: {exc.code}: {exc.message}")
+                task.fail(f"{label}: {exc.reason}")
             children.append((child, scheduled.first(ev.TaskScheduled).task))
 
         tasks = task.state.tasks

@@ -426,7 +426,7 @@ class WasmSandbox:
         if failure is None:
             try:
                 output = msgspec.json.decode(out.getvalue())
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, RecursionError) as exc:  # or nested thousands deep
                 failure = ToolFailure("bad_output", _truncate(f"stdout is not valid JSON: {exc}"))
         wall_ms = (time.perf_counter() - t0) * 1000.0
         return SandboxResult(
