@@ -12,31 +12,24 @@ terminal. So every such string reaches a widget through this module: as a Rich `
 
 from __future__ import annotations
 
-import re
-
 from rich.style import Style
 from rich.text import Text
 
-# C0 controls, DEL and the C1 controls (U+0080-U+009F: 8-bit CSI, OSC, ...).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_CONTROL_EXCEPT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps \t and \n
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+from toka.core.model.text import escape, shown_escaped
+
 ESCAPE_STYLE = "reverse"
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _escape(char: str) -> str:
-    return _NAMED.get(char) or f"\\x{ord(char):02x}"
-
-
-def _pattern(multiline: bool) -> re.Pattern[str]:
-    return _CONTROL_EXCEPT_LINES if multiline else _CONTROL
+    return _NAMED.get(char) or escape(char)
 
 
 def visible(value: str, *, multiline: bool = False) -> str:
     """``value`` with every control character written as an escape (``\\x1b``, ``\\n``);
     ``multiline`` keeps newlines and tabs. For the places that need a ``str`` (a toast
     sent with ``markup=False``); elsewhere use ``literal``."""
-    return _pattern(multiline).sub(lambda m: _escape(m.group()), value)
+    return shown_escaped(multiline=multiline).sub(lambda m: _escape(m.group()), value)
 
 
 def literal(value: str, style: str | Style = "", *, multiline: bool = False) -> Text:
@@ -44,7 +37,7 @@ def literal(value: str, style: str | Style = "", *, multiline: bool = False) -> 
     characters appear as escapes in reverse video, so ``\\x1b`` in the data cannot be
     mistaken for the four characters ``\\x1b``. One line unless ``multiline``."""
     text = Text(style=style)
-    pattern = _pattern(multiline)
+    pattern = shown_escaped(multiline=multiline)
     position = 0
     for match in pattern.finditer(value):
         text.append(value[position : match.start()])

@@ -18,9 +18,19 @@ UNPRINTABLE = re.compile(r"[\x00-\x1f" + _OTHERS + "]")
 _SHOWN_ESCAPED = re.compile(r"[\x00-\x08\x0b-\x1f" + _OTHERS + "]")
 
 
-def _escape(match: re.Match[str]) -> str:
-    c = ord(match.group())
+def escape(char: str) -> str:
+    """One such character as an escape: ``\\x1b``, ``\\u202e``."""
+    c = ord(char)
     return f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}"
+
+
+def _escape(match: re.Match[str]) -> str:
+    return escape(match.group())
+
+
+def shown_escaped(*, multiline: bool) -> re.Pattern[str]:
+    """What to show as escapes: with ``multiline``, newlines and tabs stay as they are."""
+    return _SHOWN_ESCAPED if multiline else UNPRINTABLE
 
 
 def visible(text: str) -> str:
