@@ -78,6 +78,54 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+# The integers the state's encoding (MessagePack) holds: a larger one would make every
+# later state hash, checkpoint and snapshot fail.
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1
+
+
+def value_problem(value: Any) -> str | None:
+    """Why ``value`` cannot live in the log and the state, or None.
+
+    A value is JSON (objects with string keys, arrays, strings, finite numbers, true,
+    false, null) that nests at most MAX_JSON_DEPTH deep, whose integers fit in 64 bits
+    and whose strings are valid Unicode. Walked without recursion."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, bool) or item is None:
+            continue
+        if isinstance(item, int):
+            if not MIN_INT <= item <= MAX_INT:
+                shown = str(item) if item.bit_length() < 200 else f"of {item.bit_length()} bits"
+                return f"holds the integer {shown}, outside the 64 bits a value may use"
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return f"holds {item}, which is not a finite number"
+        elif isinstance(item, str):
+            if first_surrogate(item) is not None:
+                return "holds a string that is not valid Unicode (a lone surrogate)"
+        elif isinstance(item, (dict, list, tuple)):
+            if depth >= MAX_JSON_DEPTH:
+                return f"nests deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(item, dict):
+                if not all(isinstance(k, str) for k in item):
+                    return "has an object key that is not a string"
+                stack.extend((k, depth + 1) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        else:
+            return f"holds a {type(item).__name__}, which is not JSON"
+    return None
+
+
+def first_surrogate(text: str) -> int | None:
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            return i
+    return None
+
+
 def check_text(label: str, value: str, limit: int, *, empty_ok: bool = False) -> None:
     try:
         size = len(value.encode())
@@ -102,8 +150,9 @@ def check_name(label: str, value: str, limit: int) -> None:
 
 
 def check_json(label: str, value: Any, limit: int) -> None:
-    if json_depth(value) > MAX_JSON_DEPTH:
-        raise InvalidOperation(f"{label} nests deeper than {MAX_JSON_DEPTH} levels")
+    problem = value_problem(value)
+    if problem is not None:
+        raise InvalidOperation(f"{label} {problem}")
     size = _json_size(value)
     if size > limit:
         raise InvalidOperation(f"{label} is {size} bytes, over the {limit} byte limit")

@@ -16,7 +16,7 @@ import msgspec
 
 from toka.core.errors import BudgetExhausted, InvalidInput, InvalidOperation, NotFound
 from toka.core.kernel.auth import authorize, required_caps
-from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, MAX_JSON_DEPTH, Ctx, Evolver, json_depth
+from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, Ctx, Evolver, value_problem
 from toka.core.kernel.schemas import check_input_schema, first_error
 from toka.core.model import caps, ops
 from toka.core.model import events as ev
@@ -107,8 +107,9 @@ def check_args(tool: Tool, args: Any, expired: Callable[[], bool] | None = None)
 
     The check costs a bounded amount of work whatever the schema (``schemas``);
     ``expired`` adds a time limit (the runtime's, which checks before the write lock)."""
-    if json_depth(args) > MAX_JSON_DEPTH:
-        raise InvalidOperation(f"tool arguments nest deeper than {MAX_JSON_DEPTH} levels")
+    problem = value_problem(args)
+    if problem is not None:
+        raise InvalidOperation(f"tool arguments {problem}")
     try:
         size = len(_json.encode(args))
     except (TypeError, msgspec.EncodeError, RecursionError) as exc:

@@ -28,7 +28,7 @@ from toka.core.errors import (
 )
 from toka.core.kernel import Ctx
 from toka.core.kernel.approvals import requires_approval
-from toka.core.kernel.context import MAX_JSON_DEPTH, json_depth
+from toka.core.kernel.context import value_problem
 from toka.core.kernel.tools import Plan, ToolRun, plan_invocation
 from toka.core.model import events as ev
 from toka.core.model import ops
@@ -257,8 +257,9 @@ class ToolRunner:
             wasm, tool.module_sha256, _json.encode(args), limits, name=tool.name
         )
         failure = result.failure
-        if failure is None and json_depth(result.output) > MAX_JSON_DEPTH:
-            failure = ToolFailure("bad_output", f"stdout nests deeper than {MAX_JSON_DEPTH} levels")
+        problem = value_problem(result.output) if failure is None else None
+        if problem is not None:  # a value the log could not hold (the state's hash)
+            failure = ToolFailure("bad_output", f"stdout {problem}")
         message = ""
         if failure is not None:
             message = failure.message
