@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from log_support import make_home
+from log_support import make_home, scalar
 from toka_cli import run_toka
 
 from toka.core.errors import TokaError
@@ -19,6 +19,7 @@ from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
+from toka.core.runtime.home import Home
 from toka.core.tools import register_builtins
 
 WASM_DIR = Path(__file__).parent / "wasm"
@@ -144,3 +145,19 @@ def test_no_accepted_value_can_break_a_later_commit_checkpoint_snapshot_or_repla
         assert rt.verify()["ok"] is True
     with Runtime(home) as again:  # from the snapshot
         assert again.state.state_hash() == live
+
+
+def test_an_oversize_operation_is_refused_on_record_and_the_log_still_verifies(tmp_path: Path):
+    home = cli_home(tmp_path / "home")
+    (tmp_path / "big.json").write_text(json.dumps({"text": "a" * 12_000_000}))
+    result = run_toka("tool", "invoke", "echo", "--args", f"@{tmp_path / 'big.json'}", home=home)
+    assert result.returncode == 4 and "over the 262144 byte limit" in result.stderr
+    [rejected] = toka_json(home, "events", "list", "--kind", "operation.rejected")["events"]
+    where = "FROM operations WHERE digest = ?", (rejected["op_digest"],)
+    db = Home(home)
+    assert scalar(db, f"SELECT length(signed) {where[0]}", where[1]) == 0
+    assert "operation is kept by its digest only" in scalar(
+        db, f"SELECT error {where[0]}", where[1]
+    )
+    assert toka_json(home, "verify")["ok"] is True
+    assert toka_json(home, "verify", "--signatures")["ok"] is True

@@ -231,6 +231,8 @@ def verify_log(
         sigs.flush()
         for row in refused:
             seq = refused_at[row.digest]
+            if not row.signed and row.status == "rejected":
+                continue  # an oversize refusal, kept by digest and size only
             signed = _check_operation_row(row, seq)
             if signatures:
                 sigs.add_signed(

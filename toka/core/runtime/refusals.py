@@ -13,6 +13,7 @@ from toka.core.errors import ReplayedNonce, TokaError
 from toka.core.log.store import EventLog, OperationRow
 from toka.core.model import events as ev
 from toka.core.model.keys import check_principal
+from toka.core.model.ops import MAX_SIGNED_BYTES
 from toka.core.runtime.admission import Pending
 
 REJECTIONS_PER_PRINCIPAL_PER_MIN = 20
@@ -35,17 +36,23 @@ class RefusalAudit:
         s, err = p.signed, p.error
         assert err is not None
         if p.authenticated and not isinstance(err, ReplayedNonce):
+            signed, message = s.to_json(), err.message
+            if len(signed) > MAX_SIGNED_BYTES:
+                # Over what any reader decodes: kept by digest and size, never truncated
+                # (a cut operation would neither decode nor hash to its digest).
+                message += f" [the {len(signed)}-byte operation is kept by its digest only]"
+                signed = b""
             row = OperationRow(
                 s.nonce,
                 p.digest,
                 s.principal,
                 s.kind,
-                s.to_json(),
+                signed,
                 "rejected",
                 None,
                 None,
                 err.code,
-                err.message,
+                message,
             )
             self.log.record_operation(row)
             known[s.nonce] = row
