@@ -309,3 +309,24 @@ def test_rejections_are_rate_limited(rt, op, agent):
             rt.submit(s)
     logged = rt.log.query(kinds=["operation.rejected"], limit=1000)
     assert len(logged) == REJECTIONS_PER_PRINCIPAL_PER_MIN
+
+
+def test_a_budget_is_charged_whatever_token_the_agent_presents(rt, op, agent):
+    """An agent holds its base grant and a budgeted one that both cover observation.emit;
+    presenting the base token must not dodge the budget."""
+    budgeted = op.grant(
+        agent, [f"observation.emit:agent/{agent}"], ttl_s=600, budgets=Budgets(max_ops=2)
+    ).first(ev.CapabilityGranted).jti
+    base = next(g for g in rt.state.grants.values() if g.subject == agent and g.jti != budgeted)
+    token = rt.authority.mint(base, thumbprint(rt.state.principals[agent]))
+    as_base = Client(rt, agent, token=token)
+    first = as_base.observe(agent, "one")
+    assert first.first(ev.BudgetCharged).grants == [budgeted]
+    as_base.observe(agent, "two")
+    assert rt.state.grants[budgeted].usage.ops == 2
+    payload = refused(rt, as_base.sign(ops.EmitObservation(agent, "three")), BudgetExhausted)
+    assert f"grant {budgeted} has used 2 of 2 operations" in payload["reason"]
+    # What the budgeted grant does not cover stays the base grant's alone.
+    task = op.schedule(agent, "t").first(ev.TaskScheduled).task
+    assert as_base.complete(task, "done").kinds == ["task.completed"]
+    assert rt.replay().state_hash() == rt.state.state_hash()

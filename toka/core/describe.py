@@ -46,6 +46,8 @@ def summarize(kind: str, payload: dict) -> str:
             return f"{', '.join(p['revoked'])} {p.get('reason') or ''}".strip()
         case "operation.rejected":
             return f"{p['op']}: {with_code(p['code'], p['reason'])}"
+        case "budget.charged":
+            return f"also counted against {', '.join(p['grants'])}"
         case "log.genesis":
             return f"home {p['home_id']}"
         case "tool.registered":

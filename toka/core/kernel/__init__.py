@@ -19,8 +19,8 @@ from functools import partial
 
 import msgspec
 
-from toka.core.errors import InvalidOperation
-from toka.core.kernel import agents, approvals, grants, tasks, tools
+from toka.core.errors import InvalidOperation, TokaError
+from toka.core.kernel import agents, approvals, auth, grants, tasks, tools
 from toka.core.kernel.auth import authorize, presenting_grant, required_caps
 from toka.core.kernel.context import KERNEL, OPERATOR, Ctx, Decider, Evolver
 from toka.core.model import events as ev
@@ -53,9 +53,27 @@ def apply(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct
     if decide is None:
         raise InvalidOperation(f"operation {ops.op_type(op)} is not supported by this kernel")
     held = approvals.hold(state, op, ctx)
-    if held is not None:
-        return held
-    return decide(state, op, ctx)
+    events = held if held is not None else decide(state, op, ctx)
+    return [*events, *_charges(state, op, ctx)]
+
+
+def _charges(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct]:
+    """``budget.charged`` for the caller's other budgeted grants that cover ``op``
+    (``auth.budgeted_elsewhere``; authorize refused already if one is spent)."""
+    grant = state.grants.get(ctx.grant) if ctx.grant is not None else None
+    if grant is None or ctx.approval is not None:
+        return []  # an approved operation was counted when it was queued
+    try:
+        required = required_caps(state, op)
+    except TokaError:
+        return []
+    extra = auth.budgeted_elsewhere(state, ctx, grant, required)
+    return [ev.BudgetCharged(extra)] if extra else []
+
+
+def _on_budget_charged(state: WorldState, e: ev.BudgetCharged, r: ev.EventRecord) -> None:
+    for jti in e.grants:
+        state.grants[jti].usage.ops += 1
 
 
 def arguments_to_check(
@@ -109,6 +127,7 @@ EVOLVERS: Mapping[str, Evolver] = {
     **grants.EVOLVERS,
     **tools.EVOLVERS,
     **approvals.EVOLVERS,
+    "budget.charged": _on_budget_charged,
 }
 
 # Event kinds that change nothing but the log position (a refusal is audited, not applied).

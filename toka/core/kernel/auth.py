@@ -38,20 +38,60 @@ def presenting_grant(state: WorldState, ctx: Ctx) -> Grant:
     return grant
 
 
-def authorize(state: WorldState, ctx: Ctx, required: list[str]) -> Grant:
+def authorize(
+    state: WorldState, ctx: Ctx, required: list[str], *, past_budget: bool = False
+) -> Grant:
+    """The presented grant, if it covers ``required`` and no operations budget that
+    covers them is spent: not the presented grant's chain, nor any other grant of the
+    caller's that covers the operation (``budgeted_elsewhere``), so which token is
+    presented does not change what is charged. ``past_budget`` lets an operation through
+    spent budgets (a task failed because its agent's budget is spent)."""
     grant = presenting_grant(state, ctx)
     for cap in required:
         if not caps.covers(grant.caps, cap):
             raise NotCovered(f"{ctx.principal}'s token {grant.jti} does not cover {cap}")
+    if past_budget:
+        return grant
     # An approved operation was counted when it entered the approval queue.
     already_counted = 1 if ctx.approval is not None else 0
-    for link in state.grant_chain(grant.jti):
+    links = state.grant_chain(grant.jti)
+    if ctx.approval is None:
+        links = links + [state.grants[j] for j in budgeted_elsewhere(state, ctx, grant, required)]
+    for link in links:
         limit = link.budgets.max_ops
         if limit is not None and link.usage.ops - already_counted >= limit:
             raise BudgetExhausted(
                 f"budget: grant {link.jti} has used {link.usage.ops} of {limit} operations"
             )
     return grant
+
+
+def budgeted_elsewhere(
+    state: WorldState, ctx: Ctx, presented: Grant, required: list[str]
+) -> list[str]:
+    """The grants with an operations budget, outside the presented grant's chain, that
+    the caller holds and that cover ``required`` (or their ancestors): they are charged
+    for the operation too (``budget.charged``), in the order of their ids."""
+    if not required:
+        return []  # an operation any token may perform (revoking one's own grant)
+    charged_anyway = {link.jti for link in state.grant_chain(presented.jti)}
+    now_s = ctx.ts // 1000
+    found: dict[str, None] = {}
+    for other in state.grants.values():
+        if other.subject != ctx.principal or other.jti in charged_anyway:
+            continue
+        if other.revoked or other.exp <= now_s:
+            continue
+        chain = state.grant_chain(other.jti)
+        if not any(link.budgets.max_ops is not None for link in chain):
+            continue
+        if any(link.revoked for link in chain):
+            continue
+        if all(caps.covers(other.caps, cap) for cap in required):
+            for link in chain:
+                if link.budgets.max_ops is not None and link.jti not in charged_anyway:
+                    found[link.jti] = None
+    return sorted(found, key=lambda jti: (len(jti), jti))
 
 
 def required_caps(state: WorldState, op: ops.Operation) -> list[str]:

@@ -166,6 +166,14 @@ class OperationDenied(msgspec.Struct, frozen=True):
     op_kind: str = ""
 
 
+class BudgetCharged(msgspec.Struct, frozen=True):
+    """The operation also counts against these grants' operations budgets: grants of its
+    principal that cover it besides the presented token's chain (which every operation
+    counts against anyway)."""
+
+    grants: list[str]
+
+
 class Attributed(msgspec.Struct, frozen=True):
     """A decided event logged under another principal and grant than the operation's own:
     an approved operation's effects stay its author's (who also pays for them)."""
@@ -197,6 +205,7 @@ EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "operation.pending": OperationPending,
     "operation.approved": OperationApproved,
     "operation.denied": OperationDenied,
+    "budget.charged": BudgetCharged,
 }
 KIND_OF: dict[type, str] = {cls: kind for kind, cls in EVENT_TYPES.items()}
 _decoders = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
