@@ -181,3 +181,22 @@ def test_toka_run_refuses_an_agent_it_cannot_drive(toka):
     assert toka("run", "--until-idle", "--lease", "forever")[0] == 4
     code, _, err = toka("agent", "spawn", "x", "--behaviour", "robot")
     assert code == 4 and "unknown behaviour 'robot'" in err
+
+
+def test_a_task_whose_agent_spent_its_budget_fails_saying_so(toka):
+    agent = spawn(toka, "spender", "echo")
+    budget = js(toka("grant", "issue", agent, f"task.*:agent/{agent}", "--max-ops", "1", "--json"))
+    first = js(toka("task", "schedule", agent, "one", "--json"))["task"]
+    second = js(toka("task", "schedule", agent, "two", "--json"))["task"]
+    js(toka("run", "--until-idle", "--json"))
+    tasks = {t["id"]: t for t in js(toka("task", "list", "--json"))["tasks"]}
+    spent = f"budget: grant {budget['jti']} has used"
+    # The first took its lease (the one operation) and could not complete; the second
+    # could not even take its lease. Neither stays open. (Failing past the budget is
+    # let through, and counted: the second reason says 2 of 1.)
+    assert {t: tasks[t]["status"] for t in (first, second)} == {first: "failed", second: "failed"}
+    assert tasks[first]["error"] == f"{spent} 1 of 1 operations"
+    assert tasks[second]["error"] == f"{spent} 2 of 1 operations"
+    listing = toka("task", "list")[1]
+    assert listing.count(spent) == 2
+    assert js(toka("replay", "--check", "--json"))["ok"] is True

@@ -314,9 +314,11 @@ def test_rejections_are_rate_limited(rt, op, agent):
 def test_a_budget_is_charged_whatever_token_the_agent_presents(rt, op, agent):
     """An agent holds its base grant and a budgeted one that both cover observation.emit;
     presenting the base token must not dodge the budget."""
-    budgeted = op.grant(
-        agent, [f"observation.emit:agent/{agent}"], ttl_s=600, budgets=Budgets(max_ops=2)
-    ).first(ev.CapabilityGranted).jti
+    budgeted = (
+        op.grant(agent, [f"observation.emit:agent/{agent}"], ttl_s=600, budgets=Budgets(max_ops=2))
+        .first(ev.CapabilityGranted)
+        .jti
+    )
     base = next(g for g in rt.state.grants.values() if g.subject == agent and g.jti != budgeted)
     token = rt.authority.mint(base, thumbprint(rt.state.principals[agent]))
     as_base = Client(rt, agent, token=token)

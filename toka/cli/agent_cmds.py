@@ -274,14 +274,15 @@ def cmd_tasks(ctx: Context) -> int:
     ctx.emit(
         {"tasks": rows},
         lambda: table_or(
-            ["id", "agent", "status", "updated", "description"],
+            ["id", "agent", "status", "updated", "description", "why"],
             [
                 [
                     t["id"],
                     t["agent"],
                     t["status"],
                     log_time(t["updated_ms"]),
-                    shorten(t["description"], 50),
+                    shorten(t["description"], 40),
+                    shorten(t["error"] or "", 60),
                 ]
                 for t in rows
             ],

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from toka.core.agents import behaviours as registry
-from toka.core.agents.steps import Finished, NotTaken, Stopped, TaskRun, Waiting
+from toka.core.agents.steps import Finished, NotTaken, OutOfBudget, Stopped, TaskRun, Waiting
 from toka.core.errors import InvalidInput, TokaError
 from toka.core.kernel.context import MAX_NAME_BYTES, check_name
 from toka.core.model import ops
@@ -184,6 +184,8 @@ class Runner:
             self._release(task_id)  # waiting needs no lease; another runner may finish it
         except Stopped:
             pass
+        except OutOfBudget as exc:
+            self._fail_spent(run, exc.reason)
         except NotTaken as exc:
             task = self.runtime.state.tasks[task_id]
             if task.status in OPEN_TASK_STATUSES and not self._leased_by_other(
@@ -193,6 +195,14 @@ class Runner:
         except TokaError as exc:
             self._block(task_id, exc.message)
         return run.advanced
+
+    def _fail_spent(self, run: TaskRun, reason: str) -> None:
+        """Fail a task whose agent's budget is spent (no lease needed, none to be had)."""
+        try:
+            run.client.submit(ops.FailTask(run.id, reason))
+            run.advanced = True
+        except TokaError as exc:
+            self._block(run.id, exc.message)
 
     def _release(self, task_id: str) -> None:
         task = self.runtime.state.tasks.get(task_id)

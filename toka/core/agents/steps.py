@@ -42,6 +42,7 @@ from toka.core import approvals, tools
 from toka.core.errors import (
     AgentNotRunning,
     ApprovalDenied,
+    BudgetExhausted,
     ReplayedNonce,
     TokaError,
     error_from_code,
@@ -89,6 +90,15 @@ class Stopped(Control):
 
 class NotTaken(Control):
     """The runner could not take the task's lease."""
+
+
+class OutOfBudget(Control):
+    """The agent's operations budget is spent: it cannot even take the lease. The
+    runner fails the task with this reason (``budget: ...``), which the kernel allows."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Nondeterministic(TokaError):
@@ -284,5 +294,7 @@ class TaskRun:
             self.runtime.submit(self.client.sign(op))
         except AgentNotRunning as exc:
             raise Stopped(exc.message) from exc
+        except BudgetExhausted as exc:
+            raise OutOfBudget(exc.reason) from exc
         except TokaError as exc:
             raise NotTaken(exc.message) from exc

@@ -38,9 +38,11 @@ def schedule(state: WorldState, op: ops.ScheduleTask, ctx: Ctx) -> list[msgspec.
     return [ev.TaskScheduled(f"tk-{ctx.seq}", agent.id, op.description, op.payload)]
 
 
-def _open_task(state: WorldState, op: ops.Operation, task_id: str, ctx: Ctx) -> Task:
+def _open_task(
+    state: WorldState, op: ops.Operation, task_id: str, ctx: Ctx, *, past_budget: bool = False
+) -> Task:
     task = find_task(state, task_id)
-    authorize(state, ctx, required_caps(state, op))
+    authorize(state, ctx, required_caps(state, op), past_budget=past_budget)
     if task.status not in OPEN_TASK_STATUSES:
         raise InvalidOperation(f"task {task.id} is already {task.status}")
     return task
@@ -76,9 +78,15 @@ def complete(state: WorldState, op: ops.CompleteTask, ctx: Ctx) -> list[msgspec.
 
 
 def fail(state: WorldState, op: ops.FailTask, ctx: Ctx) -> list[msgspec.Struct]:
-    task = _open_task(state, op, op.task, ctx)
+    # An agent whose operations budget is spent may still fail its task saying so:
+    # otherwise the task would stay open for ever (its capabilities are still checked).
+    spent = op.reason.startswith(BUDGET_REASON)
+    task = _open_task(state, op, op.task, ctx, past_budget=spent)
     check_text("failure reason", op.reason, MAX_DESCRIPTION_BYTES)
     return [ev.TaskFailed(task.id, op.reason)]
+
+
+BUDGET_REASON = "budget:"
 
 
 # -- evolvers ----------------------------------------------------------------------
