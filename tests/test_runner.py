@@ -207,7 +207,7 @@ def test_a_step_refused_because_the_agent_was_paused_is_retried_after_resume(rt:
     runner = Runner(rt, behaviours={"scripted": Scripted(3, hook=pause_once)})
     runner.run(until_idle=True)
     assert rt.state.tasks[task].status == "started"
-    refused = rt.log.operation(step_nonce(task, 1, 0))
+    refused = rt.log.operation(agent, step_nonce(task, 1, 0))
     assert refused is not None and refused.error_code == "agent_not_running"
     Client(rt).resume(agent)
     runner.run(until_idle=True)
@@ -320,3 +320,33 @@ def test_a_runner_in_a_thread_stops_on_its_event(rt: Runtime, home: Home, clock:
     assert not thread.is_alive()
     assert rt.state.tasks[task].result == "in the background"
     assert runner.status == "off"
+
+
+def test_another_principal_squatting_a_steps_nonce_neither_fails_nor_alters_the_task(rt: Runtime):
+    from toka.core.tools import invoke, register_builtins
+
+    register_builtins(Client(rt))
+    victim = spawn(rt, "victim", "scripted")
+    attacker = spawn(rt, "attacker", "manual")
+    Client(rt).grant(attacker, ["tool.invoke:tool/echo"], 600)
+    task = Client(rt).schedule(victim, "x").first(ev.TaskScheduled).task
+    # The attacker computes the victim's step nonces and uses them first: an observation
+    # of its own for step 0, a tool call of its own for step 1.
+    squat = Client(rt, attacker)
+    rt.submit(
+        squat.sign(ops.EmitObservation(attacker, {"step": "forged"}), nonce=step_nonce(task, 0))
+    )
+    forged = squat.sign(ops.InvokeTool("echo", {"forged": True}), nonce=step_nonce(task, 1))
+    assert invoke(rt, forged).ok
+    Runner(rt, behaviours={"scripted": Scripted(2)}).run(until_idle=True)
+    done = rt.state.tasks[task]
+    assert (done.status, done.result, done.error) == ("completed", 2, None)
+    observed = [
+        (r.principal, msgspec.json.decode(r.payload)["data"])
+        for r in kinds_for(rt, "observation.emitted")
+    ]
+    assert observed == [
+        (attacker, {"step": "forged"}),
+        (victim, {"step": 0, "task": task}),
+        (victim, {"step": 1, "task": task}),
+    ]

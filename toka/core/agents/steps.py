@@ -152,7 +152,7 @@ class TaskRun:
         def execute(nonce: str) -> None:
             self.runtime.submit(self.client.sign(op, nonce=nonce), prepared)
 
-        return self._step(ops.op_type(op), execute)
+        return self._step(ops.op_type(op), execute, op)
 
     def invoke(
         self, tool: str, args: Any = None, *, version: str | None = None
@@ -163,7 +163,7 @@ class TaskRun:
         def execute(nonce: str) -> None:
             tools.invoke(self.runtime, self.client.sign(op, nonce=nonce))
 
-        return tools.Invocation.from_outcome(self._step("tool.invoke", execute), op)
+        return tools.Invocation.from_outcome(self._step("tool.invoke", execute, op), op)
 
     def spawn(self, name: str, behaviour: str) -> str:
         """One step: spawn a child agent of this agent; returns the child's id.
@@ -191,12 +191,14 @@ class TaskRun:
         return self._step("observation.emit", execute).first(ev.ObservationEmitted).data
 
     def complete(self, result: Any = None) -> NoReturn:
-        self._step("task.complete", self._finisher(ops.CompleteTask(self.task.id, result)))
+        op = ops.CompleteTask(self.task.id, result)
+        self._step("task.complete", self._finisher(op), op)
         raise Finished
 
     def fail(self, reason: str) -> NoReturn:
         reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "…"
-        self._step("task.fail", self._finisher(ops.FailTask(self.task.id, reason)))
+        op = ops.FailTask(self.task.id, reason)
+        self._step("task.fail", self._finisher(op), op)
         raise Finished
 
     def wait(self, why: str) -> NoReturn:
@@ -211,11 +213,16 @@ class TaskRun:
 
     # -- the durable step -----------------------------------------------------------------
 
-    def _step(self, kind: str, execute: Callable[[str], None]) -> Outcome:
+    def _step(
+        self, kind: str, execute: Callable[[str], None], op: ops.Operation | None = None
+    ) -> Outcome:
+        """Step ``self._next``: its recorded outcome, or ``execute(nonce)`` once. ``op``
+        is what the step submits when it is known beforehand (not for a spawn, whose
+        key is made when it runs, nor for ``remember``): a recorded step must be it."""
         index = self._next
         self._next += 1
         while True:
-            nonce, recorded = self._recorded(index, kind)
+            nonce, recorded = self._recorded(index, kind, op)
             if recorded is not None:
                 return self._settle(recorded)
             self.runner.pace()
@@ -229,23 +236,30 @@ class TaskRun:
             except AgentNotRunning as exc:
                 raise Stopped(exc.message) from exc
             except TokaError:
-                if self.runtime.log.operation(nonce) is None:
+                if self.runtime.log.operation(self.agent.id, nonce) is None:
                     raise  # refused before it was recorded (an expired token): nothing happened
             self.advanced = True
 
-    def _recorded(self, index: int, kind: str) -> tuple[str, Outcome | None]:
+    def _recorded(
+        self, index: int, kind: str, op: ops.Operation | None
+    ) -> tuple[str, Outcome | None]:
         """The nonce to use for step ``index`` and its recorded outcome, if any.
 
+        Only the agent's own operations are looked at (nonces are unique per principal:
+        another principal's operation under the same nonce is not this step), and the
+        recorded one must be the step's: same kind, same operation when ``op`` is known.
         Raises the recorded refusal, unless it was only that the agent could not act."""
         attempt = 0
         while True:
             nonce = step_nonce(self.task.id, index, attempt)
-            row = self.runtime.log.operation(nonce)
+            row = self.runtime.log.operation(self.agent.id, nonce)
             if row is None:
                 return nonce, None
-            if row.kind != kind:
+            recorded = ops.SignedOperation.from_json(row.signed).op if row.signed else None
+            if row.kind != kind or (op is not None and recorded != op):
+                was = row.kind if row.kind != kind else f"{row.kind} with other content"
                 raise Nondeterministic(
-                    f"step {index} of task {self.task.id} was {row.kind} and is now {kind}: "
+                    f"step {index} of task {self.task.id} was {was} and is now {kind}: "
                     "the behaviour must decide the same way when replayed"
                 )
             if row.status == "applied":

@@ -18,12 +18,29 @@ from toka.core.log.checkpoints import Checkpoint
 from toka.core.model.events import EventRecord
 
 GENESIS_PREV = "0" * 64
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 # Pages (4 KiB) the WAL may reach before a commit folds it into the database file.
 WAL_AUTOCHECKPOINT = 4000
 
-_SCHEMA = """
+_OPERATIONS = """
+CREATE TABLE IF NOT EXISTS {name}(
+    nonce TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    signed BLOB NOT NULL,
+    status TEXT NOT NULL,
+    first_seq INTEGER,
+    last_seq INTEGER,
+    error_code TEXT,
+    error TEXT,
+    -- A nonce is unique per principal: one principal's never blocks another's.
+    PRIMARY KEY (principal, nonce)
+);
+"""
+
+_SCHEMA_TEMPLATE = """
 CREATE TABLE IF NOT EXISTS meta(
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -42,18 +59,7 @@ CREATE TABLE IF NOT EXISTS events(
 );
 CREATE INDEX IF NOT EXISTS events_rejected ON events(principal, ts)
     WHERE kind = 'operation.rejected';
-CREATE TABLE IF NOT EXISTS operations(
-    nonce TEXT PRIMARY KEY,
-    digest TEXT NOT NULL,
-    principal TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    signed BLOB NOT NULL,
-    status TEXT NOT NULL,
-    first_seq INTEGER,
-    last_seq INTEGER,
-    error_code TEXT,
-    error TEXT
-);
+{operations}
 -- The operation whose events start at a seq (what an approval holds is found this way).
 -- first_seq only grows, so the index is appended to, not scattered over.
 CREATE INDEX IF NOT EXISTS operations_first_seq ON operations(first_seq);
@@ -69,6 +75,7 @@ CREATE TABLE IF NOT EXISTS snapshots(
     state BLOB NOT NULL
 );
 """
+_SCHEMA = _SCHEMA_TEMPLATE.replace("{operations}", _OPERATIONS.format(name="operations"))
 
 _hash_encoder = msgspec.msgpack.Encoder()
 _COLUMNS = "seq, ts, kind, principal, grant_jti, op_digest, part, payload, prev_hash, hash"
@@ -177,6 +184,22 @@ class EventLog:
                 # Version 1 indexed events by operation digest: a random key, so every
                 # event dirtied a page of its own. The audit now maps digests itself.
                 self.conn.execute("DROP INDEX IF EXISTS events_op")
+            (table,) = self.conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'operations'"
+            ).fetchone()
+            if "nonce TEXT PRIMARY KEY" in table:
+                # Version 2 keyed operations by nonce alone, so any principal could take
+                # another's nonce first. The rows are copied as they are, in their order.
+                self.conn.execute(_OPERATIONS.format(name="operations_v3"))
+                self.conn.execute(
+                    f"INSERT INTO operations_v3({_OPERATION_COLUMNS})"
+                    f" SELECT {_OPERATION_COLUMNS} FROM operations ORDER BY rowid"
+                )
+                self.conn.execute("DROP TABLE operations")
+                self.conn.execute("ALTER TABLE operations_v3 RENAME TO operations")
+                self.conn.execute(
+                    "CREATE INDEX IF NOT EXISTS operations_first_seq ON operations(first_seq)"
+                )
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
@@ -349,10 +372,12 @@ class EventLog:
         args.append(limit)
         return [EventRecord(*row) for row in self.conn.execute(sql, args)]
 
-    def operation(self, nonce: str) -> OperationRow | None:
+    def operation(self, principal: str, nonce: str) -> OperationRow | None:
+        """``principal``'s operation signed with ``nonce`` (nonces are unique per principal)."""
         self.flush()
         row = self.conn.execute(
-            f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE nonce = ?", (nonce,)
+            f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE principal = ? AND nonce = ?",
+            (principal, nonce),
         ).fetchone()
         return OperationRow(*row) if row else None
 
@@ -364,18 +389,21 @@ class EventLog:
         ).fetchone()
         return OperationRow(*row) if row else None
 
-    def operations_by_nonce(self, nonces: list[str]) -> dict[str, OperationRow]:
-        """The recorded operations among ``nonces``, in one query."""
+    def operations_by_nonce(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], OperationRow]:
+        """The recorded operations among ``keys`` (principal, nonce), in one query."""
         self.flush()
-        if len(nonces) <= 1:
-            found = self.operation(nonces[0]) if nonces else None
-            return {found.nonce: found} if found is not None else {}
+        if len(keys) <= 1:
+            found = self.operation(*keys[0]) if keys else None
+            return {(found.principal, found.nonce): found} if found is not None else {}
         rows = self.conn.execute(
-            f"SELECT {_OPERATION_COLUMNS} FROM operations"
-            " WHERE nonce IN (SELECT value FROM json_each(?))",
-            (msgspec.json.encode(nonces).decode(),),
+            f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE (principal, nonce) IN"
+            " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')"
+            " FROM json_each(?))",
+            (msgspec.json.encode(keys).decode(),),
         )
-        return {row[0]: OperationRow(*row) for row in rows}
+        return {(row[2], row[0]): OperationRow(*row) for row in rows}
 
     def recent_rejections(self, principal: str | None, since_ts: int) -> int:
         self.flush()

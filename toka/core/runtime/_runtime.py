@@ -294,7 +294,7 @@ class Runtime(History):
                 raise TokenInvalid(f"unknown principal {signed.principal!r}")
             if not pending.authenticated:
                 admission.check_key(signed, pending.claims, key, pending.body)
-            if self.log.operation(signed.nonce) is not None:
+            if self.log.operation(signed.principal, signed.nonce) is not None:
                 raise ReplayedNonce(f"nonce {signed.nonce} was already used")
             ts = max(self.now_ms(), self.state.ts)
             ctx = kernel.Ctx(
@@ -352,7 +352,7 @@ class Runtime(History):
                 ts = max(self.now_ms(), self.state.ts)
                 # One query for the whole batch; _process adds what the batch records.
                 known = self.log.operations_by_nonce(
-                    [p.signed.nonce for p in batch if p.error is None]
+                    [(p.signed.principal, p.signed.nonce) for p in batch if p.error is None]
                 )
                 for p in batch:
                     new.extend(self._process(p, ts, known))
@@ -370,7 +370,9 @@ class Runtime(History):
                 p.done = True
         self._publish(new)
 
-    def _process(self, p: Pending, ts: int, known: dict[str, OperationRow]) -> list[EventRecord]:
+    def _process(
+        self, p: Pending, ts: int, known: dict[tuple[str, str], OperationRow]
+    ) -> list[EventRecord]:
         """Decide and append one operation. ``known`` holds the recorded operations
         among the batch's nonces, and gains each one this records."""
         s = p.signed
@@ -384,7 +386,7 @@ class Runtime(History):
                     assert p.claims is not None
                     admission.check_key(s, p.claims, key, p.body)
                     p.authenticated = True
-                seen = known.get(s.nonce)
+                seen = known.get((s.principal, s.nonce))
                 if seen is not None:
                     if seen.digest != digest:
                         raise ReplayedNonce(
@@ -431,7 +433,7 @@ class Runtime(History):
             None,
         )
         self.log.record_operation(row)
-        known[s.nonce] = row
+        known[(s.principal, s.nonce)] = row
         p.outcome = self._outcome(s, digest, records)
         return records
 
@@ -459,7 +461,9 @@ class Runtime(History):
             records.append(record)
         return records
 
-    def _reject(self, p: Pending, ts: int, known: dict[str, OperationRow]) -> list[EventRecord]:
+    def _reject(
+        self, p: Pending, ts: int, known: dict[tuple[str, str], OperationRow]
+    ) -> list[EventRecord]:
         logged = self._refusals.record(p, ts, known)
         if logged is None:
             return []

@@ -28,7 +28,7 @@ class RefusalAudit:
         self._suppressed: dict[str, int] = {}
 
     def record(
-        self, p: Pending, ts: int, known: dict[str, OperationRow]
+        self, p: Pending, ts: int, known: dict[tuple[str, str], OperationRow]
     ) -> tuple[str, ev.OperationRejected] | None:
         """Keep ``p``'s refusal; returns (principal, event) to log, or None when rate-limited.
 
@@ -55,7 +55,7 @@ class RefusalAudit:
                 message,
             )
             self.log.record_operation(row)
-            known[s.nonce] = row
+            known[(s.principal, s.nonce)] = row
         try:
             principal = check_principal(s.principal)
         except TokaError:
