@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -350,3 +352,58 @@ def test_another_principal_squatting_a_steps_nonce_neither_fails_nor_alters_the_
         (victim, {"step": 0, "task": task}),
         (victim, {"step": 1, "task": task}),
     ]
+
+
+class Slow:
+    """One step that takes longer than the lease: a remembered fact that is slow to get."""
+
+    name = "slow"
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.computed: list[str] = []
+
+    def check_ready(self) -> None:
+        return None
+
+    def run(self, task: TaskRun) -> None:
+        def compute() -> str:
+            self.computed.append(task.runner.runner_id)
+            time.sleep(self.seconds)
+            return "slow answer"
+
+        task.complete(task.remember(compute))
+
+
+def test_a_step_longer_than_the_lease_runs_once_with_two_runners(tmp_path: Path):
+    home = Home(tmp_path / "shared")
+    home.init()
+    slow = Slow(seconds=2.5)  # the lease is 1 s: without renewal it lapses mid-step
+    with Runtime(home) as first, Runtime(home) as second:
+        agent = spawn(first, "slowpoke", "slow")
+        task = Client(first).schedule(agent, "think").first(ev.TaskScheduled).task
+        stop = threading.Event()
+        runners = [
+            Runner(rt, runner_id=name, lease_s=1, behaviours={"slow": slow})
+            for rt, name in ((first, "r1"), (second, "r2"))
+        ]
+        threads = [threading.Thread(target=r.run, kwargs={"stop_event": stop}) for r in runners]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            first.catch_up()
+            if first.state.tasks[task].status == "completed":
+                break
+            time.sleep(0.05)
+        time.sleep(1.5)  # time for a second runner to (wrongly) take the task over
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        first.catch_up()
+        assert first.state.tasks[task].status == "completed"
+        assert len(slow.computed) == 1, slow.computed  # the step ran once
+        started = [
+            msgspec.json.decode(r.payload)["runner"] for r in kinds_for(first, "task.started")
+        ]
+        assert set(started) == {slow.computed[0]}  # renewed by its runner, never taken over

@@ -20,7 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 from toka.core.agents import behaviours as registry
-from toka.core.agents.steps import Finished, NotTaken, OutOfBudget, Stopped, TaskRun, Waiting
+from toka.core.agents.steps import (
+    Finished,
+    LeaseKeeper,
+    NotTaken,
+    OutOfBudget,
+    Stopped,
+    TaskRun,
+    Waiting,
+)
 from toka.core.errors import InvalidInput, TokaError
 from toka.core.kernel.context import MAX_NAME_BYTES, check_name
 from toka.core.model import ops
@@ -119,6 +127,10 @@ class Runner:
             if self._advance(task_id):
                 advanced += 1
         self.tasks_advanced += advanced
+        if not advanced and candidates:
+            # A task this pass could not take may be leased by another runner now: its
+            # lease's end (not the one seen before the pass) is when to look again.
+            _, next_expiry = self._candidates()
         self._quiet = None if advanced else (self.runtime.state.seq, next_expiry)
         return advanced
 
@@ -170,14 +182,17 @@ class Runner:
         behaviour = self.behaviours[agent.behaviour]
         run = TaskRun(self, task, agent)
         try:
-            try:
-                behaviour.run(run)
-                run.fail(f"behaviour {agent.behaviour} neither completed nor failed the task")
-            except TokaError as exc:
-                run.fail(exc.reason)
-            except Exception as exc:
-                log.exception("behaviour %s crashed on %s", agent.behaviour, task_id)
-                run.fail(f"behaviour {agent.behaviour} crashed: {type(exc).__name__}: {exc}")
+            # The lease is renewed for as long as the pass runs, and no longer: the
+            # keeper stops before the task is released or failed for its budget.
+            with LeaseKeeper(run):
+                try:
+                    behaviour.run(run)
+                    run.fail(f"behaviour {agent.behaviour} neither completed nor failed the task")
+                except TokaError as exc:
+                    run.fail(exc.reason)
+                except Exception as exc:
+                    log.exception("behaviour %s crashed on %s", agent.behaviour, task_id)
+                    run.fail(f"behaviour {agent.behaviour} crashed: {type(exc).__name__}: {exc}")
         except Finished:
             pass
         except Waiting:

@@ -33,6 +33,8 @@ log changes. Nothing blocks the runner.
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
@@ -52,6 +54,8 @@ from toka.core.model import ops
 from toka.core.model.state import Agent, Task, WorldState
 from toka.core.runtime import Outcome, Runtime
 from toka.core.runtime.client import Client
+
+log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 2000
 # Refusals that say the agent could not act at all: not a decision, retried later.
@@ -105,6 +109,40 @@ class Nondeterministic(TokaError):
     """A behaviour proposed a different kind of step than the one recorded for that index."""
 
     code = "nondeterministic"
+
+
+class LeaseKeeper:
+    """Renews a pass's task lease while the pass runs, so that a step longer than the
+    lease (a slow tool, a model's reply) does not let another runner take the task and
+    run the step again. Renews only a lease this runner holds; stops when the pass ends,
+    before the runner releases or leaves the task."""
+
+    def __init__(self, run: TaskRun):
+        self.run = run
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name=f"toka-lease-{run.id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _keep(self) -> None:
+        host, lease_ms = self.run.runner, self.run.runner.lease_s * 1000
+        while not self._stop.wait(lease_ms / 4000):
+            task = self.run.runtime.state.tasks.get(self.run.id)
+            if task is None or task.status != "started" or task.runner != host.runner_id:
+                continue  # not taken yet (or no longer ours): nothing to renew
+            if task.lease_until is None or task.lease_until - host.runtime.now_ms() > lease_ms / 2:
+                continue
+            op = ops.StartTask(self.run.id, host.runner_id, host.lease_s)
+            try:
+                self.run.runtime.submit(self.run.client.sign(op))
+            except TokaError as exc:
+                log.info("could not renew the lease on %s: %s", self.run.id, exc.message)
 
 
 def step_nonce(task_id: str, step: int, attempt: int = 0) -> str:
