@@ -123,7 +123,8 @@ def test_swapped_payloads_are_detected_at_the_first(home):
 
 def test_rewritten_chain_is_caught_by_the_signed_checkpoint(home):
     """An attacker who edits a payload and recomputes every later hash keeps the chain
-    valid; the kernel-signed checkpoint after the edit no longer matches."""
+    valid; deciding the operation again finds the edited event itself, and even the quick
+    chain-only check finds the kernel-signed checkpoint after the edit no longer matches."""
     seq = observation_seqs(home)[4]
     conn = apsw.Connection(str(home.db_path))
     rows = conn.execute(
@@ -143,8 +144,10 @@ def test_rewritten_chain_is_caught_by_the_signed_checkpoint(home):
             )
             prev = new
     conn.close()
+    stderr = assert_detected(home, seq)
+    assert "is not what operation" in stderr and '"note":"idling!"' in stderr
     checkpoint_seq = -(-seq // 10) * 10
-    stderr = assert_detected(home, checkpoint_seq)
+    stderr = assert_detected(home, checkpoint_seq, "--quick")
     assert f"checkpoint at seq {checkpoint_seq}" in stderr
 
 
@@ -272,3 +275,56 @@ def test_replaced_kernel_key_is_detected(home, tmp_path):
     result = run_toka("verify", "--against", str(exported), home=home.root)
     assert result.returncode == 5
     assert "signature does not verify" in result.stderr
+
+
+def rewrite_from(home: Home, seq: int, edit) -> None:
+    """As an attacker with the database but no keys: change event ``seq``'s payload with
+    ``edit`` and recompute every hash from there on."""
+    conn = apsw.Connection(str(home.db_path))
+    rows = conn.execute(
+        "SELECT seq, ts, kind, principal, grant_jti, op_digest, part, payload"
+        " FROM events WHERE seq >= ? ORDER BY seq",
+        (seq,),
+    ).fetchall()
+    prev = scalar(home, "SELECT hash FROM events WHERE seq = ?", (seq - 1,))
+    with conn:
+        for s, ts, kind, principal, grant, digest, part, payload in rows:
+            if s == seq:
+                payload = edit(payload)
+            new = chain_hash(prev, s, ts, kind, principal, grant, digest, part, payload)
+            conn.execute(
+                "UPDATE events SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (payload, prev, new, s),
+            )
+            prev = new
+    conn.close()
+
+
+def test_a_rewrite_of_a_young_log_without_checkpoints_is_caught_by_deciding_again(tmp_path):
+    """The default interval leaves a young log without any checkpoint: a full rewrite
+    of the chain (a forged agent name) passed verify; deciding each operation again
+    catches it at the forged event."""
+    home = make_home(tmp_path / "home", checkpoint_interval=1000)
+    agents = populate(home, tasks=3)
+    spawned = scalar(
+        home,
+        "SELECT seq FROM events WHERE kind = 'agent.spawned' AND CAST(payload AS TEXT) LIKE ?",
+        (f"%{agents['worker']}%",),
+    )
+    rewrite_from(home, spawned, lambda p: p.replace(b'"worker"', b'"mallory"'))
+    tamper(home, "DELETE FROM checkpoints")
+    tamper(home, "DELETE FROM snapshots")
+    assert json.loads(run_toka("verify", "--quick", "--json", home=home.root).stdout)["ok"]
+    stderr = assert_detected(home, spawned)
+    assert '"name":"mallory"' in stderr and '"name":"worker"' in stderr
+    assert_detected(home, spawned, "--signatures")
+
+
+def test_deleted_checkpoints_that_the_interval_made_due_are_reported(home):
+    head = scalar(home, "SELECT max(seq) FROM events")
+    assert head >= 20
+    tamper(home, "DELETE FROM checkpoints")
+    tamper(home, "DELETE FROM snapshots")
+    result = run_toka("verify", home=home.root)
+    assert result.returncode == 5
+    assert "the checkpoint due once the log passed seq 10 is missing" in result.stderr

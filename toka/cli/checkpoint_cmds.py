@@ -15,7 +15,14 @@ def register(sub, common) -> None:
     p = sub.add_parser(
         "verify",
         parents=[common],
-        help="verify the hash chain, signed checkpoints and operation records",
+        help="verify the log: every event is what its signed operation decides, the hash "
+        "chain, signed checkpoints and operation records",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="check the hash chain, checkpoints and records only, without deciding every "
+        "operation again (much faster; does not catch a rewrite whose chain was recomputed)",
     )
     p.add_argument(
         "--signatures",
@@ -89,6 +96,7 @@ def cmd_verify(ctx: Context) -> int:
     home = ctx.home
     home.require()
     exported = ExportedCheckpoint.load(Path(ctx.args.against)) if ctx.args.against else None
+    interval = home.config().checkpoint_interval
     # The log is read directly, not through a Runtime: a damaged log must be reported
     # with the seq where it breaks, not fail while the state is being loaded.
     log = EventLog(home.db_path, readonly=True)
@@ -99,6 +107,8 @@ def cmd_verify(ctx: Context) -> int:
                 home.kernel_public_key(),
                 signatures=ctx.args.signatures,
                 progress=progress,
+                decisions=not ctx.args.quick,
+                checkpoint_interval=None if ctx.args.quick else interval,
             )
             if exported is not None:
                 result.update(audit.check_against(log, exported, home.kernel_public_key()))
@@ -117,6 +127,8 @@ def cmd_verify(ctx: Context) -> int:
         ]
         if ctx.args.signatures:
             parts.append(f"{result['signatures_checked']} signatures")
+        if not ctx.args.quick:
+            parts.append(f"{result['decisions_checked']} operations decided again")
         text = ", ".join(parts)
         if exported is not None:
             text += f"\nconsistent with the exported checkpoint at seq {result['against_seq']}"

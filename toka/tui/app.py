@@ -173,7 +173,7 @@ class TokaConsole(App[None]):
         signature too), once at start-up, so the header says at once whether the log is
         intact. In a worker: a long log does not hold up the console."""
         try:
-            result = self.client.runtime.verify()
+            result = self.client.runtime.verify(quick=True)
         except IntegrityFailure as exc:
             where = f"BROKEN at seq {exc.seq}" if exc.seq else "verification failed"
             self.post_message(self.ChainChecked((where, False), exc.message))

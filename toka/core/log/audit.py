@@ -16,8 +16,10 @@ import msgspec
 from toka.core.errors import BadSignature, IntegrityFailure, InvalidInput
 from toka.core.log.checkpoints import Checkpoint, ExportedCheckpoint
 from toka.core.log.fold import fold_one, folding
+from toka.core.log.redecide import redecide
 from toka.core.log.snapshots import decode_snapshot
 from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow, chain_hash
+from toka.core.model.events import EventRecord
 from toka.core.model.keys import verify_signature
 from toka.core.model.ops import SignedOperation
 from toka.core.model.state import WorldState
@@ -125,9 +127,14 @@ def verify_log(
     *,
     signatures: bool = False,
     progress: Progress | None = None,
+    decisions: bool = False,
+    checkpoint_interval: int | None = None,
 ) -> dict[str, Any]:
     """Check the chain, every checkpoint (signature, head hash, state hash by replay),
-    the snapshots, and the operations table; with ``signatures`` every op signature."""
+    the snapshots, and the operations table; with ``signatures`` every op signature;
+    with ``decisions`` that every event is what its signed operation decides
+    (``redecide``); with ``checkpoint_interval`` that no checkpoint it makes due at
+    the head is missing."""
     total = log.count()
     checkpoints = iter(log.checkpoints())
     cp = next(checkpoints, None)
@@ -147,6 +154,25 @@ def verify_log(
     prev = GENESIS_PREV
     n = n_checkpoints = n_ops = 0
     state_hash = state.state_hash()
+    op_signed: SignedOperation | None = None
+    buffered: list[EventRecord] = []  # the current operation's events, until re-decided
+    last_cp = 0
+
+    def held_bytes(first_seq: int) -> bytes:
+        row = log.operation_at(first_seq)
+        return row.signed if row is not None else b""
+
+    def folded(rec: EventRecord) -> None:
+        nonlocal cp, n_checkpoints, state_hash, last_cp
+        fold_one(state, rec)
+        while cp is not None and cp.seq == rec.seq:
+            state_hash = _check_checkpoint(cp, state, rec.hash, public_key)
+            n_checkpoints += 1
+            last_cp = cp.seq
+            cp = next(checkpoints, None)
+        if cp is not None and cp.seq < rec.seq:
+            raise IntegrityFailure(f"checkpoint at seq {cp.seq} is out of order", cp.seq)
+
     try:
         for r in log.records():
             seq = r.seq
@@ -181,7 +207,7 @@ def verify_log(
                                 seq,
                             )
                         n_ops += 1
-                        signed = _check_operation_row(op, seq)
+                        signed = op_signed = _check_operation_row(op, seq)
                         if signatures:
                             sigs.add_signed(
                                 state,
@@ -204,19 +230,37 @@ def verify_log(
                     held.add(r.op_digest)
                 elif r.kind == "operation.rejected" and r.op_digest in refused_at:
                     refused_at[r.op_digest] = refused_at[r.op_digest] or seq
-                fold_one(state, r)
-                while cp is not None and cp.seq == seq:
-                    state_hash = _check_checkpoint(cp, state, r.hash, public_key)
-                    n_checkpoints += 1
-                    cp = next(checkpoints, None)
-                if cp is not None and cp.seq < seq:
-                    raise IntegrityFailure(f"checkpoint at seq {cp.seq} is out of order", cp.seq)
+                if decisions and covered:
+                    buffered.append(r)
+                    assert op is not None and op_signed is not None
+                    if seq == op.last_seq:
+                        redecide(state, op_signed, op.signed, op.digest, buffered, held_bytes)
+                        for rec in buffered:
+                            folded(rec)
+                        buffered = []
+                else:
+                    folded(r)
             except IntegrityFailure:
                 sigs.flush()
                 raise
             if progress is not None and n % 2000 == 0:
                 progress(n, total)
         head = n
+        if buffered:
+            raise IntegrityFailure(
+                f"event {buffered[0].seq}: its operation's events end after the log", head + 1
+            )
+        if (
+            checkpoint_interval is not None
+            and head // checkpoint_interval > last_cp // checkpoint_interval
+        ):
+            due = (last_cp // checkpoint_interval + 1) * checkpoint_interval
+            raise IntegrityFailure(
+                f"the checkpoint due once the log passed seq {due} is missing "
+                f"(every {checkpoint_interval} events; the last one is at seq {last_cp}): "
+                "checkpoints were deleted",
+                due,
+            )
         if cp is not None:
             raise IntegrityFailure(
                 f"checkpoint at seq {cp.seq} is beyond the end of the log (seq {head}): "
@@ -256,6 +300,7 @@ def verify_log(
         "snapshots": n_snapshots,
         "operations": n_ops + len(refused),
         "signatures_checked": sigs.checked,
+        "decisions_checked": n_ops if decisions else 0,
         "last_checkpoint_state_hash": state_hash if n_checkpoints else None,
     }
 

@@ -16,13 +16,14 @@ from toka.core.log.fold import fold
 from toka.core.log.store import GENESIS_PREV, EventLog
 from toka.core.model.events import EventRecord
 from toka.core.model.state import WorldState
-from toka.core.runtime.home import Home
+from toka.core.runtime.home import Config, Home
 
 
 class History:
     """What ``Runtime`` offers on its log's past; mixed into ``Runtime``."""
 
     home: Home
+    config: Config
     log: EventLog
     state: WorldState
     head_hash: str
@@ -30,15 +31,26 @@ class History:
     catch_up: Callable[[], list[EventRecord]]
 
     def verify(
-        self, *, signatures: bool = False, progress: Callable[[int, int], None] | None = None
+        self,
+        *,
+        signatures: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        quick: bool = False,
     ) -> dict[str, Any]:
-        """Check the chain, checkpoints, snapshots and operations table (see ``audit``).
+        """Check the chain, checkpoints, snapshots and operations table (see ``audit``),
+        and unless ``quick``, that every event is what its signed operation decides and
+        that no checkpoint due at the head is missing.
 
         Reads one consistent snapshot of the log on a connection of its own, so
         submissions go on while a long log is verified."""
         with self._reader() as reader:
             return audit.verify_log(
-                reader, self.home.kernel_public_key(), signatures=signatures, progress=progress
+                reader,
+                self.home.kernel_public_key(),
+                signatures=signatures,
+                progress=progress,
+                decisions=not quick,
+                checkpoint_interval=None if quick else self.config.checkpoint_interval,
             )
 
     def verify_against(self, exported: checkpoints.ExportedCheckpoint) -> dict[str, Any]:
