@@ -36,12 +36,21 @@ def test_bench_replay_reports_replay_against_a_raw_scan(tmp_path):
     )
 
 
+def test_bench_verify_times_the_default_and_the_quick_check(tmp_path):
+    data = toka_json("bench", "verify", "--events", "500", home=tmp_path / "unused")
+    assert data["events"] >= 500
+    assert set(data["seconds"]) == {"default", "quick", "default_signatures", "quick_signatures"}
+    assert all(s >= 0 for s in data["seconds"].values())
+    assert run_toka("bench", "verify", "--events", "3", home=tmp_path).returncode == 4
+
+
 def test_bench_defaults_are_the_real_sizes():
     parser = build_parser()
     assert parser.parse_args(["bench", "kernel"]).ops == 20_000
     assert parser.parse_args(["bench", "kernel"]).submitters == 4
     assert parser.parse_args(["bench", "kernel"]).window == 8
     assert parser.parse_args(["bench", "replay"]).events == 200_000
+    assert parser.parse_args(["bench", "verify"]).events == 200_000
 
 
 def test_bench_rejects_nonsense_sizes(tmp_path):

@@ -42,6 +42,14 @@ def register(sub, common) -> None:
     p.set_defaults(handler=cmd_bench_replay)
 
     p = b.add_parser(
+        "verify",
+        parents=[common],
+        help="toka verify on a large log: by default, --quick, and each with --signatures",
+    )
+    p.add_argument("--events", type=int, default=200_000, help="log size to build (default 200000)")
+    p.set_defaults(handler=cmd_bench_verify)
+
+    p = b.add_parser(
         "tui",
         parents=[common],
         help="the console's key-to-screen latency, idle and under a stream of events",
@@ -120,6 +128,23 @@ def cmd_bench_replay(ctx: Context) -> int:
             f"replay {data['events']} events from genesis: {data['events_per_s']:.0f} events/s\n"
             f"raw scan of the same rows: {data['raw_scan_rows_per_s']:.0f} rows/s "
             f"(replay runs at {data['ratio']:.2f} of it)"
+        ),
+    )
+    return 0
+
+
+def cmd_bench_verify(ctx: Context) -> int:
+    from toka.core.bench import bench_verify
+
+    data = bench_verify(ctx.args.events, _bench_progress(ctx))
+    s = data["seconds"]
+    ctx.emit(
+        data,
+        lambda: (
+            f"verify {data['events']} events: {s['default']:.2f} s "
+            f"(every operation decided again), --quick {s['quick']:.2f} s\n"
+            f"with --signatures: {s['default_signatures']:.2f} s, "
+            f"--quick {s['quick_signatures']:.2f} s"
         ),
     )
     return 0

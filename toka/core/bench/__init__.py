@@ -280,3 +280,29 @@ def bench_replay(events: int = 200_000, progress: Progress | None = None) -> dic
         "replay_s": round(replay_s, 3),
         "build_s": round(build_s, 3),
     }
+
+
+def bench_verify(events: int = 200_000, progress: Progress | None = None) -> dict[str, Any]:
+    """Time ``toka verify`` on a log of at least ``events`` events: the default (every
+    operation decided again), ``--quick`` (chain, checkpoints, records) and both with
+    ``--signatures``."""
+    if events < 10:
+        raise InvalidInput("--events must be at least 10")
+    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
+        home = _scratch_home(Path(scratch))
+        with Runtime(home, durability="normal") as rt:
+            build_log(rt, events, progress=progress)
+            n = rt.state.seq
+            timings: dict[str, float] = {}
+            for name, quick, signatures in (
+                ("quick", True, False),
+                ("default", False, False),
+                ("quick_signatures", True, True),
+                ("default_signatures", False, True),
+            ):
+                if progress:
+                    progress(f"verify {name.replace('_', ' + ')}")
+                t0 = time.perf_counter()
+                rt.verify(quick=quick, signatures=signatures)
+                timings[name] = round(time.perf_counter() - t0, 2)
+    return {"events": n, "seconds": timings}
