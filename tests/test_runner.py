@@ -378,13 +378,13 @@ class Slow:
 def test_a_step_longer_than_the_lease_runs_once_with_two_runners(tmp_path: Path):
     home = Home(tmp_path / "shared")
     home.init()
-    slow = Slow(seconds=2.5)  # the lease is 1 s: without renewal it lapses mid-step
+    slow = Slow(seconds=4.5)  # the lease is 2 s: without renewal it lapses mid-step
     with Runtime(home) as first, Runtime(home) as second:
         agent = spawn(first, "slowpoke", "slow")
         task = Client(first).schedule(agent, "think").first(ev.TaskScheduled).task
         stop = threading.Event()
         runners = [
-            Runner(rt, runner_id=name, lease_s=1, behaviours={"slow": slow})
+            Runner(rt, runner_id=name, lease_s=2, behaviours={"slow": slow})
             for rt, name in ((first, "r1"), (second, "r2"))
         ]
         threads = [threading.Thread(target=r.run, kwargs={"stop_event": stop}) for r in runners]
@@ -396,7 +396,7 @@ def test_a_step_longer_than_the_lease_runs_once_with_two_runners(tmp_path: Path)
             if first.state.tasks[task].status == "completed":
                 break
             time.sleep(0.05)
-        time.sleep(1.5)  # time for a second runner to (wrongly) take the task over
+        time.sleep(2.5)  # time for a second runner to (wrongly) take the task over
         stop.set()
         for t in threads:
             t.join(timeout=30)
