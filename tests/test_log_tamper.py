@@ -328,3 +328,39 @@ def test_deleted_checkpoints_that_the_interval_made_due_are_reported(home):
     result = run_toka("verify", home=home.root)
     assert result.returncode == 5
     assert "the checkpoint due once the log passed seq 10 is missing" in result.stderr
+
+
+def test_an_event_forged_as_part_of_the_genesis_is_caught(home):
+    """Genesis events have no signed operation, so they escape deciding again: one
+    claimed anywhere after the first two (a root grant for an agent) is forged."""
+    agent = json.loads(run_toka("agent", "list", "--json", home=home.root).stdout)["agents"][0][
+        "id"
+    ]
+    seq = observation_seqs(home)[2]
+
+    def forge(_payload: bytes) -> bytes:
+        return msgspec.json.encode(
+            {
+                "jti": "gr-99",
+                "subject": agent,
+                "caps": ["*:*"],
+                "issuer": "kernel",
+                "parent": None,
+                "iat": 0,
+                "exp": 2**40,
+                "budgets": {},
+                "approve": False,
+            }
+        )
+
+    rewrite_from(home, seq, forge)
+    tamper(
+        home,
+        "UPDATE events SET kind = 'capability.granted', principal = 'kernel', "
+        "grant_jti = NULL, op_digest = 'genesis' WHERE seq = ?",
+        (seq,),
+    )
+    # (the chain is recomputed over the new columns too)
+    rewrite_from(home, seq, lambda p: p)
+    stderr = assert_detected(home, seq)
+    assert "claims to be part of the genesis" in stderr

@@ -112,6 +112,28 @@ def _check_operation_row(row: OperationRow, seq: int | None) -> SignedOperation:
     return signed
 
 
+def _check_genesis(r: EventRecord) -> None:
+    """The only events no signed operation made, but refusals, are the first two: the
+    genesis and the operator's root grant, by the kernel. Anywhere else, or saying
+    anything else, such an event was forged (it would escape deciding again)."""
+    expected = {1: "log.genesis", 2: "capability.granted"}.get(r.seq)
+    if expected is None or r.kind != expected or r.principal != "kernel" or r.grant is not None:
+        raise IntegrityFailure(
+            f"event {r.seq}: a {r.kind} event claims to be part of the genesis, which is "
+            "events 1 and 2 only",
+            r.seq,
+        )
+    if r.seq == 2:
+        root = msgspec.json.decode(r.payload)
+        if (root.get("jti"), root.get("subject"), root.get("issuer"), root.get("parent")) != (
+            "gr-2",
+            "operator",
+            "kernel",
+            None,
+        ):
+            raise IntegrityFailure("event 2: the genesis root grant is not the operator's", 2)
+
+
 def _operation_cursor(log: EventLog) -> tuple[Iterator[OperationRow], list[OperationRow]]:
     """Applied operations in log order, and the refused ones."""
     applied: list[OperationRow] = []
@@ -191,6 +213,8 @@ def verify_log(
                 ):
                     raise IntegrityFailure(f"event {seq}: hash does not match its contents", seq)
                 prev = r.hash
+                if r.op_digest in _UNRECORDED_DIGESTS:
+                    _check_genesis(r)
                 covered = r.op_digest not in _UNRECORDED_DIGESTS and r.kind not in _UNRECORDED_KINDS
                 if op is not None and seq <= (op.last_seq or 0) and not covered:
                     raise IntegrityFailure(
