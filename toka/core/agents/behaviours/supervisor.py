@@ -83,8 +83,12 @@ class Supervisor:
             try:
                 child = task.spawn(f"{task.agent.name}-{n}", spec.behaviour)
                 if spec.caps:
-                    ttl = self._ttl(task, child)
-                    task.submit(ops.GrantCapability(child, list(spec.caps), ttl, spec.budgets))
+                    # The TTL depends on the clock: remembered (a step of its own), so a
+                    # replay submits the very grant it recorded.
+                    ttl = task.remember(lambda c=child: {"child": c, "ttl_s": self._ttl(task, c)})
+                    task.submit(
+                        ops.GrantCapability(child, list(spec.caps), ttl["ttl_s"], spec.budgets)
+                    )
                 scheduled = task.submit(ops.ScheduleTask(child, sub.description, sub.payload))
             except Denied as exc:
                 task.fail(f"{label}: denied: {exc.message}")
