@@ -94,6 +94,8 @@ class Runner:
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._blocked: dict[str, str] = {}
+        # Tasks waiting for a time (a tool call's deadline), not for the log to change.
+        self._timers: dict[str, int] = {}
         self._unblock = threading.Event()
         self._quiet: tuple[int, float] | None = None
         if agent is not None and agent not in runtime.state.agents:
@@ -119,6 +121,7 @@ class Runner:
         seq, now = self.runtime.state.seq, self.runtime.now_ms()
         if self._quiet is not None and self._quiet[0] == seq and now < self._quiet[1]:
             return 0  # nothing happened since the last fruitless pass, and no lease expired
+        self._timers = {t: at for t, at in self._timers.items() if at > now}
         candidates, next_expiry = self._candidates()
         advanced = 0
         for task_id in candidates:
@@ -131,6 +134,7 @@ class Runner:
             # A task this pass could not take may be leased by another runner now: its
             # lease's end (not the one seen before the pass) is when to look again.
             _, next_expiry = self._candidates()
+        next_expiry = min([next_expiry, *self._timers.values()])
         self._quiet = None if advanced else (self.runtime.state.seq, next_expiry)
         return advanced
 
@@ -195,7 +199,9 @@ class Runner:
                     run.fail(f"behaviour {agent.behaviour} crashed: {type(exc).__name__}: {exc}")
         except Finished:
             pass
-        except Waiting:
+        except Waiting as exc:
+            if exc.until_ms is not None:
+                self._timers[task_id] = exc.until_ms
             self._release(task_id)  # waiting needs no lease; another runner may finish it
         except Stopped:
             pass
@@ -300,7 +306,7 @@ class Runner:
                 self._set_status("working" if advanced else "idle")
                 if advanced:
                     continue
-                if until_idle and not self.others_working():
+                if until_idle and not self.others_working() and not self._timers:
                     break
                 self._stop.wait(poll_s)
         finally:

@@ -51,9 +51,10 @@ from toka.core.errors import (
 )
 from toka.core.model import events as ev
 from toka.core.model import ops
-from toka.core.model.state import Agent, Task, WorldState
+from toka.core.model.state import SAFE_TO_REPEAT, Agent, Task, WorldState
 from toka.core.runtime import Outcome, Runtime
 from toka.core.runtime.client import Client
+from toka.core.tools import calls
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,12 @@ class Control(BaseException):
 
 
 class Waiting(Control):
-    """The task cannot move until something else happens (children finish, an approval)."""
+    """The task cannot move until something else happens (children finish, an approval),
+    or until ``until_ms`` (a tool call's deadline), when the runner looks again."""
+
+    def __init__(self, why: str, until_ms: int | None = None):
+        super().__init__(why)
+        self.until_ms = until_ms
 
 
 class Finished(Control):
@@ -200,13 +206,40 @@ class TaskRun:
     def invoke(
         self, tool: str, args: Any = None, *, version: str | None = None
     ) -> tools.Invocation:
-        """One step: invoke a tool as the agent, for this task (through the tool runner)."""
+        """One step: invoke a tool as the agent, for this task (through the tool runner).
+
+        A call with an effect left open past its deadline (whoever started it stopped
+        after the intent) is run again here if its class is safe to repeat; otherwise
+        its outcome is stated unknown and the task waits for the operator's ``toka
+        effects resolve``."""
         op = ops.InvokeTool(tool, args, version, self.task.id)
 
         def execute(nonce: str) -> None:
             tools.invoke(self.runtime, self.client.sign(op, nonce=nonce))
 
-        return tools.Invocation.from_outcome(self._step("tool.invoke", execute, op), op)
+        result = tools.Invocation.from_outcome(self._step("tool.invoke", execute, op), op)
+        if result.call is None:
+            return result
+        return self._call_result(result.call)
+
+    def _call_result(self, call_id: str) -> tools.Invocation:
+        result = calls.result(self.runtime, call_id)
+        if result.ended:
+            return result
+        call = self.runtime.state.call_table()[call_id]
+        how = f"resolve it with `toka effects resolve {call_id} --as succeeded|failed`"
+        if call.status == "unknown":
+            raise Waiting(f"the outcome of call {call_id} ({call.tool}) is unknown; {how}")
+        if self.runtime.now_ms() < call.deadline_ms:
+            # Whoever started it (a runner, an approver) may still be performing it.
+            raise Waiting(f"call {call_id} may still be running", until_ms=call.deadline_ms)
+        self._take_lease()
+        self.advanced = True
+        if call.side_effect in SAFE_TO_REPEAT:
+            return tools.perform(self.runtime, call_id)
+        calls.abandon(self.runtime, call, "its runner stopped before recording the outcome")
+        self.advanced = True
+        raise Waiting(f"the outcome of call {call_id} ({call.tool}) is unknown; {how}")
 
     def spawn(self, name: str, behaviour: str) -> str:
         """One step: spawn a child agent of this agent; returns the child's id.

@@ -7,7 +7,8 @@ log through ``evolve`` rebuilds the identical state.
 
 The two tables below are the whole kernel at a glance: ``DECIDERS`` names the rule
 for every operation type, ``EVOLVERS`` the fold for every event kind. Each rule
-module (``agents``, ``tasks``, ``grants``, ``tools``, ``approvals``) holds plain
+module (``agents``, ``tasks``, ``grants``, ``tools``, ``effects``, ``places``,
+``approvals``) holds plain
 functions and imports only the model and the modules beside it; this package
 assembles them, so no import order matters and nothing registers itself.
 """
@@ -20,7 +21,7 @@ from functools import partial
 import msgspec
 
 from toka.core.errors import InvalidOperation, TokaError
-from toka.core.kernel import agents, approvals, auth, grants, tasks, tools
+from toka.core.kernel import agents, approvals, auth, effects, grants, places, tasks, tools
 from toka.core.kernel.auth import authorize, presenting_grant, required_caps
 from toka.core.kernel.context import KERNEL, OPERATOR, Ctx, Decider, Evolver
 from toka.core.model import events as ev
@@ -119,6 +120,14 @@ DECIDERS: Mapping[type[ops.Operation], Decider] = {
     # Approving decides the held operation with this very kernel.
     ops.ApproveOperation: partial(approvals.approve, apply=apply),
     ops.DenyOperation: approvals.deny,
+    ops.AddMount: places.add_mount,
+    ops.RemoveMount: places.remove_mount,
+    ops.AllowHost: places.allow_host,
+    ops.RevokeHost: places.revoke_host,
+    # Host statements on calls with an effect, and the operator's word on them.
+    ops.RecordOutcome: effects.record,
+    ops.AbandonCall: effects.abandon,
+    ops.ResolveCall: effects.resolve,
 }
 
 EVOLVERS: Mapping[str, Evolver] = {
@@ -127,6 +136,8 @@ EVOLVERS: Mapping[str, Evolver] = {
     **grants.EVOLVERS,
     **tools.EVOLVERS,
     **approvals.EVOLVERS,
+    **places.EVOLVERS,
+    **effects.EVOLVERS,
     "budget.charged": _on_budget_charged,
 }
 

@@ -30,20 +30,26 @@ import msgspec
 
 from toka.core.errors import Denied, IntegrityFailure, InvalidOperation, NotFound, TokaError
 from toka.core.kernel.auth import authorize, required_caps
-from toka.core.kernel.context import Ctx, Decider, Evolver
+from toka.core.kernel.context import OPERATOR, Ctx, Decider, Evolver
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import Approval, WorldState
 
 MAX_REASON_BYTES = 4096
 _DECISIONS = (ops.ApproveOperation, ops.DenyOperation)
-_NEVER_HELD = (*_DECISIONS, ops.StartTask, ops.ReleaseTask)
+_NEVER_HELD = (*_DECISIONS, ops.StartTask, ops.ReleaseTask, ops.RecordOutcome, ops.AbandonCall)
 
 
 def requires_approval(state: WorldState, op: ops.Operation, ctx: Ctx) -> bool:
-    """Is ``op`` presented under a grant (or an ancestor) marked ``approve``?"""
+    """Is ``op`` presented under a grant (or an ancestor) marked ``approve``, or a call
+    of a ``privileged`` tool by anyone but the operator (whatever the grant says)?"""
     if ctx.approval is not None or isinstance(op, _NEVER_HELD) or ctx.grant is None:
         return False
+    if isinstance(op, ops.InvokeTool) and ctx.principal != OPERATOR:
+        tool = state.tools.get(op.tool, {}).get(op.version) if op.version else None
+        tool = tool or state.latest_tool(op.tool)
+        if tool is not None and tool.effect_class == "privileged":
+            return True
     return any(link.approve for link in state.grant_chain(ctx.grant))
 
 

@@ -8,12 +8,14 @@ from toka.core.errors import (
     BudgetExhausted,
     InvalidOperation,
     NotCovered,
+    NotFound,
     Revoked,
     TokenExpired,
     TokenInvalid,
 )
 from toka.core.kernel.context import Ctx, find_task, subject_resource
-from toka.core.model import caps, ops
+from toka.core.kernel.derive import derived_caps
+from toka.core.model import caps, ops, places
 from toka.core.model.state import Grant, WorldState
 
 
@@ -118,7 +120,18 @@ def required_caps(state: WorldState, op: ops.Operation) -> list[str]:
             tool = state.tools.get(op.tool, {}).get(op.version) if op.version else None
             tool = tool or state.latest_tool(op.tool)
             extra = list(tool.capabilities) if tool is not None else []
-            return [f"tool.invoke:tool/{op.tool}", *extra]
+            return [f"tool.invoke:tool/{op.tool}", *extra, *derived_caps(state, tool, op.args)]
         case ops.ApproveOperation() | ops.DenyOperation():
             return [f"op.approve:approval/{op.approval}"]
+        case ops.AddMount() | ops.RemoveMount():
+            return [f"fs.mount:mount/{places.encode_segment(op.name)}"]
+        case ops.AllowHost() | ops.RevokeHost():
+            return [places.host_resource(op.host, op.port)]
+        case ops.ResolveCall():
+            call = state.call_table().get(op.call)
+            if call is None:
+                raise NotFound(f"no open call {op.call!r} (it ended, or never started)")
+            return [f"tool.resolve:tool/{call.tool}"]
+        case ops.RecordOutcome() | ops.AbandonCall():
+            return []  # host statements: the kernel's signature, no token
     raise InvalidOperation(f"operation {kind} is not supported by this kernel")

@@ -7,6 +7,7 @@ import msgspec
 from toka.core.errors import InvalidOperation, NotCovered, NotFound
 from toka.core.kernel.auth import authorize, presenting_grant, required_caps
 from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, MAX_TTL_S, Ctx, Evolver, check_text
+from toka.core.kernel.places import check_grant_fits_mounts
 from toka.core.model import caps, ops
 from toka.core.model import events as ev
 from toka.core.model.state import Grant, WorldState
@@ -17,6 +18,7 @@ def grant(state: WorldState, op: ops.GrantCapability, ctx: Ctx) -> list[msgspec.
         raise NotFound(f"unknown principal {op.subject!r}")
     parent = authorize(state, ctx, required_caps(state, op))
     wanted = caps.validate(op.caps)
+    check_grant_fits_mounts(state, wanted)
     if not 1 <= op.ttl_s <= MAX_TTL_S:
         raise InvalidOperation(f"ttl must be between 1 s and {MAX_TTL_S} s")
     agent = state.agents.get(op.subject)

@@ -1,9 +1,11 @@
 """Tools: what a registration must hold, and every check of an invocation.
 
-The kernel never runs a tool. The tool runner (``toka.core.tools``) plans an
-invocation with ``plan_invocation`` against the current state, runs it outside the
-kernel, and submits the operation with the run (``ToolRun``) as ``ctx.outcome``;
-``invoke`` checks everything again and records ``tool.succeeded`` or ``tool.failed``.
+The kernel never runs a tool. For a pure tool (side-effect class ``none``) the tool
+runner (``toka.core.tools``) plans an invocation with ``plan_invocation`` against the
+current state, runs it outside the kernel, and submits the operation with the run
+(``ToolRun``) as ``ctx.outcome``; ``invoke`` checks everything again and records
+``tool.succeeded`` or ``tool.failed``. A tool with an effect is called in two phases,
+intent first (``toka.core.kernel.effects``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any, NamedTuple
 import msgspec
 
 from toka.core.errors import BudgetExhausted, InvalidInput, InvalidOperation, NotFound
+from toka.core.kernel import effects
 from toka.core.kernel.auth import authorize, required_caps
 from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, Ctx, Evolver, value_problem
+from toka.core.kernel.derive import NATIVE_CLASSES, Derived, derive
 from toka.core.kernel.schemas import check_input_schema, first_error
 from toka.core.model import caps, ops
 from toka.core.model import events as ev
@@ -33,11 +37,15 @@ MAX_LIMITS = {
     "memory_mb": 512,
     "timeout_ms": 60_000,
     "max_output_bytes": 1024 * 1024,
+    "max_bytes": 64 * 1024 * 1024,
 }
 # The native built-ins a registration may name (the tool runner has their code), and the
-# one limit that applies to them.
-NATIVE_TOOLS = ("echo",)
-NATIVE_LIMITS = ("max_output_bytes",)
+# limits that apply to each: the effect tools' time limit bounds the whole call, and
+# ``max_bytes`` the data a call reads, writes or fetches.
+NATIVE_TOOLS = tuple(NATIVE_CLASSES)
+_EFFECT_LIMITS = ("max_output_bytes", "timeout_ms", "max_bytes")
+NATIVE_LIMITS = {name: _EFFECT_LIMITS for name in NATIVE_TOOLS} | {"echo": ("max_output_bytes",)}
+WASM_LIMITS = ("fuel", "memory_mb", "timeout_ms", "max_output_bytes")
 MAX_ARGS_BYTES = 256 * 1024
 # The time limit of checking arguments for a tool without its own (a native tool).
 DEFAULT_CHECK_MS = 1000
@@ -54,6 +62,7 @@ def check_spec(
     capabilities: list[str],
     limits: dict[str, int],
     input_schema: dict[str, Any] | None,
+    side_effect: Any = msgspec.UNSET,
 ) -> None:
     """Validate a tool's registration fields (shared by manifests and the kernel)."""
     if not NAME_RE.match(name):
@@ -82,13 +91,19 @@ def check_spec(
             caps.parse(cap)
         except InvalidInput as exc:
             raise InvalidOperation(f"capabilities: {exc.message}") from None
-    _check_limits(kind, limits)
+    _check_limits(name, kind, limits)
+    effects.check_side_effect(name, kind, side_effect)
     if input_schema is not None:
         check_input_schema(input_schema)
 
 
-def _check_limits(kind: str, limits: dict[str, int]) -> None:
-    allowed = NATIVE_LIMITS if kind == "native" else tuple(MAX_LIMITS)
+def limits_of(name: str, kind: str) -> tuple[str, ...]:
+    """The limits a tool of this name and kind has (each one required)."""
+    return NATIVE_LIMITS.get(name, ()) if kind == "native" else WASM_LIMITS
+
+
+def _check_limits(name: str, kind: str, limits: dict[str, int]) -> None:
+    allowed = limits_of(name, kind)
     for key in limits:
         if key not in allowed:
             raise InvalidOperation(f"limits.{key}: unknown or not applicable to a {kind} tool")
@@ -195,10 +210,12 @@ class ToolRun(msgspec.Struct, frozen=True):
 
 
 class Plan(msgspec.Struct, frozen=True):
-    """What an accepted invocation will run: the tool version and the fuel it may burn."""
+    """What an accepted invocation will run: the tool version, the fuel it may burn,
+    and what its arguments let it touch (empty and ``none`` for a pure tool)."""
 
     tool: Tool
     fuel: int
+    effect: Derived = Derived([], "none")
 
 
 def resolve(state: WorldState, name: str, version: str | None) -> Tool | None:
@@ -251,13 +268,26 @@ def plan_invocation(
         if task.status not in ("scheduled", "started"):
             raise InvalidOperation(f"task {task.id} is already {task.status}")
     _checked_args(tool, op.args, ctx)
-    return Plan(tool, _tool_budget(state, grant, tool))
+    # Where the call may reach (in ``required`` already, when the arguments name a
+    # place): derived again for the specific refusal of arguments that do not.
+    derived = derive(state, tool, op.args)
+    missing = [c for c in derived.caps if c not in required]
+    if missing:
+        authorize(state, ctx, missing)
+    return Plan(tool, _tool_budget(state, grant, tool), derived)
 
 
 def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.Struct]:
     authorize(state, ctx, required_caps(state, op))
     check_spec(
-        op.name, op.version, op.description, op.kind, op.capabilities, op.limits, op.input_schema
+        op.name,
+        op.version,
+        op.description,
+        op.kind,
+        op.capabilities,
+        op.limits,
+        op.input_schema,
+        op.side_effect,
     )
     if op.kind == "wasm":
         if op.module_sha256 is None or not SHA256_RE.match(op.module_sha256):
@@ -285,6 +315,13 @@ def invoke(state: WorldState, op: ops.InvokeTool, ctx: Ctx) -> list[msgspec.Stru
     if run is not None and op.version is not None and run.version != op.version:
         raise InvalidOperation(f"tool.invoke: ran version {run.version}, not {op.version}")
     plan = plan_invocation(state, op, ctx, run.version if run is not None else None)
+    if plan.effect.side_effect != "none":
+        if run is not None:
+            raise InvalidOperation(
+                f"tool.invoke: {op.tool} has an effect: its outcome is recorded after its "
+                "intent, by the host that performs it"
+            )
+        return [effects.intent(state, op, ctx, plan.tool, plan.effect)]
     if run is None:
         raise InvalidOperation(
             "tool invocations go through the tool runner (`toka tool invoke`, or "
@@ -335,16 +372,17 @@ def _on_tool(state: WorldState, e: ev.ToolRegistered, r: ev.EventRecord) -> None
     )
 
 
-def _on_tool_ok(state: WorldState, e: ev.ToolSucceeded, r: ev.EventRecord) -> None:
-    _count_tool_call(state, e.fuel_used, r)
-
-
-def _on_tool_failed(state: WorldState, e: ev.ToolFailed, r: ev.EventRecord) -> None:
-    _count_tool_call(state, e.fuel_used, r)
+def _on_tool_ended(
+    state: WorldState, e: ev.ToolSucceeded | ev.ToolFailed, r: ev.EventRecord
+) -> None:
+    if e.call is msgspec.UNSET:  # a pure call: counted when it ends, in one operation
+        _count_tool_call(state, e.fuel_used, r)
+    else:  # counted at its intent; ends under no grant
+        effects.on_ended(state, e)
 
 
 EVOLVERS: dict[str, Evolver] = {
     "tool.registered": _on_tool,
-    "tool.succeeded": _on_tool_ok,
-    "tool.failed": _on_tool_failed,
+    "tool.succeeded": _on_tool_ended,
+    "tool.failed": _on_tool_ended,
 }

@@ -36,7 +36,8 @@ class _SignatureChecks:
     """Ed25519 checks queued in log order and run on a thread pool (the library
     releases the GIL), reporting the lowest bad seq."""
 
-    def __init__(self) -> None:
+    def __init__(self, kernel_key: str | None = None) -> None:
+        self.kernel_key = kernel_key  # the signer of host statements
         self.pending: list[tuple[int, str, str, bytes]] = []
         self.checked = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -52,6 +53,8 @@ class _SignatureChecks:
         """Queue ``signed`` against its signer's key as the log knows it (``unknown``
         is the failure when the log has no such key)."""
         key = state.principals.get(signed.principal)
+        if key is None and signed.principal == "kernel":
+            key = self.kernel_key
         if key is None:
             raise IntegrityFailure(unknown, seq)
         self.add(seq or 0, key, signed.sig, signed.signing_bytes())
@@ -170,7 +173,7 @@ def verify_log(
     # Where each refused operation's rejection event is, found on the walk.
     refused_at: dict[str, int | None] = {row.digest: None for row in refused}
     op: OperationRow | None = None
-    sigs = _SignatureChecks()
+    sigs = _SignatureChecks(public_key)
     held: set[str] = set()
     state = WorldState()
     prev = GENESIS_PREV

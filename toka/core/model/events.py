@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from toka.core.model.state import Budgets
 
@@ -115,10 +116,99 @@ class ToolRegistered(msgspec.Struct, frozen=True):
     input_schema: dict[str, Any] | None = None
 
 
-# How a tool call can fail, as ``tool.failed`` records it.
+# How a tool call can fail, as ``tool.failed`` records it. The second line is the
+# effect tools': refused by a check at run time (a link, a private address, a redirect
+# the grant does not cover), a missing file, a compare-and-swap that did not match,
+# too much data, a failed connection, another I/O error.
 TOOL_FAILURE_KINDS = frozenset(
     {"timeout", "out_of_fuel", "memory", "trap", "exit", "bad_output", "output_too_large"}
+    | {"refused", "not_found", "conflict", "too_large", "network", "io"}
 )
+
+
+class Effect(msgspec.Struct, tag_field="effect", frozen=True, forbid_unknown_fields=True):
+    """One thing a call did in the world. The bytes it read, wrote or fetched are in
+    content-addressed blobs (``HOME/blobs/<sha256>``) named here, so the hash chain
+    covers them: ``blobs()`` lists them."""
+
+    def blobs(self) -> list[str]:
+        return []
+
+
+class FileRead(Effect, tag="fs.read"):
+    mount: str
+    path: str
+    size: int
+    sha256: str
+
+    def blobs(self) -> list[str]:
+        return [self.sha256]
+
+
+class DirListed(Effect, tag="fs.listed"):
+    mount: str
+    path: str
+    entries: int
+    sha256: str  # of the listing's canonical JSON
+
+    def blobs(self) -> list[str]:
+        return [self.sha256]
+
+
+class FileWritten(Effect, tag="fs.written"):
+    mount: str
+    path: str
+    before_sha256: str | None  # None: the file did not exist
+    after_sha256: str
+    size: int
+    changed: bool  # False: it already held these bytes (a retried write)
+
+    def blobs(self) -> list[str]:
+        return [self.after_sha256]
+
+
+class UrlFetched(Effect, tag="net.fetched"):
+    """One HTTP exchange (a redirect is one per hop). ``url`` is canonical and has no
+    query; the query and, for a request that carried secret headers, the body are
+    logged only as an HMAC under the kernel secret (``*_hmac``), never in clear."""
+
+    method: str
+    url: str
+    query_hmac: str | None
+    status: int
+    headers: dict[str, str]
+    request_sha256: str | None
+    request_hmac: str | None
+    response_sha256: str
+    size: int
+    address: str
+    ms: float
+
+    def blobs(self) -> list[str]:
+        return [self.response_sha256] + ([self.request_sha256] if self.request_sha256 else [])
+
+
+AnyEffect = FileRead | DirListed | FileWritten | UrlFetched
+
+
+class ToolStarted(msgspec.Struct, frozen=True):
+    """The intent of a call with an effect, committed before anything touches the world.
+
+    ``caps`` are the capabilities derived from its arguments (what it may touch);
+    ``idempotency_key`` is the signed operation's digest; ``op_seq`` is where that
+    operation's row starts (its arguments); a runner that finds the call open after
+    ``deadline_ms`` knows its first runner stopped."""
+
+    call: str
+    tool: str
+    version: str
+    side_effect: str
+    caps: list[str]
+    args_sha256: str
+    idempotency_key: str
+    op_seq: int
+    deadline_ms: int
+    task: str | None = None
 
 
 class ToolSucceeded(msgspec.Struct, frozen=True):
@@ -128,6 +218,9 @@ class ToolSucceeded(msgspec.Struct, frozen=True):
     fuel_used: int
     wall_ms: float
     task: str | None = None
+    # Set for a call with an effect (its intent's ``call``), absent for a pure one.
+    call: str | UnsetType = UNSET
+    effects: list[AnyEffect] | UnsetType = UNSET
 
 
 class ToolFailed(msgspec.Struct, frozen=True):
@@ -139,6 +232,48 @@ class ToolFailed(msgspec.Struct, frozen=True):
     wall_ms: float
     exit_code: int | None = None
     task: str | None = None
+    call: str | UnsetType = UNSET
+    effects: list[AnyEffect] | UnsetType = UNSET
+
+
+class ToolUnknown(msgspec.Struct, frozen=True):
+    """The runner of ``call`` stopped before its end; its effect may or may not have
+    happened. It is not run again: the operator resolves it (``tool.resolved``)."""
+
+    call: str
+    tool: str
+    version: str
+    reason: str
+    task: str | None = None
+
+
+class ToolResolved(msgspec.Struct, frozen=True):
+    call: str
+    tool: str
+    version: str
+    outcome: str  # "succeeded" or "failed"
+    note: str = ""
+    task: str | None = None
+
+
+class MountAdded(msgspec.Struct, frozen=True):
+    name: str
+    path: str
+    mode: str
+
+
+class MountRemoved(msgspec.Struct, frozen=True):
+    name: str
+
+
+class HostAllowed(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+
+
+class HostRevoked(msgspec.Struct, frozen=True):
+    host: str
+    port: int
 
 
 class OperationPending(msgspec.Struct, frozen=True):
@@ -202,6 +337,13 @@ EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "tool.registered": ToolRegistered,
     "tool.succeeded": ToolSucceeded,
     "tool.failed": ToolFailed,
+    "tool.started": ToolStarted,
+    "tool.unknown": ToolUnknown,
+    "tool.resolved": ToolResolved,
+    "mount.added": MountAdded,
+    "mount.removed": MountRemoved,
+    "host.allowed": HostAllowed,
+    "host.revoked": HostRevoked,
     "operation.pending": OperationPending,
     "operation.approved": OperationApproved,
     "operation.denied": OperationDenied,

@@ -7,8 +7,10 @@ import secrets
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from toka.core.errors import InvalidInput
+from toka.core.model.events import AnyEffect
 from toka.core.model.keys import KeyPair, verify_signature
 from toka.core.model.state import Budgets
 
@@ -99,6 +101,8 @@ class RegisterTool(Operation, tag="tool.register"):
     capabilities: list[str]
     limits: dict[str, int]
     input_schema: dict[str, Any] | None = None
+    # UNSET means "none": registrations signed before side-effect classes carry none.
+    side_effect: str | UnsetType = UNSET
 
 
 class InvokeTool(Operation, tag="tool.invoke"):
@@ -106,6 +110,66 @@ class InvokeTool(Operation, tag="tool.invoke"):
     args: Any = None
     version: str | None = None
     task: str | None = None
+
+
+class AddMount(Operation, tag="fs.mount"):
+    """Lend the host directory ``path`` (absolute) to tools as mount ``name``."""
+
+    name: str
+    path: str
+    mode: str = "ro"
+
+
+class RemoveMount(Operation, tag="fs.unmount"):
+    name: str
+
+
+class AllowHost(Operation, tag="net.allow"):
+    """Let ``http-fetch`` reach ``host:port`` although it resolves to a private address."""
+
+    host: str
+    port: int
+
+
+class RevokeHost(Operation, tag="net.revoke"):
+    host: str
+    port: int
+
+
+class CallOutcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What performing a tool call with an effect did, as its host states it."""
+
+    ok: bool
+    output: Any = None
+    error_kind: str | None = None
+    message: str = ""
+    effects: list[AnyEffect] = msgspec.field(default_factory=list)
+    fuel_used: int = 0
+    wall_ms: float = 0.0
+
+
+class RecordOutcome(Operation, tag="tool.record"):
+    """A host statement (signed with the kernel's key): how call ``call`` ended."""
+
+    call: str
+    outcome: CallOutcome
+
+
+class AbandonCall(Operation, tag="tool.abandon"):
+    """A host statement: the runner that started ``call`` stopped before its end, so
+    whether its effect happened is unknown (only for calls not safe to repeat)."""
+
+    call: str
+    reason: str
+
+
+class ResolveCall(Operation, tag="tool.resolve"):
+    """The operator's word on a call whose outcome is unknown: it ``succeeded`` or
+    ``failed``, as they found out in the world."""
+
+    call: str
+    outcome: str
+    note: str = ""
 
 
 class ApproveOperation(Operation, tag="op.approve"):
@@ -134,6 +198,13 @@ AnyOperation = (
     | InvokeTool
     | ApproveOperation
     | DenyOperation
+    | AddMount
+    | RemoveMount
+    | AllowHost
+    | RevokeHost
+    | RecordOutcome
+    | AbandonCall
+    | ResolveCall
 )
 
 OPERATION_TYPES: dict[str, type[Operation]] = {

@@ -6,12 +6,21 @@ import hashlib
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
 
 AGENT_STATUSES = ("running", "paused", "terminated")
 TASK_STATUSES = ("scheduled", "started", "completed", "failed", "cancelled")
 OPEN_TASK_STATUSES = ("scheduled", "started")
+# What calling a tool may do to the world, least to most (``Tool.side_effect``):
+# ``none`` computes only; ``read_only`` reads; ``idempotent`` may write, and doing it
+# twice is doing it once; ``external`` acts where a repeat is another act;
+# ``privileged`` is external and always waits for the operator's approval.
+SIDE_EFFECTS = ("none", "read_only", "idempotent", "external", "privileged")
+# Classes a runner may run again when the one that started a call died before its end.
+SAFE_TO_REPEAT = ("read_only", "idempotent")
+MOUNT_MODES = ("ro", "rw")
 
 
 class Budgets(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -89,6 +98,12 @@ class Tool(msgspec.Struct):
     input_schema: dict[str, Any] | None
     registered_by: str
     registered_ms: int
+    # Absent (UNSET) in tools registered before side-effect classes: they are "none".
+    side_effect: str | UnsetType = UNSET
+
+    @property
+    def effect_class(self) -> str:
+        return "none" if self.side_effect is UNSET else self.side_effect
 
 
 class Approval(msgspec.Struct):
@@ -105,6 +120,50 @@ class Approval(msgspec.Struct):
     decided_seq: int | None = None
 
 
+class Mount(msgspec.Struct):
+    """A host directory the operator lent to tools under a name (``toka mount add``)."""
+
+    name: str
+    path: str
+    mode: str  # "ro" or "rw"
+    added_by: str
+    added_ms: int
+
+
+class AllowedHost(msgspec.Struct):
+    """A host and port ``http-fetch`` may reach although it resolves to a private,
+    loopback or link-local address (``toka net allow``)."""
+
+    host: str
+    port: int
+    added_by: str
+    added_ms: int
+
+
+class OpenCall(msgspec.Struct):
+    """A tool call with an effect, between its intent (``tool.started``) and its end.
+
+    ``status`` is ``started`` while it may still be running, ``unknown`` once its
+    runner is known to have stopped before recording an outcome (only for classes that
+    are not safe to repeat). ``op_seq`` is where the signed ``tool.invoke`` (its
+    arguments) is in the log: the first seq of that operation's own row."""
+
+    id: str
+    tool: str
+    version: str
+    side_effect: str
+    principal: str
+    grant: str | None
+    task: str | None
+    caps: list[str]
+    op_digest: str
+    op_seq: int
+    started_ms: int
+    deadline_ms: int
+    status: str = "started"
+    reason: str = ""
+
+
 class WorldState(msgspec.Struct):
     home_id: str = ""
     seq: int = 0
@@ -116,6 +175,11 @@ class WorldState(msgspec.Struct):
     tools: dict[str, dict[str, Tool]] = msgspec.field(default_factory=dict)
     approvals: dict[str, Approval] = msgspec.field(default_factory=dict)
     counters: dict[str, int] = msgspec.field(default_factory=dict)
+    # Tables added after the first logs were written: UNSET while empty, so a state
+    # without them encodes (and hashes) exactly as it did before they existed.
+    mounts: dict[str, Mount] | UnsetType = UNSET
+    allowed_hosts: dict[str, AllowedHost] | UnsetType = UNSET
+    open_calls: dict[str, OpenCall] | UnsetType = UNSET
 
     def encode(self) -> bytes:
         return _encoder.encode(self)
@@ -173,11 +237,39 @@ class WorldState(msgspec.Struct):
             and not any(a.revoked for a in self.grant_chain(g.jti))
         ]
 
+    def mount_table(self) -> dict[str, Mount]:
+        return {} if self.mounts is UNSET else self.mounts
+
+    def host_table(self) -> dict[str, AllowedHost]:
+        return {} if self.allowed_hosts is UNSET else self.allowed_hosts
+
+    def call_table(self) -> dict[str, OpenCall]:
+        return {} if self.open_calls is UNSET else self.open_calls
+
     def latest_tool(self, name: str) -> Tool | None:
         versions = self.tools.get(name)
         if not versions:
             return None
         return max(versions.values(), key=lambda t: version_key(t.version))
+
+
+def table_put(state: WorldState, table: str, key: str, value: Any) -> None:
+    """Set ``state.<table>[key]``, making the table when it was UNSET."""
+    current = getattr(state, table)
+    if current is UNSET:
+        current = {}
+        setattr(state, table, current)
+    current[key] = value
+
+
+def table_drop(state: WorldState, table: str, key: str) -> None:
+    """Remove ``state.<table>[key]``; an emptied table goes back to UNSET (see WorldState)."""
+    current = getattr(state, table)
+    if current is UNSET:
+        return
+    current.pop(key, None)
+    if not current:
+        setattr(state, table, UNSET)
 
 
 def version_key(version: str) -> tuple:

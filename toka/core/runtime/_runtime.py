@@ -87,6 +87,7 @@ class Runtime(History):
         self._start_from_snapshot()
         self.catch_up()
         self.authority = TokenAuthority(home.secret(), self.state.home_id)
+        self._kernel_public_key = home.kernel_public_key()
 
     def _start_from_snapshot(self, until: int | None = None) -> None:
         """Load the newest valid snapshot (at or before ``until``); the tail is folded
@@ -328,8 +329,21 @@ class Runtime(History):
             self._commit(batch)
         return [p.error if p.error is not None else p.outcome for p in batch]  # type: ignore[misc]
 
+    def host_sign(self, op: opmod.Operation, nonce: str) -> SignedOperation:
+        """A host statement (``admission.HOST_STATEMENTS``) signed with the kernel's key."""
+        key = self.home.kernel_key()
+        self._kernel_public_key = key.public_key
+        return opmod.sign(op, kernel.KERNEL, "", key, self.now_ms(), nonce)
+
     def _precheck(self, p: Pending) -> None:
-        admission.precheck(p, self.authority, self.state.principals, self.config, int(self.clock()))
+        admission.precheck(
+            p,
+            self.authority,
+            self.state.principals,
+            self.config,
+            int(self.clock()),
+            self._kernel_public_key,
+        )
         if p.error is not None:
             return
         target = None
@@ -396,14 +410,14 @@ class Runtime(History):
                     return []
             except TokaError as exc:
                 p.error = exc
+        grant = p.claims.jti if p.claims is not None else None  # None: a host statement
         if p.error is None:
-            assert p.claims is not None
             signed_json = s.to_json()
             ctx = kernel.Ctx(
                 self.state.seq + 1,
                 ts,
                 s.principal,
-                p.claims.jti,
+                grant,
                 digest,
                 p.prepared,
                 signed_json,
@@ -419,7 +433,7 @@ class Runtime(History):
                 p.error = TokaError(f"internal kernel error on {s.kind}: {exc}")
         if p.error is not None:
             return self._reject(p, ts, known)
-        records = self._append(s.principal, p.claims.jti, digest, ts, payloads)  # type: ignore[union-attr]
+        records = self._append(s.principal, grant, digest, ts, payloads)
         row = OperationRow(
             s.nonce,
             digest,

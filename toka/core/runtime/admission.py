@@ -19,8 +19,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from toka.core.errors import BindingMismatch, StaleOperation, TokaError
+from toka.core.errors import BindingMismatch, Denied, StaleOperation, TokaError, TokenInvalid
 from toka.core.kernel import tools as tool_rules
+from toka.core.kernel.context import KERNEL
+from toka.core.model import ops
 from toka.core.model.keys import check_principal, thumbprint, verify_signature
 from toka.core.model.ops import SignedOperation
 from toka.core.runtime.home import Config
@@ -64,19 +66,30 @@ class Pending:
         self.future: Future[Outcome] | None = None
 
 
+# What the host states in the kernel's name, signed with the kernel's key and no token.
+HOST_STATEMENTS = (ops.RecordOutcome, ops.AbandonCall)
+
+
 def precheck(
     p: Pending,
     authority: TokenAuthority,
     principals: Mapping[str, str],
     config: Config,
     now_s: int,
+    kernel_key: str | None = None,
 ) -> None:
     """Run the stateless checks on ``p``; a refusal is kept in ``p.error``, not raised.
 
     The signature is checked now when the signer's key is already known; a principal
-    spawned in the same batch is authenticated by the kernel pass instead."""
+    spawned in the same batch is authenticated by the kernel pass instead. A host
+    statement (principal ``kernel``) is checked against ``kernel_key``."""
     s = p.signed
     try:
+        if s.principal == KERNEL:
+            check_host_statement(s, kernel_key, p.body)
+            p.authenticated = True
+            check_fresh(s, now_s, config)
+            return
         check_principal(s.principal)
         claims = authority.verify(s.token, now_s)
         p.claims = claims
@@ -91,6 +104,17 @@ def precheck(
         check_fresh(s, now_s, config)
     except TokaError as exc:
         p.error = exc
+
+
+def check_host_statement(s: SignedOperation, kernel_key: str | None, body: bytes) -> None:
+    """The kernel signs only host statements, with no token, and its key must verify."""
+    if not isinstance(s.op, HOST_STATEMENTS):
+        raise Denied(f"the kernel does not sign {s.kind} operations (only host statements)")
+    if s.token:
+        raise TokenInvalid("a host statement carries no token")
+    if kernel_key is None:
+        raise TokenInvalid("this home has no kernel key to check a host statement with")
+    verify_signature(kernel_key, s.sig, body)
 
 
 def check_key(

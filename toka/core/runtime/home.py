@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 import time
@@ -120,6 +121,64 @@ class Keystore:
             raise HomeError(f"no private key for {principal!r} in {self.directory}") from exc
 
 
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+MAX_SECRET_BYTES = 16 * 1024
+
+
+class SecretStore:
+    """Values tools may use but the log never holds (an API token for ``http-fetch``'s
+    ``secret_headers``): one 0600 file per name in ``HOME/secrets/``. Only names travel
+    in operations and events."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def path(self, name: str) -> Path:
+        if not isinstance(name, str) or not SECRET_NAME_RE.match(name):
+            raise InvalidInput(
+                f"invalid secret name {name!r} (a letter or digit, then up to 63 of "
+                "letters, digits, _ . -)"
+            )
+        return self.directory / name
+
+    def set(self, name: str, value: bytes) -> None:
+        """Store (or replace) a secret; a value is one line of at most 16 KiB."""
+        path = self.path(name)
+        value = value.rstrip(b"\r\n")
+        if not value:
+            raise InvalidInput(f"secret {name}: the value is empty")
+        if len(value) > MAX_SECRET_BYTES or b"\n" in value or b"\r" in value or b"\0" in value:
+            raise InvalidInput(
+                f"secret {name}: the value must be one line of at most {MAX_SECRET_BYTES} bytes"
+            )
+        private_dir(self.directory)
+        aside = path.with_name(f".{name}.{secrets.token_hex(4)}")
+        write_private(aside, value)
+        os.replace(aside, path)
+
+    def get(self, name: str) -> bytes:
+        path = self.path(name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise InvalidInput(f"secret {name!r} is not set (toka secret set {name})") from None
+        except OSError as exc:
+            raise HomeError(f"cannot read secret {name!r}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read(MAX_SECRET_BYTES + 1)
+
+    def names(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.iterdir() if SECRET_NAME_RE.match(p.name))
+
+    def remove(self, name: str) -> None:
+        try:
+            self.path(name).unlink()
+        except FileNotFoundError:
+            raise InvalidInput(f"secret {name!r} is not set") from None
+
+
 class Home:
     """Paths and files of one Toka installation."""
 
@@ -131,6 +190,7 @@ class Home:
         self.token_path = self.root / "operator.token"
         self.blobs = self.root / "blobs"
         self.keystore = Keystore(self.root / "keys")
+        self.secrets = SecretStore(self.root / "secrets")
         self.kernel_key_path = self.root / "kernel.key"
 
     def exists(self) -> bool:

@@ -3,11 +3,13 @@
 A tool is registered by a signed ``tool.register`` operation built from a TOML
 manifest; its WASM module is stored content-addressed under the home, so it keeps
 working when the original file is gone. Invoking a tool is a signed ``tool.invoke``
-operation run through the tool runner. What a registration must hold and every check
+operation run through the tool runner; a tool with an effect (files, HTTP) is called
+in two phases, intent then outcome (``calls``, ``effect_tools``, ``effects``). What a registration must hold and every check
 of an invocation are the kernel's rules (``toka.core.kernel.tools``); this package
 acts on them. jsonschema and wasmtime are imported lazily.
 """
 
+from toka.core.tools.invocation import Invocation
 from toka.core.tools.manifest import (
     DEFAULT_LIMITS,
     ECHO_MANIFEST,
@@ -19,11 +21,11 @@ from toka.core.tools.manifest import (
 )
 from toka.core.tools.modules import store_module
 from toka.core.tools.runner import (
-    Invocation,
     Registration,
     ToolRunner,
     invoke,
     invoke_as,
+    perform,
     register,
     register_builtins,
     runner_for,
@@ -41,6 +43,7 @@ __all__ = [
     "invoke",
     "invoke_as",
     "load_manifest",
+    "perform",
     "register",
     "register_builtins",
     "runner_for",

@@ -29,6 +29,13 @@ DEFAULT_LIMITS = {
     "timeout_ms": 1000,
     "max_output_bytes": 64 * 1024,
 }
+# The native effect tools' defaults: a call may wait on a disk or a server, and moves
+# data through blobs rather than its output.
+DEFAULT_EFFECT_LIMITS = {
+    "timeout_ms": 30_000,
+    "max_output_bytes": 256 * 1024,
+    "max_bytes": 8 * 1024 * 1024,
+}
 MAX_MODULE_BYTES = 32 * 1024 * 1024
 
 
@@ -37,6 +44,7 @@ class ManifestLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     memory_mb: int | None = None
     timeout_ms: int | None = None
     max_output_bytes: int | None = None
+    max_bytes: int | None = None
 
 
 class Manifest(
@@ -53,6 +61,9 @@ class Manifest(
     capabilities: list[str] = []
     limits: ManifestLimits = ManifestLimits()
     input_schema: dict[str, Any] | None = None
+    # What a call may do to the world (none, read_only, idempotent, external,
+    # privileged): the operator's word, never taken from the tool itself.
+    side_effect: str = "none"
 
 
 class LoadedManifest(msgspec.Struct, frozen=True):
@@ -75,6 +86,8 @@ class LoadedManifest(msgspec.Struct, frozen=True):
             capabilities=list(m.capabilities),
             limits=dict(self.limits),
             input_schema=m.input_schema,
+            # "none" is left out, as registrations before side-effect classes were.
+            side_effect=msgspec.UNSET if m.side_effect == "none" else m.side_effect,
         )
 
 
@@ -104,18 +117,19 @@ def _plain_json(where: str, value: Any) -> None:
 
 
 def manifest_limits(manifest: Manifest) -> dict[str, int]:
-    """The manifest's limits with defaults filled in: all four for WASM, output only for native."""
+    """The manifest's limits with defaults filled in: the four of WASM, or those of the
+    native tool named (``kernel.tools.NATIVE_LIMITS``)."""
     given = {k: v for k, v in msgspec.structs.asdict(manifest.limits).items() if v is not None}
-    if manifest.kind == "native":
-        extra = sorted(set(given) - set(rules.NATIVE_LIMITS))
-        if extra:
-            raise InvalidInput(
-                f"limits.{extra[0]}: does not apply to a native tool (only max_output_bytes does)"
-            )
-        return {
-            "max_output_bytes": given.get("max_output_bytes", DEFAULT_LIMITS["max_output_bytes"])
-        }
-    return {**DEFAULT_LIMITS, **given}
+    allowed = rules.limits_of(manifest.name, manifest.kind)
+    extra = sorted(set(given) - set(allowed))
+    if extra and allowed:
+        which = f"native tool {manifest.name}" if manifest.kind == "native" else "wasm tool"
+        raise InvalidInput(
+            f"limits.{extra[0]}: does not apply to a {which} (it has {', '.join(allowed)})"
+        )
+    effectful = manifest.kind == "native" and "max_bytes" in allowed
+    defaults = {**DEFAULT_LIMITS, **DEFAULT_EFFECT_LIMITS} if effectful else DEFAULT_LIMITS
+    return {key: given.get(key, defaults[key]) for key in allowed}
 
 
 def check_module_bytes(wasm: bytes, label: str) -> None:
@@ -133,7 +147,14 @@ def validate_manifest(
     try:
         limits = manifest_limits(m)
         rules.check_spec(
-            m.name, m.version, m.description, m.kind, m.capabilities, limits, m.input_schema
+            m.name,
+            m.version,
+            m.description,
+            m.kind,
+            m.capabilities,
+            limits,
+            m.input_schema,
+            m.side_effect,
         )
     except InvalidInput as exc:
         raise InvalidInput(f"{source}: {exc.message}") from None

@@ -1,9 +1,10 @@
 """The tool runner: checks an invocation, runs the tool outside the kernel, records it.
 
-Nothing runs unless the operation would be accepted now (a read-only ``dry_run``
+A pure tool runs only if the operation would be accepted now (a read-only ``dry_run``
 against the current state); the kernel re-checks everything when the run's result is
-submitted, and records ``tool.succeeded`` or ``tool.failed``. Replay folds those
-events and never runs a tool again.
+submitted, and records ``tool.succeeded`` or ``tool.failed``. A tool with an effect
+runs only after its intent is in the log, and its outcome is stated by the host
+afterwards (``calls``). Replay folds those events and never runs a tool again.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from toka.core.kernel import Ctx
 from toka.core.kernel.approvals import requires_approval
 from toka.core.kernel.context import value_problem
 from toka.core.kernel.tools import Plan, ToolRun, plan_invocation
-from toka.core.model import events as ev
 from toka.core.model import ops
-from toka.core.model.state import Tool, WorldState
-from toka.core.runtime import Outcome, Runtime
+from toka.core.model.state import OpenCall, Tool, WorldState
+from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
+from toka.core.tools import calls
+from toka.core.tools.effect_tools import CallContext, effect_hmac_key, perform_native
+from toka.core.tools.invocation import Invocation
 from toka.core.tools.manifest import LoadedManifest, builtin_manifests, load_manifest
 from toka.core.tools.modules import blobs_lock, module_path, store_module
 from toka.core.tools.native import run_native
@@ -44,59 +47,6 @@ WASI_MODULE = "wasi_snapshot_preview1"
 _PAGE = 65536
 
 _json = msgspec.json.Encoder(order="sorted")
-
-
-class Invocation(msgspec.Struct, frozen=True):
-    """The recorded result of one invocation, as the CLI and console report it."""
-
-    ok: bool
-    output: Any
-    error: ToolFailure | None
-    seq: int
-    tool: str
-    version: str
-    fuel_used: int
-    wall_ms: float
-    stderr: str = ""
-    replayed: bool = False
-    pending: str | None = None  # the approval id, when it waits in the approval queue
-
-    def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
-
-    @classmethod
-    def from_outcome(cls, outcome: Outcome, op: ops.InvokeTool, stderr: str = "") -> Invocation:
-        if outcome.pending is not None:
-            return cls(
-                ok=False,
-                tool=op.tool,
-                version=op.version or "",
-                output=None,
-                error=None,
-                seq=outcome.last_seq,
-                fuel_used=0,
-                wall_ms=0.0,
-                replayed=outcome.replayed,
-                pending=outcome.pending,
-            )
-        for e in outcome.events:
-            p = e.payload
-            if not isinstance(p, ev.ToolSucceeded | ev.ToolFailed):
-                continue
-            failed = isinstance(p, ev.ToolFailed)
-            return cls(
-                ok=not failed,
-                tool=p.tool,
-                version=p.version,
-                output=None if failed else p.output,
-                error=ToolFailure(p.error_kind, p.message, p.exit_code) if failed else None,
-                seq=e.seq,
-                fuel_used=p.fuel_used,
-                wall_ms=p.wall_ms,
-                stderr=stderr,
-                replayed=outcome.replayed,
-            )
-        raise TokaError(f"operation {outcome.digest[:12]} recorded no tool outcome")
 
 
 class Registration(msgspec.Struct, frozen=True):
@@ -234,11 +184,66 @@ class ToolRunner:
         except TokaError:
             # The standard path records the refusal and raises it (or returns the
             # recorded outcome when this exact operation was already applied).
-            return Invocation.from_outcome(rt.submit(signed), op)
-        if plan is None:
-            return Invocation.from_outcome(rt.submit(signed), op)
+            return self.settle(rt.submit(signed), op)
+        if plan is None or plan.effect.side_effect != "none":
+            # Held for approval, or a call with an effect: its intent goes first.
+            intent = rt.submit(signed)
+            started = Invocation.from_outcome(intent, op)
+            if started.status == "started" and not intent.replayed and started.call:
+                return self.perform(started.call)
+            return self.settle(intent, op)
         run = self.run(plan, op.args)
         return Invocation.from_outcome(rt.submit(signed, prepared=run), op, run.stderr)
+
+    def settle(self, outcome: Any, op: ops.InvokeTool) -> Invocation:
+        """An invocation's result from its operation's outcome: for a call with an
+        effect, how the call stands now (its intent alone says only that it started)."""
+        result = Invocation.from_outcome(outcome, op)
+        if result.call is not None:
+            return calls.result(self.runtime, result.call)
+        return result
+
+    def perform(self, call_id: str) -> Invocation:
+        """Run the open call ``call_id`` and record its outcome; returns how it ended.
+
+        A call that has ended (or is no longer just started) is not run again."""
+        rt = self.runtime
+        rt.catch_up()
+        call = rt.state.call_table().get(call_id)
+        if call is None or call.status != "started":
+            return calls.result(rt, call_id)
+        op = calls.invocation_of(rt, call)
+        return calls.record(rt, call, self.run_call(call, op.args))
+
+    def run_call(self, call: OpenCall, args: Any) -> ops.CallOutcome:
+        """Perform a call with an effect: a native effect tool, or a WASM tool's run."""
+        rt = self.runtime
+        tool = rt.state.tools[call.tool][call.version]
+        if tool.kind == "native":
+            home = rt.home
+            context = CallContext(
+                rt.state,
+                call,
+                tool,
+                args,
+                home.blobs,
+                home.secrets,
+                effect_hmac_key(home.secret()),
+            )
+            return perform_native(context)
+        fuel = tool.limits.get("fuel", 0)
+        for link in rt.state.grant_chain(call.grant) if call.grant else []:
+            if link.budgets.max_fuel is not None:
+                fuel = max(0, min(fuel, link.budgets.max_fuel - link.usage.fuel))
+        run = self.run(Plan(tool, fuel), args)
+        return ops.CallOutcome(
+            ok=run.ok,
+            output=run.output,
+            error_kind=run.error_kind,
+            message=run.message,
+            fuel_used=run.fuel_used,
+            wall_ms=run.wall_ms,
+        )
 
     def run(self, plan: Plan, args: Any) -> ToolRun:
         """Run the planned tool on ``args`` outside the kernel."""
@@ -323,6 +328,11 @@ def runner_for(runtime: Runtime) -> ToolRunner:
 def invoke(runtime: Runtime, signed: ops.SignedOperation) -> Invocation:
     """Check, run and record one signed ``tool.invoke`` (see ``ToolRunner.invoke``)."""
     return runner_for(runtime).invoke(signed)
+
+
+def perform(runtime: Runtime, call_id: str) -> Invocation:
+    """Run an open call with an effect and record its outcome (``ToolRunner.perform``)."""
+    return runner_for(runtime).perform(call_id)
 
 
 def invoke_as(

@@ -1,0 +1,105 @@
+"""Content-addressed blobs: the bytes a call read, wrote or fetched, named by sha256.
+
+``HOME/blobs/<sha256>`` (0600, in the owner-only blobs directory) holds what an effect
+record names by hash, so the hash chain covers the bytes: ``toka verify --blobs``
+hashes each one again. A blob is written (and synced) before the event naming it is
+committed; an existing good copy is left alone. WASM modules share the directory as
+``<sha256>.wasm``.
+
+A recorded output names its content as ``{"$blob": SHA256, "encoding": "utf-8" |
+"base64"}`` instead of holding it: ``present`` puts the content back for callers, so
+the log keeps hashes and the blob store keeps bytes, once.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from toka.core.errors import IntegrityFailure
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+def blob_path(blobs: Path, sha256: str) -> Path:
+    if not SHA256_RE.match(sha256):
+        raise ValueError(f"not a sha256: {sha256!r}")
+    return blobs / sha256
+
+
+def store_blob(blobs: Path, data: bytes) -> str:
+    """Write ``data`` as a blob (atomically, 0600, synced); returns its sha256."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = blob_path(blobs, sha256)
+    with contextlib.suppress(FileNotFoundError):
+        if hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            return sha256
+    blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return sha256
+
+
+def read_blob(blobs: Path, sha256: str) -> bytes:
+    """The blob's bytes, checked against its name; a missing or altered blob is an
+    integrity failure (the log names bytes the home no longer has)."""
+    path = blob_path(blobs, sha256)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityFailure(f"blob {sha256} is missing from {blobs}") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise IntegrityFailure(f"blob {sha256} does not match its sha256: it was altered")
+    return data
+
+
+def blob_ref(sha256: str, data: bytes) -> dict[str, str]:
+    """How a recorded output names content: its blob and how to show it as text."""
+    try:
+        data.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        encoding = "base64"
+    return {"$blob": sha256, "encoding": encoding}
+
+
+def _is_ref(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"$blob", "encoding"}
+        and isinstance(value["$blob"], str)
+        and value["encoding"] in ("utf-8", "base64")
+    )
+
+
+def present(output: Any, blobs: Path) -> Any:
+    """``output`` with each top-level blob reference replaced by its content (text, or
+    base64 for bytes that are not UTF-8), read from the blob store and checked."""
+    if not isinstance(output, dict) or not any(_is_ref(v) for v in output.values()):
+        return output
+    shown = dict(output)
+    for key, value in output.items():
+        if _is_ref(value):
+            data = read_blob(blobs, value["$blob"])
+            shown[key] = (
+                data.decode("utf-8")
+                if value["encoding"] == "utf-8"
+                else base64.b64encode(data).decode("ascii")
+            )
+    return shown
