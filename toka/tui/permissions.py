@@ -56,7 +56,7 @@ class Permissions:
     def allows_action(self, action: str) -> bool:
         """Does any held capability name ``action`` (on some resource)?"""
         return any(
-            capmod.matches(pattern.split(":", 1)[0], action)
+            capmod.action_matches(pattern, action)
             for h in self._held
             for pattern in h.caps
         )
