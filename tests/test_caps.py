@@ -272,6 +272,27 @@ def generalizations(draw, pattern: str):
     return f"{action}:{'/'.join(wider)}"
 
 
+@st.composite
+def neighbours(draw, pattern: str):
+    """A pattern one edit away from ``pattern``, often narrower: where an unsound rule
+    would show (``a/*`` next to ``a/**``, one segment fewer or more)."""
+    action, resource = pattern.split(":", 1)
+    segments = [] if resource == "*" else resource.split("/")
+    if segments and segments[-1] == "**":
+        edit = draw(st.sampled_from([["*"], ["*", "**"], ["a"], []]))
+        segments = segments[:-1] + edit
+    else:
+        edit = draw(st.sampled_from(["drop", "append", "replace"]))
+        if edit == "drop":
+            segments = segments[:-1]
+        elif edit == "append":
+            segments = [*segments, draw(st.sampled_from(NAMES + GLOBS))]
+        elif segments:
+            i = draw(st.integers(0, len(segments) - 1))
+            segments[i] = draw(st.sampled_from(NAMES + GLOBS))
+    return f"{action}:{'/'.join(segments) or '**'}"
+
+
 def test_reference_glob_matcher_is_itself_right():
     assert glob_match("a*b", "ab") and glob_match("a*b", "axxb") and glob_match("*", "")
     assert not glob_match("a*b", "abc") and not glob_match("*a*", "bbb")
@@ -305,11 +326,11 @@ def test_matching_a_concrete_capability_agrees_with_the_reference(pattern, concr
 def test_narrowing_is_sound_every_instance_of_a_covered_child_is_covered():
     covered_pairs = set()
 
-    @settings(max_examples=1500, derandomize=True, database=None)
+    @settings(max_examples=1000, derandomize=True, database=None)
     @given(st.data())
     def check(data):
         child = data.draw(patterns())
-        parent = data.draw(st.one_of(patterns(), generalizations(child)))
+        parent = data.draw(st.one_of(patterns(), generalizations(child), neighbours(child)))
         concrete = data.draw(st.one_of(instances(child), concretes()))
         if caps.matches(parent, child) and caps.matches(child, concrete):
             assert caps.matches(parent, concrete), (parent, child, concrete)
@@ -318,4 +339,4 @@ def test_narrowing_is_sound_every_instance_of_a_covered_child_is_covered():
 
     check()
     # The implication above is vacuous unless covered pairs are actually generated.
-    assert len(covered_pairs) >= 200
+    assert len(covered_pairs) >= 50
