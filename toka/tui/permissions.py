@@ -55,11 +55,7 @@ class Permissions:
 
     def allows_action(self, action: str) -> bool:
         """Does any held capability name ``action`` (on some resource)?"""
-        return any(
-            capmod.matches(pattern.split(":", 1)[0], action)
-            for h in self._held
-            for pattern in h.caps
-        )
+        return any(capmod.action_matches(pattern, action) for h in self._held for pattern in h.caps)
 
     def _delegated_by_me(self, jti: str) -> bool:
         mine = {h.jti for h in self._held}
