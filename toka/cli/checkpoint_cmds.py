@@ -34,6 +34,11 @@ def register(sub, common) -> None:
         metavar="FILE",
         help="a checkpoint exported earlier: detect truncation or rollback of the log",
     )
+    p.add_argument(
+        "--blobs",
+        action="store_true",
+        help="also hash again every blob an effect record names (what calls read, wrote, fetched)",
+    )
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("replay", parents=[common], help="rebuild state from the log")
@@ -112,6 +117,8 @@ def cmd_verify(ctx: Context) -> int:
             )
             if exported is not None:
                 result.update(audit.check_against(log, exported, home.kernel_public_key()))
+            if ctx.args.blobs:
+                result.update(audit.check_blobs(log, home.blobs, progress))
     except IntegrityFailure as exc:
         _failure(ctx, exc)
         raise
@@ -129,6 +136,8 @@ def cmd_verify(ctx: Context) -> int:
             parts.append(f"{result['signatures_checked']} signatures")
         if not ctx.args.quick:
             parts.append(f"{result['decisions_checked']} operations decided again")
+        if ctx.args.blobs:
+            parts.append(f"{result['blobs_checked']} blobs hashed again")
         text = ", ".join(parts)
         if exported is not None:
             text += f"\nconsistent with the exported checkpoint at seq {result['against_seq']}"

@@ -60,8 +60,9 @@ class Context:
             self.runtime.close()
 
 
-def common_options(defaults: bool) -> argparse.ArgumentParser:
-    """Global options, accepted before or after the subcommand."""
+def common_options(defaults: bool, *, principal: bool = True) -> argparse.ArgumentParser:
+    """Global options, accepted before or after the subcommand (``--as`` only before
+    it, for a subcommand with an ``--as`` of its own: ``principal=False``)."""
     d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
@@ -70,13 +71,14 @@ def common_options(defaults: bool) -> argparse.ArgumentParser:
         metavar="DIR",
         help="Toka home (default: $TOKA_HOME or the platform user data dir)",
     )
-    p.add_argument(
-        "--as",
-        dest="as_principal",
-        default=d(None),
-        metavar="PRINCIPAL",
-        help="act as this principal: its key signs (default: operator)",
-    )
+    if principal:
+        p.add_argument(
+            "--as",
+            dest="as_principal",
+            default=d(None),
+            metavar="PRINCIPAL",
+            help="act as this principal: its key signs (default: operator)",
+        )
     p.add_argument(
         "--json", action="store_true", default=d(False), help="print one JSON document on stdout"
     )

@@ -52,11 +52,48 @@ def summarize(kind: str, payload: dict) -> str:
             return f"home {p['home_id']}"
         case "tool.registered":
             return f"{p['name']}@{p['version']} ({p['kind']})"
+        case "tool.started":
+            return f"{p['call']} {p['tool']}@{p['version']} ({p['side_effect']}): {' '.join(p['caps'])}"
+        case "tool.succeeded" if p.get("call"):
+            return f"{p['call']} {p['tool']} ok: {effects_text(p.get('effects') or [])}"
+        case "tool.failed" if p.get("call"):
+            return f"{p['call']} {p['tool']} {p['error_kind']}: {p['message']}"
         case "tool.succeeded":
             return f"{p['tool']}@{p['version']} -> {short(p.get('output'))}"
         case "tool.failed":
             return f"{p['tool']}@{p['version']}: {p['error_kind']}: {p['message']}"
+        case "tool.unknown":
+            return f"{p['call']} {p['tool']}: outcome unknown ({p['reason']})"
+        case "tool.resolved":
+            note = f": {p['note']}" if p.get("note") else ""
+            return f"{p['call']} {p['tool']} resolved as {p['outcome']}{note}"
+        case "mount.added":
+            return f"{p['name']} ({p['mode']}) -> {p['path']}"
+        case "mount.removed":
+            return p["name"]
+        case "host.allowed" | "host.revoked":
+            return f"{p['host']}:{p['port']}"
     return short(p)
+
+
+def effects_text(effects: list[dict]) -> str:
+    """What a call touched, in a few words: ``fs.read docs/a.md (12 B)``."""
+    if not effects:
+        return "no effects"
+    parts = []
+    for e in effects[:3]:
+        match e.get("effect"):
+            case "fs.read":
+                parts.append(f"read {e['mount']}:{e['path']} ({e['size']} B)")
+            case "fs.listed":
+                parts.append(f"listed {e['mount']}:{e['path'] or '.'} ({e['entries']})")
+            case "fs.written":
+                verb = "wrote" if e.get("changed") else "kept"
+                parts.append(f"{verb} {e['mount']}:{e['path']} ({e['size']} B)")
+            case "net.fetched":
+                parts.append(f"{e['method']} {e['url']} -> {e['status']} ({e['size']} B)")
+    more = f" +{len(effects) - 3}" if len(effects) > 3 else ""
+    return "; ".join(parts) + more
 
 
 def log_time(ms: int | None) -> str:

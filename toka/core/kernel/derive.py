@@ -100,7 +100,7 @@ def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
     side_effect = declared
     if declared == "external":
         side_effect = _METHOD_CLASS.get(method.upper(), declared)
-    return Derived([places.http_resource(method, url)], side_effect)
+    return Derived([places.http_resource(method.upper(), url)], side_effect)
 
 
 def derived_caps(state: WorldState, tool: Tool | None, args: Any) -> list[str]:

@@ -114,6 +114,7 @@ class ToolRegistered(msgspec.Struct, frozen=True):
     capabilities: list[str]
     limits: dict[str, int]
     input_schema: dict[str, Any] | None = None
+    side_effect: str | UnsetType = UNSET  # absent: "none" (and in logs from before it)
 
 
 # How a tool call can fail, as ``tool.failed`` records it. The second line is the

@@ -192,6 +192,10 @@ class CanonicalUrl(NamedTuple):
         query = "" if self.query is None else f"?{self.query}"
         return f"{self.scheme}://{host}{port}{path}{query}"
 
+    def without_query(self) -> str:
+        """The URL as an effect record keeps it: the query may carry secrets."""
+        return self._replace(query=None).url()
+
 
 def _url_path(raw: str, url: str) -> tuple[tuple[str, ...], bool]:
     if raw in ("", "/"):

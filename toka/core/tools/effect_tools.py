@@ -31,7 +31,7 @@ from toka.core.model import events as ev
 from toka.core.model.ops import CallOutcome
 from toka.core.model.state import OpenCall, Tool, WorldState
 from toka.core.runtime.home import SecretStore
-from toka.core.tools.effects import fs, http
+from toka.core.tools.effects import fs
 from toka.core.tools.effects.blobs import blob_ref, store_blob
 
 MAX_LIST_ENTRIES = 10_000
@@ -190,7 +190,7 @@ def _hmac(c: CallContext, data: bytes) -> str:
     return hmac.new(c.hmac_key, data, hashlib.sha256).hexdigest()
 
 
-def _hop_effect(c: CallContext, hop: http.Hop, body: bytes | None, secret: bool) -> ev.UrlFetched:
+def _hop_effect(c: CallContext, hop: Any, body: bytes | None, secret: bool) -> ev.UrlFetched:
     url = places.parse_url(hop.url)
     request_sha256 = request_hmac = None
     if body:
@@ -224,6 +224,8 @@ def _request_body(args: dict[str, Any]) -> bytes | None:
 
 
 def http_fetch(c: CallContext) -> CallOutcome:
+    from toka.core.tools.effects import http  # http.client and ssl: only when fetching
+
     args = c.args
     method = str(args.get("method", "GET")).upper()
     headers = dict(args.get("headers") or {})
@@ -238,7 +240,7 @@ def http_fetch(c: CallContext) -> CallOutcome:
     try:
         fetched = http.fetch(
             method,
-            args["url"],
+            places.parse_url(args["url"]).url(),
             headers={**headers, **secret},
             body=body,
             timeout_s=call_timeout_ms(c.tool, args) / 1000,
