@@ -62,7 +62,7 @@ def test_operator_session_lands_every_action_in_the_log(toka):
     assert by_kind == [
         ("log.genesis", "kernel"),
         ("capability.granted", "kernel"),
-        *[("tool.registered", "operator")] * 4,  # init registers the built-in tools
+        *[("tool.registered", "operator")] * 8,  # init registers the built-in tools
         ("agent.spawned", "operator"),
         ("capability.granted", "operator"),
         ("task.scheduled", "operator"),

@@ -316,7 +316,16 @@ def test_kernel_refuses_a_register_operation_with_bad_limits(operator: Client) -
 
 def test_builtins_register_once(runtime: Runtime, operator: Client) -> None:
     first = tools.register_builtins(operator)
-    assert first == ["echo@1.0.0", "stats@1.0.0", "upper@1.0.0", "wordcount@1.0.0"]
+    assert first == [
+        "echo@1.0.0",
+        "fs-list@1.0.0",
+        "fs-read@1.0.0",
+        "fs-write@1.0.0",
+        "http-fetch@1.0.0",
+        "stats@1.0.0",
+        "upper@1.0.0",
+        "wordcount@1.0.0",
+    ]
     seq = runtime.state.seq
     assert tools.register_builtins(operator) == []
     assert runtime.state.seq == seq

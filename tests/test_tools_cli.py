@@ -71,6 +71,10 @@ def test_init_registers_the_shipped_tools_and_each_one_works(toka) -> None:
     init = js(toka("init", "--json"))
     assert init["tools_registered"] == [
         "echo@1.0.0",
+        "fs-list@1.0.0",
+        "fs-read@1.0.0",
+        "fs-write@1.0.0",
+        "http-fetch@1.0.0",
         "stats@1.0.0",
         "upper@1.0.0",
         "wordcount@1.0.0",
@@ -78,6 +82,10 @@ def test_init_registers_the_shipped_tools_and_each_one_works(toka) -> None:
     listed = js(toka("tool", "list", "--json"))["tools"]
     assert [(t["name"], t["kind"]) for t in listed] == [
         ("echo", "native"),
+        ("fs-list", "native"),
+        ("fs-read", "native"),
+        ("fs-write", "native"),
+        ("http-fetch", "native"),
         ("stats", "wasm"),
         ("upper", "wasm"),
         ("wordcount", "wasm"),

@@ -336,14 +336,8 @@ class Runtime(History):
         return opmod.sign(op, kernel.KERNEL, "", key, self.now_ms(), nonce)
 
     def _precheck(self, p: Pending) -> None:
-        admission.precheck(
-            p,
-            self.authority,
-            self.state.principals,
-            self.config,
-            int(self.clock()),
-            self._kernel_public_key,
-        )
+        now_s, key = int(self.clock()), self._kernel_public_key
+        admission.precheck(p, self.authority, self.state.principals, self.config, now_s, key)
         if p.error is not None:
             return
         target = None
