@@ -16,6 +16,7 @@ from toka.core.errors import TokaError
 from toka.core.kernel import Ctx
 from toka.core.kernel import approvals as rules
 from toka.core.kernel import tools as tool_rules
+from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.events import EventRecord
 from toka.core.model.state import Approval, WorldState
@@ -52,8 +53,10 @@ def describe(runtime: Runtime, approval: Approval) -> dict[str, Any]:
 def approve(client: Client, approval_id: str) -> Outcome:
     """Approve a held operation as ``client``'s principal; a held ``tool.invoke`` runs now.
 
-    The tool runs outside the kernel (like any invocation) only if the approval would be
-    accepted; the kernel records its outcome with the approval."""
+    A pure tool runs outside the kernel (like any invocation) only if the approval would
+    be accepted, and the kernel records its outcome with the approval. A call with an
+    effect is released as its intent (``tool.started``) and performed after, its outcome
+    stated by this host (``tools.perform``)."""
     rt = client.runtime
     rt.catch_up()
     signed = client.sign(ops.ApproveOperation(approval_id))
@@ -61,10 +64,15 @@ def approve(client: Client, approval_id: str) -> Outcome:
     prepared = None
     if approval is not None and approval.status == "pending" and approval.op_kind == "tool.invoke":
         prepared = _run_held_tool(rt, signed, approval)
-    return rt.submit(signed, prepared)
+    outcome = rt.submit(signed, prepared)
+    started = outcome.all(ev.ToolStarted)
+    if started and not outcome.replayed:
+        tools.perform(rt, started[0].call)
+    return outcome
 
 
 def _run_held_tool(rt: Runtime, signed: ops.SignedOperation, approval: Approval) -> Any:
+    """The run of a held pure tool, or None (a call with an effect runs after its intent)."""
     held = rt.held_operation(approval)
 
     def plan(state: WorldState, ctx: Ctx) -> Any:
@@ -75,6 +83,8 @@ def _run_held_tool(rt: Runtime, signed: ops.SignedOperation, approval: Approval)
         planned = rt.dry_run(signed, plan)
     except TokaError:
         return None  # submitting records the refusal and raises it
+    if planned.effect.side_effect != "none":
+        return None
     return tools.runner_for(rt).run(planned, held.op.args)  # type: ignore[attr-defined]
 
 

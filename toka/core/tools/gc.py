@@ -1,7 +1,11 @@
 """Collecting what the home no longer needs: module blobs and compiled modules.
 
 A module blob (``HOME/blobs/<sha256>.wasm``) is referenced while a registered tool
-version names it, or a ``tool.register`` waiting for approval does. A compiled module
+version names it, or a ``tool.register`` waiting for approval does. An effect blob
+(``HOME/blobs/<sha256>``: bytes a call read, wrote or fetched) is referenced while an
+effect record in the log names it, which is forever; one no record names (a write that
+was refused after its bytes were stored) is garbage once it is an hour old, since a
+call in flight stores its blobs before its outcome is recorded. A compiled module
 (``HOME/cache/*.cwasm``) is worth keeping while its module is referenced and it was
 compiled by this wasmtime; anything else there can never be loaded again. Leftovers
 of interrupted writes (``.tmp-*``) are garbage too.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,13 +32,16 @@ from toka.core.runtime import Runtime
 from toka.core.tools.modules import blobs_lock
 from toka.core.tools.sandbox import cache_key, compiled_key
 
-# A compiled module's partial write is left alone this long: its writer may be running.
+# A compiled module's partial write, and an effect blob no record names, are left
+# alone this long: their writer may be running (a call stores blobs before its outcome).
 PARTIAL_CACHE_GRACE_S = 3600
+UNNAMED_BLOB_GRACE_S = 3600
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class Garbage(msgspec.Struct, frozen=True):
     path: str
-    kind: str  # "module", "compiled" or "partial"
+    kind: str  # "module", "effect", "compiled" or "partial"
     size: int
     why: str
 
@@ -59,6 +67,16 @@ def referenced_modules(rt: Runtime) -> set[str]:
     return wanted
 
 
+def referenced_effect_blobs(rt: Runtime) -> set[str]:
+    """The sha256 of every blob an effect record in the log names."""
+    named: set[str] = set()
+    for r in rt.log.query(kinds=["tool.succeeded", "tool.failed"], limit=max(1, rt.state.seq)):
+        effects = getattr(r.data(), "effects", msgspec.UNSET)
+        if effects is not msgspec.UNSET:
+            named.update(b for e in effects for b in e.blobs())
+    return named
+
+
 def collect(rt: Runtime, *, delete: bool = False) -> list[Garbage]:
     """What the home's blobs and cache hold that nothing needs; deleted if ``delete``."""
     home = rt.home
@@ -66,7 +84,7 @@ def collect(rt: Runtime, *, delete: bool = False) -> list[Garbage]:
         rt.catch_up()
         wanted = referenced_modules(rt)
         found = [
-            *_blob_garbage(home.blobs, wanted),
+            *_blob_garbage(home.blobs, wanted, referenced_effect_blobs(rt)),
             *_cache_garbage(home.root / "cache", wanted),
         ]
         if delete:
@@ -86,9 +104,11 @@ def _files(directory: Path) -> list[os.DirEntry]:
         return []
 
 
-def _blob_garbage(blobs: Path, wanted: set[str]) -> Iterator[Garbage]:
+def _blob_garbage(blobs: Path, wanted: set[str], named: set[str]) -> Iterator[Garbage]:
+    now = time.time()
     for entry in _files(blobs):
-        size = entry.stat(follow_symlinks=False).st_size
+        st = entry.stat(follow_symlinks=False)
+        size = st.st_size
         if entry.name == ".lock":
             continue
         if entry.name.startswith(".tmp-"):
@@ -96,6 +116,12 @@ def _blob_garbage(blobs: Path, wanted: set[str]) -> Iterator[Garbage]:
             yield Garbage(entry.path, "partial", size, "left by an interrupted store")
         elif entry.name.endswith(".wasm") and entry.name.removesuffix(".wasm") not in wanted:
             yield Garbage(entry.path, "module", size, "no tool version or held registration")
+        elif (
+            _SHA256.match(entry.name)
+            and entry.name not in named
+            and now - st.st_mtime > UNNAMED_BLOB_GRACE_S
+        ):
+            yield Garbage(entry.path, "effect", size, "no effect record names it")
 
 
 def _cache_garbage(cache: Path, wanted: set[str]) -> Iterator[Garbage]:

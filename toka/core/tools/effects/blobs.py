@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toka.core.errors import IntegrityFailure
+from toka.core.tools.modules import blobs_lock
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
@@ -40,19 +41,21 @@ def store_blob(blobs: Path, data: bytes) -> str:
     with contextlib.suppress(FileNotFoundError):
         if hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
             return sha256
-    blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # Shared with other stores, exclusive of `toka gc`, which takes .tmp- files for
+    # leftovers of interrupted writes.
+    with blobs_lock(blobs, exclusive=False):
+        fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".tmp-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return sha256
 
 

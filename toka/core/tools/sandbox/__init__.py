@@ -1,9 +1,10 @@
 """The WASM sandbox: one fresh, limited store per tool call (see ``_sandbox``).
 
 Its parts: ``_sandbox`` (engine, compilation, running a call, classifying its end),
-``_guest_io`` (the guest's stdin and capped stdout/stderr), ``_watchdog`` (the epoch
-ticks behind timeouts), ``_disk_cache`` (compiled modules on disk, HMAC'd). It
-imports nothing else from Toka, and wasmtime only when a module is compiled.
+``_types`` (limits, failures, results), ``_guest_io`` (the guest's stdin and capped
+stdout/stderr), ``_watchdog`` (the epoch ticks behind timeouts), ``_disk_cache``
+(compiled modules on disk, HMAC'd). It imports nothing else from Toka, and wasmtime
+only when a module is compiled.
 """
 
 from toka.core.tools.sandbox._disk_cache import compiled_key

@@ -11,9 +11,10 @@ Isolation, per call:
   deadline driven by a watchdog thread for the wall-clock ``timeout_ms``;
 * ``Store.set_limits``: linear memory capped at ``memory_mb``, one instance,
   one memory, a few small tables;
-* WASI with no preopened directories, no environment, ``argv == [name]``,
-  stdin fed from memory, stdout/stderr captured in memory with hard caps,
-  no inherited host stdio;
+* WASI with no environment, ``argv == [name]``, stdin fed from memory,
+  stdout/stderr captured in memory with hard caps, no inherited host stdio, and
+  no preopened directory unless the caller stages some (``preopens``: each
+  read-only unless asked, since wasmtime-py 50 defaults to writable);
 * only ``wasi_snapshot_preview1`` imports link; ``poll_oneoff`` is replaced
   by a stub returning ``ENOSYS`` so a guest cannot block the host thread in
   a sleep the epoch deadline cannot interrupt.
@@ -44,11 +45,17 @@ from toka.core.tools.sandbox._guest_io import (
     poll_oneoff_enosys,
     set_stdin,
 )
+from toka.core.tools.sandbox._types import (
+    FAILURE_KINDS,
+    InvalidModule,
+    Limits,
+    SandboxResult,
+    ToolFailure,
+    check_limits,
+)
 from toka.core.tools.sandbox._watchdog import Watchdog
 
-FAILURE_KINDS = frozenset(
-    {"timeout", "out_of_fuel", "memory", "trap", "exit", "bad_output", "output_too_large"}
-)
+__all__ = ["FAILURE_KINDS", "InvalidModule", "Limits", "SandboxResult", "ToolFailure"]
 
 _WASI_MODULE = "wasi_snapshot_preview1"
 _WASM_MAGIC = b"\x00asm"
@@ -77,43 +84,6 @@ _LIVE_SANDBOXES: weakref.WeakSet = weakref.WeakSet()
 def _release_live_sandboxes() -> None:
     for sandbox in list(_LIVE_SANDBOXES):
         sandbox.release()
-
-
-class Limits(msgspec.Struct, frozen=True):
-    fuel: int = 100_000_000
-    memory_mb: int = 16
-    timeout_ms: int = 1000
-    max_output_bytes: int = 65536
-    max_stderr_bytes: int = 4096  # stderr captured and truncated to this
-
-
-class ToolFailure(msgspec.Struct, frozen=True):
-    # one of FAILURE_KINDS
-    kind: str
-    message: str
-    exit_code: int | None = None
-
-
-class SandboxResult(msgspec.Struct, frozen=True):
-    """Outcome of one call.
-
-    ``fuel_used`` is exact for successful calls, exits and ``out_of_fuel``. When
-    the guest traps for another reason (timeout, trap, memory) wasmtime may not
-    have written back the fuel consumed since the guest's last call out of wasm,
-    so it is then only a lower bound (often 0 for a tight loop that timed out).
-    ``wall_ms`` covers the whole ``run`` call, including a first compilation.
-    """
-
-    ok: bool
-    output: object | None  # the decoded JSON the module wrote to stdout, when ok
-    failure: ToolFailure | None
-    fuel_used: int
-    wall_ms: float
-    stderr: str  # truncated to max_stderr_bytes, decoded with errors="replace"
-
-
-class InvalidModule(ValueError):
-    """The bytes are not a valid WebAssembly module for this engine."""
 
 
 _wasmtime_version_cache: str | None = None
@@ -335,13 +305,15 @@ class WasmSandbox:
         limits: Limits,
         *,
         name: str = "tool",
+        preopens: tuple[tuple[str, str, bool], ...] = (),
     ) -> SandboxResult:
-        """Run a WASI command module once in a fresh store.
+        """Run a WASI command module once in a fresh store; ``preopens`` are (host
+        directory, guest path, writable) to stage, directories the caller controls.
 
         Raises ``ValueError`` for a sha256 mismatch or invalid limits; every
         failure of the guest itself is reported in the result.
         """
-        _check_limits(limits)
+        check_limits(limits)
         t0 = time.perf_counter()
         try:
             entry = self._compiled(wasm, sha256)
@@ -360,10 +332,17 @@ class WasmSandbox:
                 0,
                 t0,
             )
-        return self._execute(entry, stdin, limits, name, memory_cap, t0)
+        return self._execute(entry, stdin, limits, name, memory_cap, t0, preopens)
 
     def _execute(
-        self, entry: _Compiled, stdin: bytes, limits: Limits, name: str, memory_cap: int, t0: float
+        self,
+        entry: _Compiled,
+        stdin: bytes,
+        limits: Limits,
+        name: str,
+        memory_cap: int,
+        t0: float,
+        preopens: tuple[tuple[str, str, bool], ...],
     ) -> SandboxResult:
         import wasmtime
 
@@ -380,6 +359,8 @@ class WasmSandbox:
         err = Capture(limits.max_stderr_bytes, refuse_overflow=False)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [name]
+        for host_dir, guest_dir, writable in preopens:
+            wasi.preopen_dir(host_dir, guest_dir, fs_mutable=writable)
         set_stdin(wasi, bytes(stdin))
         sink_ids = (attach_sink(wasi, 1, out), attach_sink(wasi, 2, err))
         store.set_wasi(wasi)
@@ -437,19 +418,6 @@ class WasmSandbox:
             wall_ms=wall_ms,
             stderr=stderr,
         )
-
-
-def _check_limits(limits: Limits) -> None:
-    if not isinstance(limits, Limits):
-        raise TypeError("limits must be a toka.core.tools.sandbox.Limits")
-    if limits.fuel < 0 or limits.fuel >= 2**64:
-        raise ValueError("limits.fuel must be in [0, 2**64)")
-    if limits.memory_mb <= 0:
-        raise ValueError("limits.memory_mb must be positive")
-    if limits.timeout_ms <= 0:
-        raise ValueError("limits.timeout_ms must be positive")
-    if limits.max_output_bytes < 0 or limits.max_stderr_bytes < 0:
-        raise ValueError("output limits must be non-negative")
 
 
 def _failed(kind: str, message: str, fuel_used: int, t0: float) -> SandboxResult:
