@@ -75,12 +75,33 @@ def _field(args: Any, name: str, kind: type, default: Any = ...) -> Any:
     return value
 
 
+def _staged_place(state: WorldState, args: Any, name: str, action: str) -> str:
+    """The capability over a staged tree: ``fs.read:mount/ws/docs/**`` (the place and
+    everything below it, since the kernel does not know whether it is a file)."""
+    place = _field(args, name, dict)
+    mount, path = _field(place, "mount", str), _field(place, "path", str, "")
+    resource = places.fs_resource(action, mount, path)
+    if action == "fs.write":
+        check_writable(state, mount)
+    else:
+        find_mount(state, mount)
+    return resource + "/**"
+
+
 def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
     """The capabilities a call of ``tool`` with ``args`` needs, and its class.
 
     Refuses arguments that do not name a place (InvalidOperation), an unknown mount
     (NotFound) and a write to a read-only mount (NotCovered)."""
     declared = tool.effect_class
+    staged = tool.staged
+    if staged is not None:
+        needed = []
+        if staged.input is not None:
+            needed.append(_staged_place(state, args, staged.input, "fs.read"))
+        if staged.output is not None:
+            needed.append(_staged_place(state, args, staged.output, "fs.write"))
+        return Derived(needed, declared)
     if tool.kind != "native" or tool.name not in NATIVE_CLASSES or declared == "none":
         return Derived([], declared)
     action = _FS_ACTIONS.get(tool.name)

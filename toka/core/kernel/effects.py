@@ -23,6 +23,7 @@ only the kernel's signature (checked by the runtime) lets them in.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import msgspec
@@ -59,7 +60,7 @@ from toka.core.model.state import (
 )
 
 # A call's deadline is its time limit plus this: time to record its outcome.
-DEADLINE_GRACE_MS = 5000
+DEADLINE_GRACE_MS = 2000
 MAX_MESSAGE = 2000
 _json = msgspec.json.Encoder(order="sorted")
 
@@ -254,17 +255,31 @@ EVOLVERS: dict[str, Evolver] = {
 }
 
 
-def check_side_effect(name: str, kind: str, side_effect: Any) -> None:
-    """A registration's class: known, and for a built-in never below its own."""
+ARG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+
+def check_side_effect(name: str, kind: str, side_effect: Any, files: Any = msgspec.UNSET) -> None:
+    """A registration's class: known, for a built-in never below its own, and for a tool
+    with staged files at least what they do (reading, or writing as ``fs-write`` does)."""
     if side_effect is msgspec.UNSET:
         side_effect = "none"
     if side_effect not in SIDE_EFFECTS:
         raise InvalidOperation(
             f"side_effect: {side_effect!r} is not one of {', '.join(SIDE_EFFECTS)}"
         )
-    if kind == "native":
-        least = NATIVE_CLASSES.get(name, "none")
-        if class_rank(side_effect) < class_rank(least):
-            raise InvalidOperation(
-                f"side_effect: {name} is at least {least} (it may be raised, never lowered)"
-            )
+    least = NATIVE_CLASSES.get(name, "none") if kind == "native" else "none"
+    if files is not msgspec.UNSET:
+        if kind != "wasm":
+            raise InvalidOperation("files: only a wasm tool gets staged directories")
+        if files.input is None and files.output is None:
+            raise InvalidOperation("files: name an input or an output argument")
+        for arg in (files.input, files.output):
+            if arg is not None and not ARG_NAME_RE.match(arg):
+                raise InvalidOperation(f"files: {arg!r} is not an argument name")
+        if files.input is not None and files.input == files.output:
+            raise InvalidOperation("files: input and output must be different arguments")
+        least = "idempotent" if files.output is not None else "read_only"
+    if class_rank(side_effect) < class_rank(least):
+        raise InvalidOperation(
+            f"side_effect: {name} is at least {least} (it may be raised, never lowered)"
+        )

@@ -63,6 +63,7 @@ def check_spec(
     limits: dict[str, int],
     input_schema: dict[str, Any] | None,
     side_effect: Any = msgspec.UNSET,
+    files: Any = msgspec.UNSET,
 ) -> None:
     """Validate a tool's registration fields (shared by manifests and the kernel)."""
     if not NAME_RE.match(name):
@@ -92,7 +93,7 @@ def check_spec(
         except InvalidInput as exc:
             raise InvalidOperation(f"capabilities: {exc.message}") from None
     _check_limits(name, kind, limits)
-    effects.check_side_effect(name, kind, side_effect)
+    effects.check_side_effect(name, kind, side_effect, files)
     if input_schema is not None:
         check_input_schema(input_schema)
 
@@ -288,6 +289,7 @@ def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.
         op.limits,
         op.input_schema,
         op.side_effect,
+        op.files,
     )
     if op.kind == "wasm":
         if op.module_sha256 is None or not SHA256_RE.match(op.module_sha256):

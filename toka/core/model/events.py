@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from toka.core.model.state import Budgets
+from toka.core.model.state import Budgets, ToolFiles
 
 _encoder = msgspec.json.Encoder(order="sorted")
 
@@ -115,6 +115,7 @@ class ToolRegistered(msgspec.Struct, frozen=True):
     limits: dict[str, int]
     input_schema: dict[str, Any] | None = None
     side_effect: str | UnsetType = UNSET  # absent: "none" (and in logs from before it)
+    files: ToolFiles | UnsetType = UNSET
 
 
 # How a tool call can fail, as ``tool.failed`` records it. The second line is the

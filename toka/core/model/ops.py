@@ -12,7 +12,7 @@ from msgspec import UNSET, UnsetType
 from toka.core.errors import InvalidInput
 from toka.core.model.events import AnyEffect
 from toka.core.model.keys import KeyPair, verify_signature
-from toka.core.model.state import Budgets
+from toka.core.model.state import Budgets, ToolFiles
 
 MAX_SIGNED_BYTES = 2 * 1024 * 1024
 
@@ -103,6 +103,7 @@ class RegisterTool(Operation, tag="tool.register"):
     input_schema: dict[str, Any] | None = None
     # UNSET means "none": registrations signed before side-effect classes carry none.
     side_effect: str | UnsetType = UNSET
+    files: ToolFiles | UnsetType = UNSET
 
 
 class InvokeTool(Operation, tag="tool.invoke"):

@@ -87,6 +87,16 @@ class Task(msgspec.Struct):
     lease_until: int | None = None
 
 
+class ToolFiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Directories a WASM tool gets staged, named by its arguments: ``input`` names an
+    argument ``{"mount", "path"}`` whose file or tree is copied into a read-only ``/in``;
+    ``output`` names one whose directory receives what the tool leaves in ``/out``
+    (collected without following links, written like ``fs-write``)."""
+
+    input: str | None = None
+    output: str | None = None
+
+
 class Tool(msgspec.Struct):
     name: str
     version: str
@@ -100,6 +110,11 @@ class Tool(msgspec.Struct):
     registered_ms: int
     # Absent (UNSET) in tools registered before side-effect classes: they are "none".
     side_effect: str | UnsetType = UNSET
+    files: ToolFiles | UnsetType = UNSET
+
+    @property
+    def staged(self) -> ToolFiles | None:
+        return None if self.files is UNSET else self.files
 
     @property
     def effect_class(self) -> str:

@@ -21,6 +21,7 @@ import msgspec
 from toka.core.errors import InvalidInput
 from toka.core.kernel import tools as rules
 from toka.core.model import ops
+from toka.core.model.state import ToolFiles
 from toka.core.typed_toml import load_toml
 
 DEFAULT_LIMITS = {
@@ -64,6 +65,8 @@ class Manifest(
     # What a call may do to the world (none, read_only, idempotent, external,
     # privileged): the operator's word, never taken from the tool itself.
     side_effect: str = "none"
+    # A WASM tool's staged directories: which arguments name its input and output.
+    files: ToolFiles | None = None
 
 
 class LoadedManifest(msgspec.Struct, frozen=True):
@@ -88,6 +91,7 @@ class LoadedManifest(msgspec.Struct, frozen=True):
             input_schema=m.input_schema,
             # "none" is left out, as registrations before side-effect classes were.
             side_effect=msgspec.UNSET if m.side_effect == "none" else m.side_effect,
+            files=msgspec.UNSET if m.files is None else m.files,
         )
 
 
@@ -155,6 +159,7 @@ def validate_manifest(
             limits,
             m.input_schema,
             m.side_effect,
+            msgspec.UNSET if m.files is None else m.files,
         )
     except InvalidInput as exc:
         raise InvalidInput(f"{source}: {exc.message}") from None

@@ -35,8 +35,9 @@ from toka.core.model import ops
 from toka.core.model.state import OpenCall, Tool, WorldState
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
-from toka.core.tools import calls
+from toka.core.tools import calls, staging
 from toka.core.tools.effect_tools import CallContext, effect_hmac_key, perform_native
+from toka.core.tools.effects import fs
 from toka.core.tools.invocation import Invocation
 from toka.core.tools.manifest import LoadedManifest, builtin_manifests, load_manifest
 from toka.core.tools.modules import blobs_lock, module_path, store_module
@@ -235,18 +236,41 @@ class ToolRunner:
         for link in rt.state.grant_chain(call.grant) if call.grant else []:
             if link.budgets.max_fuel is not None:
                 fuel = max(0, min(fuel, link.budgets.max_fuel - link.usage.fuel))
-        run = self.run(Plan(tool, fuel), args)
-        return ops.CallOutcome(
-            ok=run.ok,
-            output=run.output,
-            error_kind=run.error_kind,
-            message=run.message,
-            fuel_used=run.fuel_used,
-            wall_ms=run.wall_ms,
-        )
+        if tool.staged is None:
+            return _outcome(self.run(Plan(tool, fuel), args))
+        return self._run_staged(Plan(tool, fuel), args)
 
-    def run(self, plan: Plan, args: Any) -> ToolRun:
-        """Run the planned tool on ``args`` outside the kernel."""
+    def _run_staged(self, plan: Plan, args: Any) -> ops.CallOutcome:
+        """A WASM tool on staged copies; its outputs written as ``fs-write`` writes."""
+        rt, tool = self.runtime, plan.tool
+        blobs = rt.home.blobs
+        try:
+            with staging.staged(rt.state, tool, args, blobs, rt.home.root / "cache") as stage:
+                run = self.run(plan, args, stage.preopens)
+                if not run.ok or stage.out_dir is None:
+                    return _outcome(run, stage.effects)
+                try:
+                    outputs = staging.collect(stage.out_dir)
+                except fs.FsError as exc:  # a link or special file the tool left
+                    return _outcome(run, stage.effects, exc)
+                try:
+                    written = staging.apply(rt.state, args, tool, outputs, blobs)
+                except fs.FsError as exc:
+                    done = [*stage.effects, *getattr(exc, "effects", [])]
+                    return _outcome(run, done, exc)
+                return _outcome(run, [*stage.effects, *written])
+        except fs.FsError as exc:
+            return ops.CallOutcome(
+                ok=False,
+                error_kind=exc.kind,
+                message=exc.message,
+                effects=list(getattr(exc, "effects", [])),
+            )
+        except TokaError as exc:
+            return ops.CallOutcome(ok=False, error_kind="refused", message=exc.message)
+
+    def run(self, plan: Plan, args: Any, preopens: tuple = ()) -> ToolRun:
+        """Run the planned tool on ``args`` outside the kernel (with staged ``preopens``)."""
         tool = plan.tool
         if tool.kind == "native":
             return run_native(tool, args)
@@ -258,8 +282,9 @@ class ToolRunner:
             timeout_ms=tool.limits["timeout_ms"],
             max_output_bytes=tool.limits["max_output_bytes"],
         )
+        staged = {"preopens": preopens} if preopens else {}
         result = self.sandbox.run(
-            wasm, tool.module_sha256, _json.encode(args), limits, name=tool.name
+            wasm, tool.module_sha256, _json.encode(args), limits, name=tool.name, **staged
         )
         failure = result.failure
         problem = value_problem(result.output) if failure is None else None
@@ -308,6 +333,21 @@ class ToolRunner:
                 self._modules.pop(next(iter(self._modules)))
             self._modules[sha256] = wasm
         return wasm
+
+
+def _outcome(run: ToolRun, effects: list | None = None, error: Any = None) -> ops.CallOutcome:
+    """A run as the outcome of its call, with its effects (and a failure after the run,
+    such as an output the host could not write)."""
+    ok = run.ok and error is None
+    return ops.CallOutcome(
+        ok=ok,
+        output=run.output if ok else None,
+        error_kind=run.error_kind if error is None else error.kind,
+        message=run.message if error is None else error.message,
+        effects=effects or [],
+        fuel_used=run.fuel_used,
+        wall_ms=run.wall_ms,
+    )
 
 
 _RUNNERS: weakref.WeakKeyDictionary[Any, ToolRunner] = weakref.WeakKeyDictionary()
