@@ -221,7 +221,7 @@ def _on_started(state: WorldState, e: ev.ToolStarted, r: ev.EventRecord) -> None
         grant=r.grant,
         task=e.task,
         caps=list(e.caps),
-        op_digest=r.op_digest,
+        op_digest=e.idempotency_key,  # the signed invoke's digest, approved or not
         op_seq=e.op_seq,
         started_ms=r.ts,
         deadline_ms=e.deadline_ms,

@@ -43,6 +43,8 @@ class Invocation(msgspec.Struct, frozen=True):
     call: str | None = None  # a call with an effect: its id (``iv-<seq>``)
     status: str = "succeeded"
     effects: list[ev.AnyEffect] = msgspec.field(default_factory=list)
+    # The output as the log holds it: content named by blob, not put back.
+    recorded: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
@@ -108,7 +110,8 @@ class Invocation(msgspec.Struct, frozen=True):
         """The result an ending event records (content put back from ``blobs``)."""
         failed = isinstance(p, ev.ToolFailed)
         effects = [] if p.effects is msgspec.UNSET else list(p.effects)
-        output = None if failed else p.output  # type: ignore[union-attr]
+        recorded = None if failed else p.output  # type: ignore[union-attr]
+        output = recorded
         if output is not None and blobs is not None:
             output = present(output, blobs)
         return cls(
@@ -125,6 +128,7 @@ class Invocation(msgspec.Struct, frozen=True):
             call=None if p.call is msgspec.UNSET else p.call,
             status="failed" if failed else "succeeded",
             effects=effects,
+            recorded=recorded,
         )
 
     @classmethod
@@ -137,6 +141,7 @@ class Invocation(msgspec.Struct, frozen=True):
             tool=p.tool,
             version=p.version,
             output={"resolved": p.outcome, "note": p.note} if ok else None,
+            recorded={"resolved": p.outcome, "note": p.note} if ok else None,
             error=None if ok else ToolFailure("resolved", p.note or "resolved as failed"),
             seq=seq,
             fuel_used=0,

@@ -15,8 +15,18 @@ An argument value that is a string starting with ``$`` refers to an earlier outp
 
 References may sit anywhere inside the arguments (nested objects and lists); only a
 whole string value is replaced. The task completes with the list of every step's
-output, or fails at the first step that cannot run, naming it: a refused capability
-fails with ``denied: ...``, a tool failure with its kind (``timeout``, ``trap``, ...).
+output as the log records it (what a file read or a fetch returned is named there by
+its blob, so the result stays small), or fails at the first step that cannot run,
+naming it: a refused capability fails with ``denied: ...``, a tool failure with its
+kind (``timeout``, ``trap``, ``refused``, ...).
+
+A plan that reads a file, fetches a URL and writes a report (``fs-write`` joins a list
+of strings)::
+
+    {"steps": [{"tool": "fs-read", "args": {"mount": "ws", "path": "docs/notes.md"}},
+               {"tool": "http-fetch", "args": {"url": "http://127.0.0.1:8765/status.json"}},
+               {"tool": "fs-write", "args": {"mount": "ws", "path": "out/report.md",
+                "content": ["# Report\n", "$steps.1.content", "$steps.2.body"]}}]}
 """
 
 from __future__ import annotations
@@ -103,6 +113,7 @@ class Planner:
         except PlanError as exc:
             task.fail(f"invalid plan: {exc}")
         outputs: list[Any] = []
+        recorded: list[Any] = []
         for n, step in enumerate(plan.steps, start=1):
             label = f"step {n} ({step.tool})"
             try:
@@ -120,4 +131,5 @@ class Planner:
                 assert error is not None
                 task.fail(f"{label} failed: {error.kind}: {error.message}")
             outputs.append(result.output)
-        task.complete(outputs)
+            recorded.append(result.recorded)
+        task.complete(recorded)
