@@ -164,7 +164,12 @@ def cmd_bench_tool(ctx: Context) -> int:
             f"{sandbox['calls_per_s']:.0f} calls/s\n"
             f"invocation     p50 {invocation['p50_ms']:.3f} ms  p99 {invocation['p99_ms']:.3f} ms  "
             f"{invocation['calls_per_s']:.0f} calls/s  (signed, checked, logged; "
-            f"durability {durability})"
+            f"durability {durability})\n"
+            + "".join(
+                f"{label:<15}p50 {data[key]['p50_ms']:.3f} ms  p99 {data[key]['p99_ms']:.3f} ms  "
+                f"{data[key]['calls_per_s']:.0f} calls/s  (intent and outcome logged)\n"
+                for label, key in (("fs-read 1 MiB", "fs_read_1mib"), ("http-fetch", "http_fetch"))
+            ).rstrip()
         ),
     )
     return 0

@@ -1,9 +1,19 @@
-"""``toka bench tool``: what one tool call costs, in the sandbox and through the log."""
+"""``toka bench tool``: what one tool call costs, in the sandbox and through the log.
+
+Besides a no-op WASM tool, two calls with an effect, each the full path (signed,
+checked, intent logged, performed, blobs stored, outcome logged): ``fs-read`` of a
+1 MiB file on a mount, and ``http-fetch`` of a small body from a local server.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +63,7 @@ def bench_tool(calls: int, warmup: int, durability: str | None = None) -> dict[s
         home.init()
         with Runtime(home, durability=durability) as rt:
             operator = Client(rt)
+            tools.register_builtins(operator)
             tools.register(operator, root / "noop.toml")
             runner = tools.runner_for(rt)
             sha = hashlib.sha256(wasm).hexdigest()
@@ -70,8 +81,65 @@ def bench_tool(calls: int, warmup: int, durability: str | None = None) -> dict[s
 
             invocation = measure(invoke, calls, warmup)
             used = rt.durability
+            fs_read = _bench_fs_read(rt, root, calls, warmup)
+            http_fetch = _bench_http_fetch(rt, calls, warmup)
     return {
         "tool": "noop",
         **sandbox,
         "invocation": {**invocation, "durability": used},
+        "fs_read_1mib": {**fs_read, "durability": used},
+        "http_fetch": {**http_fetch, "durability": used},
     }
+
+
+def _invoker(rt: Runtime, tool: str, args: Any) -> Any:
+    runner = tools.runner_for(rt)
+    client = Client(rt)
+
+    def invoke() -> None:
+        result = runner.invoke(client.sign(ops.InvokeTool(tool, args)))
+        assert result.ok, result.error
+
+    return invoke
+
+
+def _bench_fs_read(rt: Runtime, root: Path, calls: int, warmup: int) -> dict[str, Any]:
+    mount = root / "mount"
+    mount.mkdir()
+    (mount / "one-mib.bin").write_bytes(os.urandom(1024 * 1024))
+    Client(rt).submit(ops.AddMount("bench", str(mount.resolve()), "ro"))
+    args = {"mount": "bench", "path": "one-mib.bin"}
+    return measure(_invoker(rt, "fs-read", args), calls, warmup)
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    body = b'{"status": "green"}'
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _local_server() -> Iterator[int]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _bench_http_fetch(rt: Runtime, calls: int, warmup: int) -> dict[str, Any]:
+    with _local_server() as port:
+        Client(rt).submit(ops.AllowHost("127.0.0.1", port))
+        args = {"url": f"http://127.0.0.1:{port}/status"}
+        return measure(_invoker(rt, "http-fetch", args), calls, warmup)

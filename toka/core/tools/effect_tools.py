@@ -79,7 +79,7 @@ def _place(c: CallContext) -> tuple[str, str, str, list[str]]:
 def fs_read(c: CallContext) -> CallOutcome:
     name, root, path, parts = _place(c)
     got = fs.read_file(root, parts, _limit(c))
-    sha256 = store_blob(c.blobs, got.data)
+    sha256 = store_blob(c.blobs, got.data, got.sha256)
     ref = blob_ref(sha256, got.data)
     output = {
         "mount": name,

@@ -19,6 +19,8 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +36,50 @@ def blob_path(blobs: Path, sha256: str) -> Path:
     return blobs / sha256
 
 
-def store_blob(blobs: Path, data: bytes) -> str:
-    """Write ``data`` as a blob (atomically, 0600, synced); returns its sha256."""
-    sha256 = hashlib.sha256(data).hexdigest()
+class _Recent:
+    """Blobs this process stored or checked lately, by (directory, sha256): a call's
+    outcome is put back for its caller from here, without reading and hashing the
+    bytes again. Bounded in bytes."""
+
+    def __init__(self, budget: int = 16 * 1024 * 1024):
+        self.budget = budget
+        self._items: OrderedDict[tuple[Path, str], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, blobs: Path, sha256: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get((blobs, sha256))
+            if data is not None:
+                self._items.move_to_end((blobs, sha256))
+            return data
+
+    def put(self, blobs: Path, sha256: str, data: bytes) -> None:
+        if len(data) > self.budget // 4:
+            return
+        with self._lock:
+            if (blobs, sha256) in self._items:
+                return
+            self._items[(blobs, sha256)] = data
+            self._size += len(data)
+            while self._size > self.budget:
+                _, old = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+_recent = _Recent()
+
+
+def store_blob(blobs: Path, data: bytes, sha256: str | None = None) -> str:
+    """Write ``data`` as a blob (atomically, 0600, synced) before anything names it;
+    returns its sha256 (``sha256``, when the caller hashed ``data`` already)."""
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
+    if _recent.get(blobs, sha256) is not None:
+        return sha256
     path = blob_path(blobs, sha256)
     with contextlib.suppress(FileNotFoundError):
         if hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            _recent.put(blobs, sha256, data)
             return sha256
     # Shared with other stores, exclusive of `toka gc`, which takes .tmp- files for
     # leftovers of interrupted writes.
@@ -56,12 +96,16 @@ def store_blob(blobs: Path, data: bytes) -> str:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+    _recent.put(blobs, sha256, data)
     return sha256
 
 
 def read_blob(blobs: Path, sha256: str) -> bytes:
     """The blob's bytes, checked against its name; a missing or altered blob is an
     integrity failure (the log names bytes the home no longer has)."""
+    recent = _recent.get(blobs, sha256)
+    if recent is not None:
+        return recent
     path = blob_path(blobs, sha256)
     try:
         data = path.read_bytes()
