@@ -218,3 +218,29 @@ def test_spawning_an_llm_agent_without_an_endpoint_is_refused(tmp_path):
     assert json.loads(run_toka("agent", "list", "--json", home=home).stdout)["agents"] == []
     env = {"TOKA_LLM_BASE_URL": "http://127.0.0.1:9/v1", "TOKA_LLM_MODEL": "m"}
     assert run_toka("agent", "spawn", "x", "--behaviour", "llm", home=home, env=env).returncode == 0
+
+
+def test_the_model_is_offered_file_tools_with_the_places_it_may_reach_and_uses_them(
+    rt: Runtime, model, tmp_path
+):
+    from toka.core.model import ops
+
+    (tmp_path / "notes.md").write_text("the vault is empty")
+    Client(rt).submit(ops.AddMount("ws", str(tmp_path), "ro"))
+    model.replies = [
+        ("tools", [call("fs-read", {"mount": "ws", "path": "notes.md"})]),
+        ("final", "done"),
+    ]
+    agent, task = llm_task(rt, "tool.invoke:tool/fs-*", "fs.read:mount/ws/**")
+    Runner(rt).run(until_idle=True)
+
+    assert rt.state.tasks[task].status == "completed"
+    first, second = model.requests
+    offered = {f["function"]["name"]: f["function"]["description"] for f in first["tools"]}
+    # fs-list and fs-write are covered by tool.invoke:tool/fs-* but reach nowhere.
+    assert list(offered) == ["fs-read"]
+    assert offered["fs-read"].endswith("(you may reach: fs.read:mount/ws/**)")
+    told = json.loads(second["messages"][-1]["content"])
+    assert told["content"] == "the vault is empty" and told["path"] == "notes.md"
+    (started,) = rt.log.query(kinds=["tool.started"])
+    assert started.principal == agent

@@ -158,6 +158,15 @@ def _clean_message(message: Any) -> dict[str, Any]:
     return out
 
 
+# The capability action behind each built-in that reaches places (files, URLs).
+PLACE_ACTIONS = {
+    "fs-read": "fs.read",
+    "fs-list": "fs.list",
+    "fs-write": "fs.write",
+    "http-fetch": "net.http",
+}
+
+
 def offered_tools(task: TaskRun) -> list[dict[str, Any]]:
     """The registered tools the agent's grants let it invoke, as OpenAI function tools."""
     state = task.state
@@ -171,12 +180,20 @@ def offered_tools(task: TaskRun) -> list[dict[str, Any]]:
         needed = [f"tool.invoke:tool/{name}", *tool.capabilities]
         if capmod.uncovered(granted, needed):
             continue
+        description = tool.description
+        action = PLACE_ACTIONS.get(name) if tool.kind == "native" else None
+        if action is not None:
+            # A file or HTTP tool is of use only where a grant lets the agent reach.
+            reach = [c for c in granted if capmod.action_matches(c, action)]
+            if not reach:
+                continue
+            description += f" (you may reach: {' '.join(sorted(set(reach)))})"
         out.append(
             {
                 "type": "function",
                 "function": {
                     "name": name,
-                    "description": tool.description,
+                    "description": description,
                     "parameters": tool.input_schema or {"type": "object"},
                 },
             }
