@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 
 class Garbage(msgspec.Struct, frozen=True):
     path: str
-    kind: str  # "module", "effect", "compiled" or "partial"
+    kind: str  # "module", "effect", "compiled", "partial" or "staged"
     size: int
     why: str
 
@@ -90,7 +91,10 @@ def collect(rt: Runtime, *, delete: bool = False) -> list[Garbage]:
         if delete:
             for g in found:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(g.path)
+                    if g.kind == "staged":
+                        shutil.rmtree(g.path)  # removes links inside without following them
+                    else:
+                        os.unlink(g.path)
     return found
 
 
@@ -126,6 +130,15 @@ def _blob_garbage(blobs: Path, wanted: set[str], named: set[str]) -> Iterator[Ga
 
 def _cache_garbage(cache: Path, wanted: set[str]) -> Iterator[Garbage]:
     now = time.time()
+    with contextlib.suppress(FileNotFoundError), os.scandir(cache) as entries:
+        for entry in entries:
+            # A WASM tool's staged copies, left by a host that died during the call.
+            if (
+                entry.name.startswith("stage-")
+                and entry.is_dir(follow_symlinks=False)
+                and now - entry.stat(follow_symlinks=False).st_mtime > PARTIAL_CACHE_GRACE_S
+            ):
+                yield Garbage(entry.path, "staged", 0, "left by an interrupted staged call")
     for entry in _files(cache):
         st = entry.stat(follow_symlinks=False)
         if entry.name.startswith(".tmp-"):
