@@ -121,7 +121,11 @@ def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
     side_effect = declared
     if declared == "external":
         side_effect = _METHOD_CLASS.get(method.upper(), declared)
-    return Derived([places.http_resource(method.upper(), url)], side_effect)
+    secrets = _field(args, "secret_headers", dict, {})
+    if not all(isinstance(v, str) for v in secrets.values()):
+        raise InvalidOperation("arguments.secret_headers must map header names to secret names")
+    used = [places.secret_resource(name, url.host) for name in sorted(set(secrets.values()))]
+    return Derived([places.http_resource(method.upper(), url), *used], side_effect)
 
 
 def derived_caps(state: WorldState, tool: Tool | None, args: Any) -> list[str]:

@@ -126,6 +126,24 @@ def _check_effects(state: WorldState, call: OpenCall, effects: list[Any]) -> Non
             check_writable(state, effect.mount)
 
 
+def still_allowed(state: WorldState, call: OpenCall, now_ms: int) -> str | None:
+    """Why an open call must no longer be performed (its grant, or an ancestor, was
+    revoked or has expired, or its agent was terminated since its intent), or None.
+    A host asks just before it touches the world; revocation takes effect there too."""
+    chain = state.grant_chain(call.grant) if call.grant is not None else []
+    if not chain:
+        return f"call {call.id} has no grant to run under"
+    for link in chain:
+        if link.revoked:
+            return f"grant {link.jti} was revoked after call {call.id} started; it was not run"
+    if chain[0].exp * 1000 <= now_ms:
+        return f"grant {chain[0].jti} expired before call {call.id} ran; it was not run"
+    agent = state.agents.get(call.principal)
+    if agent is not None and agent.status == "terminated":
+        return f"agent {agent.id} was terminated before call {call.id} ran; it was not run"
+    return None
+
+
 def record(state: WorldState, op: ops.RecordOutcome, ctx: Ctx) -> list[msgspec.Struct]:
     """How an open call ended, as the host that performed it states it."""
     _host_only(ctx, "tool.record")

@@ -44,6 +44,7 @@ ACTIONS = (
     "fs.mount",
     "net.http",
     "net.allow",
+    "secret.use",
 )
 ROOT = "*:*"
 ANY_RESOURCE = "*"

@@ -279,3 +279,10 @@ def host_resource(host: str, port: int) -> str:
     """The capability to reach ``host`` on ``port``: ``net.allow:host/<host>/<port>``,
     the host canonicalized as in URLs (IPv6 with or without brackets)."""
     return f"net.allow:host/{encode_segment(canonical_host(host))}/{_check_port(port, host)}"
+
+
+def secret_resource(name: str, host: str) -> str:
+    """``secret.use:secret/<name>/<host>``: sending secret ``name`` to ``host`` (in a
+    header of ``http-fetch``). A secret is bound to where it may go, so an agent that
+    may reach its own server cannot send the operator's token there."""
+    return f"secret.use:secret/{encode_segment(name)}/{encode_segment(canonical_host(host))}"

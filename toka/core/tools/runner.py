@@ -30,6 +30,7 @@ from toka.core.errors import (
 from toka.core.kernel import Ctx
 from toka.core.kernel.approvals import requires_approval
 from toka.core.kernel.context import value_problem
+from toka.core.kernel.effects import still_allowed
 from toka.core.kernel.tools import Plan, ToolRun, plan_invocation
 from toka.core.model import ops
 from toka.core.model.state import OpenCall, Tool, WorldState
@@ -214,6 +215,9 @@ class ToolRunner:
         if call is None or call.status != "started":
             return calls.result(rt, call_id)
         op = calls.invocation_of(rt, call)
+        stopped = still_allowed(rt.state, call, rt.now_ms())
+        if stopped is not None:
+            return calls.record(rt, call, ops.CallOutcome(False, None, "refused", stopped))
         return calls.record(rt, call, self.run_call(call, op.args))
 
     def run_call(self, call: OpenCall, args: Any) -> ops.CallOutcome:
