@@ -1,0 +1,137 @@
+"""Driving calls with an effect through the real ``toka`` command, for the effect tests
+(tests/test_effects_files.py, test_effects_net.py, test_effects_staging.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from http_support import Received, Server, _Handler
+from toka_cli import run_toka
+
+from toka.core.errors import ExitCode
+
+
+class Toka:
+    """``toka`` in a subprocess on one home, initialised on creation."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.ok("init")
+
+    def __call__(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return run_toka(*args, home=self.home, input=input, timeout=30)
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        done = self(*args, input=input)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def js(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def invoke(
+        self, tool: str, args: dict[str, Any], *, as_: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """``toka [--as AGENT] tool invoke TOOL --args JSON --json``, whatever its exit."""
+        who = ["--as", as_] if as_ else []
+        return self(*who, "tool", "invoke", tool, "--args", json.dumps(args), "--json")
+
+    def outcome(self, tool: str, args: dict[str, Any], *, as_: str | None = None) -> dict:
+        """A call that ran: its JSON outcome (exit 0 if it succeeded, 1 if it failed)."""
+        done = self.invoke(tool, args, as_=as_)
+        assert done.returncode in (ExitCode.OK, ExitCode.FAILED), done.stderr
+        result = json.loads(done.stdout)
+        assert result["ok"] is (done.returncode == ExitCode.OK)
+        return result
+
+    def failed(self, kind: str, tool: str, args: dict[str, Any], *, as_: str | None = None) -> dict:
+        """A call that ran and failed with error ``kind``; its JSON outcome."""
+        result = self.outcome(tool, args, as_=as_)
+        assert result["ok"] is False, result
+        assert result["error"]["kind"] == kind, result["error"]
+        return result
+
+    def refused(
+        self, code: ExitCode, tool: str, args: dict[str, Any], *, as_: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """A call the kernel refused with exit ``code``: nothing printed on stdout."""
+        done = self.invoke(tool, args, as_=as_)
+        assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+        assert done.stdout == ""
+        return done
+
+    def agent(self, name: str, *caps: str) -> str:
+        """A new agent holding one grant of ``caps``; its id."""
+        agent = self.js("agent", "spawn", name)["id"]
+        self.js("grant", "issue", agent, *caps)
+        return agent
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        which = ["--kind", kind] if kind else []
+        return self.js("events", "list", *which, "--limit", "100000")["events"]
+
+    def kinds(self) -> list[str]:
+        return [e["kind"] for e in self.events()]
+
+
+def leaks(home: Path, needle: bytes) -> list[str]:
+    """The files of the log (``toka.db`` and its ``-wal``/``-shm``) and the blob store that
+    hold ``needle``, by name relative to the home."""
+    files = [*home.glob("toka.db*"), *(home / "blobs").iterdir()]
+    return sorted(
+        str(f.relative_to(home)) for f in files if f.is_file() and needle in f.read_bytes()
+    )
+
+
+class _Redirecting(_Handler):
+    """``http_support``'s routes, and fixed redirects (302) from the paths in ``REDIRECTS``."""
+
+    REDIRECTS = {"/a/start": "/b/end", "/a/hop": "/a/end"}
+
+    def _route(self) -> None:
+        target = self.REDIRECTS.get(self.path)
+        if target is None:
+            self._handle()
+            return
+        self.server.received.append(  # type: ignore[attr-defined]
+            Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
+        )
+        self._answer(302, b"", location=target)
+
+    do_GET = do_POST = _route
+
+
+@contextlib.contextmanager
+def serving_redirects() -> Iterator[Server]:
+    """``http_support.serving`` with ``_Redirecting``'s redirects too."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    httpd.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield Server(httpd.server_address[1], httpd.received)  # type: ignore[attr-defined]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def staged_tool(directory: Path, wat: str, files: str, side_effect: str = "idempotent") -> Path:
+    """A manifest (and module, built from ``tests/wasm/WAT.wat``) in ``directory`` for a
+    WASM tool named ``wat`` whose ``[files]`` table is ``files`` (TOML lines)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    source = (Path(__file__).parent / "wasm" / f"{wat}.wat").read_text()
+    (directory / f"{wat}.wasm").write_bytes(wasmtime.wat2wasm(source))
+    manifest = directory / f"{wat}.toml"
+    manifest.write_text(
+        f'name = "{wat}"\nversion = "1.0.0"\ndescription = "staged, from {wat}.wat"\n'
+        f'kind = "wasm"\nmodule = "{wat}.wasm"\nside_effect = "{side_effect}"\n\n'
+        f"[files]\n{files}\n"
+    )
+    return manifest
