@@ -121,10 +121,13 @@ def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
     side_effect = declared
     if declared == "external":
         side_effect = _METHOD_CLASS.get(method.upper(), declared)
-    secrets = _field(args, "secret_headers", dict, {})
-    if not all(isinstance(v, str) for v in secrets.values()):
-        raise InvalidOperation("arguments.secret_headers must map header names to secret names")
-    used = [places.secret_resource(name, url.host) for name in sorted(set(secrets.values()))]
+    names: set[str] = set()
+    for argument in ("secret_headers", "secret_query"):
+        secrets = _field(args, argument, dict, {})
+        if not all(isinstance(v, str) for v in secrets.values()):
+            raise InvalidOperation(f"arguments.{argument} must map names to secret names")
+        names.update(secrets.values())
+    used = [places.secret_resource(name, url.host) for name in sorted(names)]
     return Derived([places.http_resource(method.upper(), url), *used], side_effect)
 
 

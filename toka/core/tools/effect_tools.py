@@ -6,10 +6,11 @@ blobs (stored before the outcome names them). A failure in the world (a link, a
 missing file, a compare-and-swap that did not match, a refused redirect, a timeout)
 is an outcome like any other, never an exception.
 
-Secrets stay out of the log: ``secret_headers`` name secrets in ``HOME/secrets/``
-whose values are sent but never recorded; a URL's query, and the body of a request
-that carried a secret, are recorded only as an HMAC under a key derived from the
-kernel secret.
+Secrets stay out of the log: ``secret_headers`` and ``secret_query`` name secrets in
+``HOME/secrets/`` whose values are sent (as headers, as query parameters) but never
+recorded; in the effect records a URL's query, and the body of a request that
+carried a secret, are only an HMAC under a key derived from the kernel secret. (The
+arguments the caller wrote are its signed operation's, kept as signed.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 from toka.core.errors import InvalidInput, InvalidOperation, TokaError
 from toka.core.kernel.derive import call_timeout_ms
@@ -144,16 +146,26 @@ def fs_write(c: CallContext) -> CallOutcome:
     return CallOutcome(ok=True, output=output, effects=[effect])
 
 
-def _secret_headers(c: CallContext) -> dict[str, str]:
-    named = c.args.get("secret_headers") or {}
+def _secrets(c: CallContext, argument: str) -> dict[str, str]:
+    """``{header or query parameter: value}`` for the secrets ``argument`` names."""
+    named = c.args.get(argument) or {}
     out: dict[str, str] = {}
-    for header, secret in named.items():
+    for key, secret in named.items():
         value = c.secrets.get(secret)
         try:
-            out[header] = value.decode("utf-8")
+            out[key] = value.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidInput(f"secret {secret!r} is not UTF-8 text") from None
     return out
+
+
+def _url_with(url: str, query: dict[str, str]) -> str:
+    """The canonical URL to send, with secret query parameters added (never logged)."""
+    sent = places.parse_url(url).url()
+    if not query:
+        return sent
+    extra = urlencode(sorted(query.items()))
+    return f"{sent}&{extra}" if "?" in sent else f"{sent}?{extra}"
 
 
 def _hop_checker(c: CallContext) -> Callable[[str, str], str | None]:
@@ -229,7 +241,8 @@ def http_fetch(c: CallContext) -> CallOutcome:
     args = c.args
     method = str(args.get("method", "GET")).upper()
     headers = dict(args.get("headers") or {})
-    secret = _secret_headers(c)
+    secret = _secrets(c, "secret_headers")
+    secret_query = _secrets(c, "secret_query")
     overlap = {h.lower() for h in headers} & {h.lower() for h in secret}
     if overlap:
         raise InvalidOperation(f"header {sorted(overlap)[0]} is given both plainly and as a secret")
@@ -240,7 +253,7 @@ def http_fetch(c: CallContext) -> CallOutcome:
     try:
         fetched = http.fetch(
             method,
-            places.parse_url(args["url"]).url(),
+            _url_with(args["url"], secret_query),
             headers={**headers, **secret},
             body=body,
             timeout_s=call_timeout_ms(c.tool, args) / 1000,
@@ -257,7 +270,7 @@ def http_fetch(c: CallContext) -> CallOutcome:
         ]
         return _failed(exc.kind, exc.message, effects)
     effects = [
-        _hop_effect(c, h, body if i == 0 else None, bool(secret))
+        _hop_effect(c, h, body if i == 0 else None, bool(secret or secret_query))
         for i, h in enumerate(fetched.hops)
     ]
     last, final = fetched.hops[-1], effects[-1]
