@@ -6,14 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import wasmtime
-from http_support import Received, Server, _Handler
+from http_support import Received, Server, _Handler, serving
 from toka_cli import run_toka
 
 from toka.core.errors import ExitCode
@@ -109,17 +106,9 @@ class _Redirecting(_Handler):
     do_GET = do_POST = _route
 
 
-@contextlib.contextmanager
-def serving_redirects() -> Iterator[Server]:
+def serving_redirects() -> contextlib.AbstractContextManager[Server]:
     """``http_support.serving`` with ``_Redirecting``'s redirects too."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
-    httpd.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield Server(httpd.server_address[1], httpd.received)  # type: ignore[attr-defined]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    return serving(_Redirecting)
 
 
 def staged_tool(directory: Path, wat: str, files: str, side_effect: str = "idempotent") -> Path:

@@ -85,9 +85,10 @@ class Server(NamedTuple):
 
 
 @contextlib.contextmanager
-def serving() -> Iterator[Server]:
-    """A recording server on 127.0.0.1 (routes: see ``_Handler``), for the ``with`` block."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+def serving(handler: type[BaseHTTPRequestHandler] | None = None) -> Iterator[Server]:
+    """A recording server on 127.0.0.1 (routes: see ``_Handler``, or a subclass of it),
+    for the ``with`` block."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler or _Handler)
     httpd.received = []  # type: ignore[attr-defined]
     # A short poll so that ``shutdown`` at the end of each test returns quickly.
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()

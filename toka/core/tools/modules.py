@@ -24,11 +24,18 @@ def store_module(blobs: Path, wasm: bytes, sha256: str) -> Path:
     except FileNotFoundError:
         pass
     blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".tmp-", suffix=".wasm")
+    write_synced(path, wasm)
+    return path
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write ``path`` (0600) through a temporary file beside it (``.tmp-*``, which `toka
+    gc` takes for a leftover of an interrupted write), synced before it is renamed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(wasm)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -36,7 +43,6 @@ def store_module(blobs: Path, wasm: bytes, sha256: str) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return path
 
 
 @contextlib.contextmanager

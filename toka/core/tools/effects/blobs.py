@@ -16,16 +16,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from toka.core.errors import IntegrityFailure
-from toka.core.tools.modules import blobs_lock
+from toka.core.tools.modules import blobs_lock, write_synced
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
@@ -84,18 +82,7 @@ def store_blob(blobs: Path, data: bytes, sha256: str | None = None) -> str:
     # Shared with other stores, exclusive of `toka gc`, which takes .tmp- files for
     # leftovers of interrupted writes.
     with blobs_lock(blobs, exclusive=False):
-        fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".tmp-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_synced(path, data)
     _recent.put(blobs, sha256, data)
     return sha256
 
