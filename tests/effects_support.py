@@ -4,27 +4,49 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import wasmtime
 from http_support import Received, Server, _Handler, serving
-from toka_cli import run_toka
 
+from toka.cli.main import main
 from toka.core.errors import ExitCode
 
 
 class Toka:
-    """``toka`` in a subprocess on one home, initialised on creation."""
+    """The real ``toka`` command on one home, initialised on creation: run in this
+    process (``toka.cli.main.main`` with its own stdin, stdout and stderr), as a
+    subprocess would run it but without starting Python for every command."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
         self.ok("init")
 
     def __call__(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return run_toka(*args, home=self.home, input=input, timeout=30)
+        stdin = io.TextIOWrapper(io.BytesIO((input or "").encode()), encoding="utf-8")
+        out, err = io.StringIO(), io.StringIO()
+        saved = {k: v for k, v in os.environ.items() if k.startswith("TOKA_")}
+        for key in saved:
+            del os.environ[key]
+        os.environ["TOKA_HOME"] = str(self.home)
+        try:
+            with (
+                contextlib.redirect_stdout(out),
+                contextlib.redirect_stderr(err),
+                mock.patch.object(sys, "stdin", stdin),
+            ):
+                code = main(list(args))
+        finally:
+            del os.environ["TOKA_HOME"]
+            os.environ.update(saved)
+        return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
     def ok(self, *args: str, input: str | None = None) -> str:
         done = self(*args, input=input)
