@@ -102,7 +102,7 @@ class TestPanes:
 class TestDetail:
     def test_event_detail(self, snap_compare, world: World):
         # the delegated grant scout issued to archivist: signer, token, hashes, payload
-        press = ("2", "home", *["down"] * 18, "enter")
+        press = ("2", "home", *["down"] * 22, "enter")
         assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_agent_detail(self, snap_compare, world: World):
@@ -163,7 +163,7 @@ class TestDialogs:
 
 class TestModes:
     def test_time_travel_is_read_only_and_marked(self, snap_compare, world: World):
-        press = ("h", "ctrl+a", "ctrl+k", "type:13", "enter")
+        press = ("h", "ctrl+a", "ctrl+k", "type:17", "enter")
         assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_filtered_events(self, snap_compare, world: World):
@@ -198,7 +198,7 @@ class TestHostileNames:
         assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_event_detail(self, snap_compare, hostile: World):
-        press = ("2", "home", *["down"] * 14, "enter")  # the task with a hostile payload
+        press = ("2", "home", *["down"] * 18, "enter")  # the task with a hostile payload
         assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_tool_detail(self, snap_compare, hostile: World):
