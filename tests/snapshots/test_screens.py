@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from snapshots.world import EVIL, World, first_run_world, hostile_world, seeded_world
+from snapshots.world import (
+    EVIL,
+    World,
+    effects_world,
+    first_run_world,
+    hostile_world,
+    seeded_world,
+)
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
@@ -64,6 +71,13 @@ def world(tmp_path: Path):
 @pytest.fixture
 def fresh(tmp_path: Path):
     w = first_run_world(tmp_path / "home")
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def effects(tmp_path: Path):
+    w = effects_world(tmp_path / "home")
     yield w
     w.close()
 
@@ -180,6 +194,31 @@ class TestModes:
             await settle(pilot)
 
         assert snap_compare(app, terminal_size=WIDE, run_before=run)
+
+
+class TestEffects:
+    """Calls that touch the world: a mount, three ended calls (a file read, a file
+    written, a fetch), one whose outcome is unknown and one interrupted, so the header
+    says that two calls need the operator."""
+
+    def test_tools_pane_shows_side_effect_classes(self, snap_compare, effects: World):
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys("4", "end"))
+
+    def test_event_detail_lists_effects(self, snap_compare, effects: World):
+        press = ("2", "end", *["up"] * 4, "enter")  # seq 35: the fetch, its exchange
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_intent_detail(self, snap_compare, effects: World):
+        press = ("2", "end", *["up"] * 2, "enter")  # seq 37: the write whose runner died
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_open_calls(self, snap_compare, effects: World):
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys("c"))
+
+    def test_resolve_call_form(self, snap_compare, effects: World):
+        pick = ("tab", "enter", "down", "down", "enter")  # the outcome: failed
+        press = ("ctrl+p", "type:resolve call", "enter", *pick, "tab", "type:no ledger line")
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys(*press))
 
 
 class TestHostileNames:
