@@ -180,18 +180,18 @@ def test_revoke_lists_the_cascade_and_revokes_it(world: World):
 
     async def scenario(pilot: Pilot) -> None:
         await press(pilot, "3", "home", *["down"] * 4)
-        assert console(pilot).query_one("#grants", ResourceTable).selected_key() == "gr-18"
+        assert console(pilot).query_one("#grants", ResourceTable).selected_key() == "gr-22"
         await press(pilot, "x")
         dialog = pilot.app.screen
         assert isinstance(dialog, Confirm)
-        assert "gr-19" in str(dialog.query_one(".dialog-body", Static).render())
+        assert "gr-23" in str(dialog.query_one(".dialog-body", Static).render())
         await press(pilot, "y")
         grants = console(pilot).query_one("#grants", ResourceTable).row_data
-        assert grants["gr-18"][5] == grants["gr-19"][5] == "revoked"
+        assert grants["gr-22"][5] == grants["gr-23"][5] == "revoked"
 
     drive(world.app(), scenario)
     kind, principal, _, signed = new_operation(world, before)
-    assert (kind, principal, signed.op.jti) == ("cap.revoke", "operator", "gr-18")  # type: ignore[union-attr]
+    assert (kind, principal, signed.op.jti) == ("cap.revoke", "operator", "gr-22")  # type: ignore[union-attr]
 
 
 def test_invoke_tool_form_runs_the_tool_and_shows_the_result_in_place(world: World):
@@ -267,11 +267,11 @@ def test_a_form_with_bad_input_submits_nothing(world: World):
 def test_time_travel_hides_every_mutating_action(world: World):
 
     async def scenario(pilot: Pilot) -> None:
-        await press(pilot, "h", "ctrl+a", "ctrl+k", "type:13", "enter")
+        await press(pilot, "h", "ctrl+a", "ctrl+k", "type:17", "enter")
         past = pilot.app.screen
-        assert isinstance(past, ConsoleScreen) and past.read_only and past.at_seq == 13
+        assert isinstance(past, ConsoleScreen) and past.read_only and past.at_seq == 17
         assert len(past.query_one("#agents", ResourceTable).row_data) == 3
-        assert past.query_one(EventStream).rows[-1].seq == 13
+        assert past.query_one(EventStream).rows[-1].seq == 17
         for action in ("spawn_agent", "schedule_task", "grant_capability", "invoke_tool"):
             assert past.check_action(action, ()) is False
         await press(pilot, "s")
@@ -357,7 +357,7 @@ def test_accepted_actions_toast_what_the_kernel_recorded(world: World):
     assert [t.severity for t in toasts] == ["information"] * 3, messages
     assert messages[0].startswith(f"task {task.id} for {world.agents['scout']} at seq ")
     assert messages[1].startswith(f"granted {grant.jti} to {world.agents['scout']} at seq ")
-    assert messages[2] == "revoked gr-18, gr-19"
+    assert messages[2] == "revoked gr-22, gr-23"
 
 
 def test_palette_collects_garbage_after_asking(world: World):

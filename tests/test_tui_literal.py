@@ -271,7 +271,7 @@ def test_toasts_show_names_and_refusals_literally(world: World, markup_parsed):
         if a.name == EVIL and a.id not in world.agents.values()
     )
     assert toasts == [
-        f"Spawn agent\nspawned {agent} ({EVIL}) at seq 30",
+        f"Spawn agent\nspawned {agent} ({EVIL}) at seq 34",
         f"Invoke tool: refused\narguments do not match the input schema of echo@2.0.0: '{EVIL}' is too long (at $.short)",
     ]
     assert [s for s in markup_parsed if any(m in s for m in MARKERS)] == []
@@ -361,4 +361,4 @@ def test_a_description_with_line_breaks_stays_on_its_tasks_line(world: World):
     detail = view.agent_detail(state, state.agents[agent], int(world.runtime.clock()))
     heading, lines = detail.sections[0]
     assert heading == "tasks (1)"
-    assert lines.splitlines() == ["tk-29      scheduled  real\\ntk-99      completed  forged"]
+    assert lines.splitlines() == ["tk-33      scheduled  real\\ntk-99      completed  forged"]

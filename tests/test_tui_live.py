@@ -115,9 +115,9 @@ def test_the_events_pane_keeps_only_the_newest_events(world: World):
 
     async def scenario(pilot: Pilot) -> None:
         rows = console(pilot).query_one(EventStream).rows
-        assert [r.seq for r in rows] == list(range(84 - 19, 85))
+        assert [r.seq for r in rows] == list(range(88 - 19, 89))
         world.submit(ops.EmitObservation(scout, "one more"))
-        await wait_until(pilot, lambda: newest_seq(pilot) == 85)
+        await wait_until(pilot, lambda: newest_seq(pilot) == 89)
         assert len(console(pilot).query_one(EventStream).rows) == 20
 
     drive(live_app(world, buffer=20), scenario)
@@ -130,11 +130,11 @@ def test_pausing_holds_new_events_back_until_resumed(world: World):
         await pilot.press("p")
         world.submit(ops.EmitObservation(scout, "while paused"))
         screen = console(pilot)
-        await wait_until(pilot, lambda: screen.head_seq == 25)
-        assert newest_seq(pilot) == 24
+        await wait_until(pilot, lambda: screen.head_seq == 29)
+        assert newest_seq(pilot) == 28
         assert "paused (+1 new)" in str(screen.query_one("#events-pane").border_title)
         await pilot.press("p")
-        assert newest_seq(pilot) == 25
+        assert newest_seq(pilot) == 29
 
     drive(live_app(world), scenario)
 
@@ -150,13 +150,13 @@ def test_a_filter_applies_to_the_loaded_and_the_new_events(world: World):
         assert {r.kind for r in stream.rows} == {"task.scheduled", "task.completed"}
         world.submit(ops.EmitObservation(scout, "not a task"))
         world.submit(ops.ScheduleTask(scout, "a new task"))
-        await wait_until(pilot, lambda: console(pilot).head_seq == 26)
+        await wait_until(pilot, lambda: console(pilot).head_seq == 30)
         await pilot.pause(0.1)
         assert stream.rows[-1].summary.endswith("a new task")
         assert all(r.kind.startswith("task.") for r in stream.rows)
         await pilot.press("escape")  # clears the filter
         await settle(pilot)
-        assert len(stream.rows) == 26
+        assert len(stream.rows) == 30
 
     drive(live_app(world), scenario)
 
@@ -183,8 +183,8 @@ def test_the_log_is_verified_in_the_background_at_start_up(world: World, monkeyp
                 release.set()
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
-            assert app.chain == ("intact to 24", True)
-            assert "✓ intact to 24" in console(pilot).query_one(StatusLine).render().plain
+            assert app.chain == ("intact to 28", True)
+            assert "✓ intact to 28" in console(pilot).query_one(StatusLine).render().plain
 
     asyncio.run(main())
 
@@ -193,16 +193,16 @@ def test_a_tampered_log_is_reported_at_start_up(world: World):
     scout = world.agents["scout"]
     forged = f'{{"agent":"{scout}","data":{{"cpu":0.01,"queue":0}}}}'.encode()
     with apsw.Connection(str(world.home.db_path)) as conn:
-        conn.execute("UPDATE events SET payload = ? WHERE seq = 16", (forged,))
+        conn.execute("UPDATE events SET payload = ? WHERE seq = 20", (forged,))
     toasts: list = []
 
     async def scenario(pilot: Pilot) -> None:
         toasts.extend(pilot.app._notifications)
-        assert pilot.app.chain == ("BROKEN at seq 16", False)  # type: ignore[attr-defined]
+        assert pilot.app.chain == ("BROKEN at seq 20", False)  # type: ignore[attr-defined]
 
     drive(world.app(), scenario, notifications=True)
     assert [(t.severity, t.title, t.message) for t in toasts] == [
-        ("error", "Log integrity failure", "event 16: hash does not match its contents")
+        ("error", "Log integrity failure", "event 20: hash does not match its contents")
     ]
 
 
@@ -210,7 +210,7 @@ def test_verify_reports_an_intact_chain_in_the_header(world: World):
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("v")
         await settle(pilot)
-        assert pilot.app.chain == ("verified to 24", True)  # type: ignore[attr-defined]
+        assert pilot.app.chain == ("verified to 28", True)  # type: ignore[attr-defined]
 
     drive(world.app(), scenario)
 
@@ -219,37 +219,37 @@ def test_verify_reports_a_tampered_event(world: World):
     scout = world.agents["scout"]
     forged = f'{{"agent":"{scout}","data":{{"cpu":0.01,"queue":0}}}}'.encode()
     with apsw.Connection(str(world.home.db_path)) as conn:
-        conn.execute("UPDATE events SET payload = ? WHERE seq = 16", (forged,))
+        conn.execute("UPDATE events SET payload = ? WHERE seq = 20", (forged,))
     toasts: list = []
 
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("v")
         await settle(pilot)
         toasts.extend(pilot.app._notifications)
-        assert pilot.app.chain == ("BROKEN at seq 16", False)  # type: ignore[attr-defined]
+        assert pilot.app.chain == ("BROKEN at seq 20", False)  # type: ignore[attr-defined]
 
     drive(world.app(), scenario, notifications=True)
     assert [(t.severity, t.title, t.message) for t in toasts] == [
-        ("error", title, "event 16: hash does not match its contents")
+        ("error", title, "event 20: hash does not match its contents")
         for title in ("Log integrity failure", "Verify log: integrity failure")  # start, v
     ]
 
 
 def test_a_log_that_no_longer_folds_stops_the_feed_and_says_so(world: World):
     with apsw.Connection(str(world.home.db_path)) as conn:
-        conn.execute("UPDATE events SET payload = ? WHERE seq = 16", (b'{"agent":"x","data":1}',))
+        conn.execute("UPDATE events SET payload = ? WHERE seq = 20", (b'{"agent":"x","data":1}',))
     toasts: list = []
 
     async def scenario(pilot: Pilot) -> None:
         toasts.extend(pilot.app._notifications)
         assert pilot.app.chain[1] is False  # type: ignore[attr-defined]
-        assert "BROKEN at seq 16" in pilot.app.chain[0]  # type: ignore[attr-defined]
+        assert "BROKEN at seq 20" in pilot.app.chain[0]  # type: ignore[attr-defined]
 
     drive(world.app(), scenario, notifications=True)
     # The follower and the start-up verification both find it: the follower's report
     # wins, and the verification's adds a toast only if it finished first.
     assert toasts and {t.severity for t in toasts} == {"error"}
-    assert all(t.message.startswith("event 16") for t in toasts)
+    assert all(t.message.startswith("event 20") for t in toasts)
 
 
 def test_load_demo_scenario_from_the_palette(runtime: Runtime):

@@ -120,21 +120,21 @@ def test_rows_show_status_budget_use_and_grant_expiry(world: World):
     assert agents[archivist][3] == "paused"
     assert agents[courier][3:] == ("terminated", "0", "-")
     grants = view.grant_rows(state, now_s)
-    assert grants["gr-18"][3:] == ("2h", "gr-2", "active")
-    assert grants["gr-12"][5] == "revoked"
-    assert grants["gr-19"][3] == "30m"
-    assert view.grant_rows(state, now_s + 1800)["gr-19"][3:] == ("-", "gr-18", "expired")
+    assert grants["gr-22"][3:] == ("2h", "gr-2", "active")
+    assert grants["gr-16"][5] == "revoked"
+    assert grants["gr-23"][3] == "30m"
+    assert view.grant_rows(state, now_s + 1800)["gr-23"][3:] == ("-", "gr-22", "expired")
 
 
 def test_event_detail_names_the_signer_token_and_hashes(world: World):
-    rec = world.runtime.log.record(19)
+    rec = world.runtime.log.record(23)
     assert rec is not None
     detail = view.event_detail(world.runtime.state, rec)
     fields = dict(detail.fields)
     assert fields["signer"].startswith(world.agents["scout"])
-    assert fields["token"] == "gr-18"
+    assert fields["token"] == "gr-22"
     assert fields["hash"] == rec.hash and fields["prev hash"] == rec.prev_hash
-    assert '"jti": "gr-19"' in detail.sections[0][1]
+    assert '"jti": "gr-23"' in detail.sections[0][1]
 
 
 def test_tool_detail_lists_versions_oldest_first_by_number_not_by_text():
@@ -158,7 +158,7 @@ def test_permissions_mirror_the_kernels_required_capabilities(world: World):
     assert root.allows(ops.PauseAgent(scout)) and root.allows_action("cap.grant")
     agent = Permissions.of(state, scout, now_s)
     assert agent.allows(ops.InvokeTool("wordcount"))
-    assert agent.allows(ops.RevokeCapability("gr-19"))  # delegated by scout itself
+    assert agent.allows(ops.RevokeCapability("gr-23"))  # delegated by scout itself
     assert not agent.allows(ops.PauseAgent(archivist))
     assert not agent.allows(ops.SpawnAgent("x", "k"))
     assert not agent.allows(ops.RevokeCapability("gr-2"))
@@ -175,7 +175,7 @@ def test_the_feed_sends_only_what_changed(world: World):
     feed = Feed(Runtime(world.home, clock=world.runtime.clock), "operator", buffer=10)
     try:
         first = feed.start()
-        assert first.reset_events and [e.seq for e in first.events] == list(range(15, 25))
+        assert first.reset_events and [e.seq for e in first.events] == list(range(19, 29))
         assert len(first.agents.upserts) == 3 and not first.agents.removed
         assert feed.poll() is None
         Client(world.runtime).observe(world.agents["scout"], "ping")

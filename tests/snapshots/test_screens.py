@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from snapshots.world import EVIL, World, first_run_world, hostile_world, seeded_world
+from snapshots.world import (
+    EVIL,
+    World,
+    effects_world,
+    first_run_world,
+    hostile_world,
+    seeded_world,
+)
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
@@ -69,6 +76,13 @@ def fresh(tmp_path: Path):
 
 
 @pytest.fixture
+def effects(tmp_path: Path):
+    w = effects_world(tmp_path / "home")
+    yield w
+    w.close()
+
+
+@pytest.fixture
 def hostile(tmp_path: Path):
     w = hostile_world(tmp_path / "home")
     yield w
@@ -102,7 +116,7 @@ class TestPanes:
 class TestDetail:
     def test_event_detail(self, snap_compare, world: World):
         # the delegated grant scout issued to archivist: signer, token, hashes, payload
-        press = ("2", "home", *["down"] * 18, "enter")
+        press = ("2", "home", *["down"] * 22, "enter")
         assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_agent_detail(self, snap_compare, world: World):
@@ -163,7 +177,7 @@ class TestDialogs:
 
 class TestModes:
     def test_time_travel_is_read_only_and_marked(self, snap_compare, world: World):
-        press = ("h", "ctrl+a", "ctrl+k", "type:13", "enter")
+        press = ("h", "ctrl+a", "ctrl+k", "type:17", "enter")
         assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_filtered_events(self, snap_compare, world: World):
@@ -182,6 +196,31 @@ class TestModes:
         assert snap_compare(app, terminal_size=WIDE, run_before=run)
 
 
+class TestEffects:
+    """Calls that touch the world: a mount, three ended calls (a file read, a file
+    written, a fetch), one whose outcome is unknown and one interrupted, so the header
+    says that two calls need the operator."""
+
+    def test_tools_pane_shows_side_effect_classes(self, snap_compare, effects: World):
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys("4", "end"))
+
+    def test_event_detail_lists_effects(self, snap_compare, effects: World):
+        press = ("2", "end", *["up"] * 4, "enter")  # seq 35: the fetch, its exchange
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_intent_detail(self, snap_compare, effects: World):
+        press = ("2", "end", *["up"] * 2, "enter")  # seq 37: the write whose runner died
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_open_calls(self, snap_compare, effects: World):
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys("c"))
+
+    def test_resolve_call_form(self, snap_compare, effects: World):
+        pick = ("tab", "enter", "down", "down", "enter")  # the outcome: failed
+        press = ("ctrl+p", "type:resolve call", "enter", *pick, "tab", "type:no ledger line")
+        assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys(*press))
+
+
 class TestHostileNames:
     """Names, descriptions, payloads, reasons, a tool and its output written as markup
     (``evil[/]``, ``PLAIN[bold]X[/bold]END``, ``[@click=app.quit]x[/]``, a link) and as
@@ -198,7 +237,7 @@ class TestHostileNames:
         assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_event_detail(self, snap_compare, hostile: World):
-        press = ("2", "home", *["down"] * 14, "enter")  # the task with a hostile payload
+        press = ("2", "home", *["down"] * 18, "enter")  # the task with a hostile payload
         assert snap_compare(hostile.app(), terminal_size=WIDE, run_before=keys(*press))
 
     def test_tool_detail(self, snap_compare, hostile: World):

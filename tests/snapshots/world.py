@@ -11,6 +11,8 @@ import contextlib
 from pathlib import Path
 from unittest import mock
 
+import msgspec
+
 from toka.core import tools
 from toka.core.errors import InvalidOperation, NotCovered
 from toka.core.model import events as ev
@@ -20,6 +22,8 @@ from toka.core.model.state import Budgets
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home, write_private
+from toka.core.tools.calls import abandon_nonce, outcome_nonce
+from toka.core.tools.effects.blobs import blob_ref, store_blob
 from toka.tui.app import TokaConsole, make_app
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: the home is created
@@ -37,7 +41,8 @@ class World:
         self.home.root.mkdir(parents=True, mode=0o700)
         write_private(self.home.secret_path, SECRET)
         self.home.init(operator_key=KeyPair.from_seed(b"operator"), now=T0, home_id=HOME_ID)
-        self.runtime = Runtime(self.home, durability="normal", clock=lambda: T1)
+        self.now = T1  # the runtime's clock: a test may move it on
+        self.runtime = Runtime(self.home, durability="normal", clock=lambda: self.now)
         self.operator = Client(self.runtime)
         self._nonce = 0
         self.agents: dict[str, str] = {}
@@ -66,6 +71,27 @@ class World:
         signed = client.sign(ops.InvokeTool(tool, args, version), nonce=f"seed-{self._nonce:04d}")
         with mock.patch("time.perf_counter", return_value=0.0):
             return tools.invoke(self.runtime, signed)
+
+    def start_call(self, tool: str, args, version: str | None = None) -> str:
+        """Submit a call with an effect and stop there, as a runner that died would: only
+        its intent (``tool.started``) is recorded. Returns the call's id."""
+        self._nonce += 1
+        signed = self.operator.sign(
+            ops.InvokeTool(tool, args, version), nonce=f"seed-{self._nonce:04d}"
+        )
+        return self.runtime.submit(signed).first(ev.ToolStarted).call
+
+    def end_call(self, call: str, outcome: ops.CallOutcome) -> None:
+        """State how ``call`` ended, as the host that performed it would."""
+        self.runtime.submit(
+            self.runtime.host_sign(ops.RecordOutcome(call, outcome), outcome_nonce(call))
+        )
+
+    def abandon_call(self, call: str, reason: str) -> None:
+        """State that ``call``'s runner is gone: its outcome becomes unknown."""
+        self.runtime.submit(
+            self.runtime.host_sign(ops.AbandonCall(call, reason), abandon_nonce(call))
+        )
 
     def as_agent(self, name: str) -> Client:
         return Client(self.runtime, self.agents[name])
@@ -188,4 +214,82 @@ def hostile_world(root: Path) -> World:
     held = world.submit(ops.EmitObservation(plain, {PLAIN: EVIL}), world.as_agent(PLAIN))
     world.submit(ops.DenyOperation(held.first(ev.OperationPending).approval, f"{LINK} {CONTROL}"))
     world.submit(ops.TerminateAgent(click, f"{EVIL} {CONTROL}"))
+    return world
+
+
+# A mount nothing reads: the effect world's outcomes are stated as a host would state
+# them, so its log is the same on every machine (no disk, no network, no clock).
+MOUNT_PATH = "/srv/toka-demo/shared"
+NOTES = b"# todo\n- rotate the keys\n- archive the cold index\n"
+REPORT = b"3 findings\n"
+OLD_REPORT_SHA256 = "ab" * 32
+ITEMS_SHA256 = "cd" * 32
+
+
+def effects_world(root: Path) -> World:
+    """The seeded world with a read-write mount and calls with an effect: a file read, a
+    file written and an HTTP fetch that ended, a write whose runner died (its outcome
+    unknown) and a POST that is past its deadline with no outcome (interrupted).
+
+    The clock ends a minute after the rest of the seeded world: both open calls' deadlines
+    (35 s) have passed."""
+    world = seeded_world(root)
+    world.submit(ops.AddMount("shared", MOUNT_PATH, "rw"))
+    blobs = world.home.blobs
+    notes = store_blob(blobs, NOTES)
+    read = world.start_call("fs-read", {"mount": "shared", "path": "notes/todo.md"})
+    output = {"content": blob_ref(notes, NOTES), "mount": "shared", "path": "notes/todo.md"}
+    world.end_call(
+        read,
+        ops.CallOutcome(
+            ok=True,
+            output={**output, "sha256": notes, "size": len(NOTES)},
+            effects=[ev.FileRead("shared", "notes/todo.md", len(NOTES), notes)],
+            wall_ms=1.25,
+        ),
+    )
+    report = store_blob(blobs, REPORT)
+    args = {"mount": "shared", "path": "out/report.md", "content": REPORT.decode()}
+    wrote = world.start_call("fs-write", args)
+    written = ev.FileWritten(
+        "shared", "out/report.md", OLD_REPORT_SHA256, report, len(REPORT), changed=True
+    )
+    world.end_call(
+        wrote,
+        ops.CallOutcome(
+            ok=True,
+            output={"mount": "shared", "path": "out/report.md", "sha256": report},
+            effects=[written],
+            wall_ms=2.5,
+        ),
+    )
+    url = "https://api.example.com/v1/items"
+    fetched = world.start_call("http-fetch", {"url": url})
+    exchange = ev.UrlFetched(
+        method="GET",
+        url=url,
+        query_hmac=None,
+        status=200,
+        headers={"content-type": "application/json", "etag": '"v7"'},
+        request_sha256=None,
+        request_hmac=None,
+        response_sha256=ITEMS_SHA256,
+        size=2048,
+        address="93.184.216.34",
+        ms=41.5,
+    )
+    world.end_call(
+        fetched,
+        ops.CallOutcome(ok=True, output={"status": 200}, effects=[exchange], wall_ms=41.5),
+    )
+    # A write that is not safe to repeat (registered as external), whose runner died.
+    builtin = next(m for m in tools.builtin_manifests() if m.manifest.name == "fs-write")
+    external = msgspec.structs.replace(builtin.to_op(), version="1.0.1", side_effect="external")
+    world.submit(external)
+    lost = world.start_call(
+        "fs-write", {"mount": "shared", "path": "out/ledger.csv", "content": "paid,42\n"}, "1.0.1"
+    )
+    world.start_call("http-fetch", {"url": "https://api.example.com/v1/orders", "method": "POST"})
+    world.now = T1 + 60
+    world.abandon_call(lost, "the runner stopped (test)")
     return world

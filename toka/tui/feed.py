@@ -20,6 +20,7 @@ from toka.core.model.events import EventRecord
 from toka.core.model.state import Tool, WorldState, version_key
 from toka.core.runtime import Runtime
 from toka.tui import view
+from toka.tui.effect_view import CallRow, call_rows
 from toka.tui.event_filter import EventFilter
 from toka.tui.permissions import Permissions
 from toka.tui.view import AgentRow, Detail, EventRow, GrantRow, Row, TableDiff, ToolRow
@@ -45,6 +46,7 @@ class Batch(NamedTuple):
     head_seq: int
     rate: float | None
     arrived: int
+    calls: tuple[CallRow, ...] | None = None  # open calls with an effect; None: unchanged
 
 
 class World:
@@ -199,6 +201,7 @@ class Feed:
             past.seq,
             0.0,
             0,
+            call_rows(past, past.ts),
         )
         return batch, World(self.runtime, lambda: past, threading.Lock(), lambda: now_s, seq)
 
@@ -252,4 +255,5 @@ class Feed:
             state.seq,
             self._rate.add(now, state.seq),
             arrived,
+            call_rows(state, int(now * 1000)),
         )

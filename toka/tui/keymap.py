@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 from textual.binding import Binding
 
 from toka.core.model import ops
+from toka.tui.effect_view import CallRow
 from toka.tui.permissions import Permissions
 from toka.tui.view import PANES, TITLES, AgentRow, GrantRow, ToolRow
 
@@ -22,6 +23,7 @@ class Selection(Protocol):
     """What a permission rule reads from the console screen."""
 
     permissions: Permissions
+    open_calls: tuple[CallRow, ...]  # open calls with an effect, as the last batch saw them
 
     def selected_agent(self) -> AgentRow | None: ...
     def selected_grant(self) -> GrantRow | None: ...
@@ -104,6 +106,14 @@ def _invoke(s: Selection) -> bool | None:
     if tool is None:
         return False
     return _allowed(s.permissions.allows(ops.InvokeTool(tool.name, None, tool.version)))
+
+
+def _resolve(s: Selection) -> bool | None:
+    """Offered while a call waits for the operator; allowed if the token may resolve one."""
+    waiting = [c for c in s.open_calls if c.needs_operator]
+    if not waiting:
+        return False
+    return _allowed(any(s.permissions.allows(ops.ResolveCall(c.call, "failed")) for c in waiting))
 
 
 def _demo(s: Selection) -> bool | None:
@@ -228,12 +238,29 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         rule=_invoke,
     ),
     ConsoleAction(
+        action="resolve_call",
+        palette="Resolve call",
+        palette_help="say whether a call whose outcome is unknown (or interrupted) happened",
+        writes=True,
+        rule=_resolve,
+    ),
+    ConsoleAction(
         action="show_detail",
         key="d",
         binding_id="show-detail",
         label="Detail",
         group="Inspect",
         help="show the selected row in full",
+    ),
+    ConsoleAction(
+        action="show_open_calls",
+        key="c",
+        binding_id="show-open-calls",
+        label="Calls",
+        group="Inspect",
+        help="list open tool calls with an effect: started, interrupted, unknown",
+        palette="Show open calls",
+        palette_help="tool calls with an effect that have not ended, and which need you",
     ),
     ConsoleAction(
         action="verify_log",

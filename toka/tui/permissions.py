@@ -32,10 +32,13 @@ class Permissions:
     def of(cls, state: WorldState, principal: str, now_s: int) -> Permissions:
         """Copy what is needed out of ``state`` (call it where nothing else mutates ``state``)."""
         held = [_Held(g.jti, tuple(g.caps)) for g in state.active_grants(principal, now_s)]
+        # What required_caps reads: a call's tool (tool.resolve), a mount (a file call).
         lookup = WorldState(
             agents=dict(state.agents),
             tools={name: dict(versions) for name, versions in state.tools.items()},
             grants=dict(state.grants),
+            mounts=dict(state.mount_table()),
+            open_calls=dict(state.call_table()),
         )
         return cls(principal, held, lookup)
 

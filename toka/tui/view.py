@@ -30,6 +30,14 @@ from toka.core.model.state import (
     WorldState,
     version_key,
 )
+from toka.tui.effect_view import (
+    CLASS_MEANING,
+    CallRow,
+    aligned,
+    effects_text,
+    intent_text,
+    waiting_text,
+)
 from toka.tui.literal import visible
 
 DETAIL_LIST_LIMIT = 50
@@ -67,6 +75,7 @@ class ToolRow(NamedTuple):
 
     name: str
     version: str
+    side_effect: str  # shown as "side effect"
     kind: str
     limits: str
 
@@ -222,7 +231,7 @@ def tool_key(tool: Tool) -> str:
 
 def tool_rows(state: WorldState) -> dict[str, ToolRow]:
     return {
-        tool_key(t): ToolRow(t.name, t.version, t.kind, limits_text(t.limits))
+        tool_key(t): ToolRow(t.name, t.version, t.effect_class, t.kind, limits_text(t.limits))
         for versions in state.tools.values()
         for t in versions.values()
     }
@@ -237,8 +246,11 @@ def _signer(state: WorldState, principal: str) -> str:
 
 
 def event_detail(state: WorldState, record: EventRecord) -> Detail:
+    sections = []
     try:
-        payload = pretty_json(msgspec.json.decode(record.payload))
+        data = msgspec.json.decode(record.payload)
+        payload = pretty_json(data)
+        sections = _call_sections(record, data)
     except msgspec.DecodeError:
         payload = record.payload.decode(errors="replace")
     return Detail(
@@ -253,8 +265,20 @@ def event_detail(state: WorldState, record: EventRecord) -> Detail:
             ("hash", record.hash),
             ("prev hash", record.prev_hash),
         ],
-        [("payload", payload)],
+        [*sections, ("payload", payload)],
     )
+
+
+def _call_sections(record: EventRecord, data: Any) -> list[tuple[str, str]]:
+    """A call with an effect: its intent, or what it touched (before the raw payload)."""
+    if not isinstance(data, dict):
+        return []
+    if record.kind == "tool.started":
+        return [("intent", intent_text(data, record.ts))]
+    if record.kind in ("tool.succeeded", "tool.failed") and data.get("call"):
+        effects = [e for e in data.get("effects") or [] if isinstance(e, dict)]
+        return [(f"effects ({len(effects)})", effects_text(effects))]
+    return []
 
 
 def _limited(lines: list[str]) -> str:
@@ -356,6 +380,7 @@ def tool_detail(state: WorldState, tool: Tool) -> Detail:
             ("name", tool.name),
             ("version", tool.version),
             ("kind", tool.kind),
+            ("side effect", f"{tool.effect_class}: {CLASS_MEANING.get(tool.effect_class, '?')}"),
             ("description", tool.description),
             ("module sha256", tool.module_sha256 or "-"),
             ("needs", " ".join(tool.capabilities) or "nothing beyond tool.invoke"),
@@ -365,3 +390,20 @@ def tool_detail(state: WorldState, tool: Tool) -> Detail:
         ],
         [("input schema", pretty_json(tool.input_schema) if tool.input_schema else "(any JSON)")],
     )
+
+
+def open_calls_detail(calls: tuple[CallRow, ...]) -> Detail:
+    """Every open call with an effect; the ones that wait for the operator first."""
+    waiting = [c for c in calls if c.needs_operator]
+    running = [c for c in calls if not c.needs_operator]
+    title = "open calls · " + (waiting_text(len(waiting)) if waiting else "none needs you")
+    fields = [
+        ("open", str(len(calls))),
+        ("need you", f"{len(waiting)} (unknown, or interrupted past their deadline)"),
+    ]
+    if waiting:
+        fields.append(("resolve", "ctrl+p, Resolve call: say whether each happened"))
+    sections = [(c.label(), aligned(c.lines())) for c in (*waiting, *running)]
+    if not calls:
+        sections = [("no open calls", "Every call with an effect has ended.")]
+    return Detail(title, fields, sections)

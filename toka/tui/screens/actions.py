@@ -16,11 +16,14 @@ from textual import work
 
 from toka.core.errors import IntegrityFailure, TokaError
 from toka.core.model import events as ev
+from toka.core.model import ops
 from toka.core.runtime.client import Client
+from toka.tui.effect_view import CallRow
 from toka.tui.feed import World
 from toka.tui.host import VERIFYING
 from toka.tui.literal import literal
 from toka.tui.screens.confirm import Confirm
+from toka.tui.screens.detail import DetailScreen
 from toka.tui.screens.forms import (
     Choice,
     GrantForm,
@@ -33,9 +36,16 @@ from toka.tui.screens.forms import (
     TaskRequest,
     TimeTravelForm,
 )
-from toka.tui.screens.invoke_form import InvokeRequest, InvokeToolForm, outcome_text
+from toka.tui.screens.invoke_form import (
+    InvokeRequest,
+    InvokeToolForm,
+    invocation_summary,
+    invocation_text,
+    outcome_text,
+)
+from toka.tui.screens.resolve_form import ResolveCallForm, ResolveRequest
 from toka.tui.screens.verify import VerifyScreen
-from toka.tui.view import AgentRow, GrantRow
+from toka.tui.view import AgentRow, GrantRow, open_calls_detail
 from toka.tui.widgets import ResourceTable
 
 log = logging.getLogger(__name__)
@@ -50,6 +60,7 @@ class OperatorActions:
     read_only: bool
     at_seq: int | None
     head_seq: int
+    open_calls: tuple[CallRow, ...]
 
     def _agent_choices(self) -> list[Choice]:
         """(``name · id``, id) of every agent that can still be acted on."""
@@ -274,32 +285,46 @@ class OperatorActions:
         def invoke(req: InvokeRequest) -> None:
             from toka.core.tools import invoke_as
 
-            def shown(inv) -> None:
-                if inv.ok:
-                    headline = f"{inv.tool}@{inv.version} ok · seq {inv.seq} · fuel {inv.fuel_used} · {inv.wall_ms:.1f} ms"
-                    form.show_result(outcome_text(True, headline, inv.output))
-                else:
-                    assert inv.error is not None
-                    headline = f"{inv.tool}@{inv.version} failed: {inv.error.kind} · seq {inv.seq}"
-                    form.show_result(outcome_text(False, headline, inv.error.message))
-
             def refused(exc: TokaError) -> None:
                 form.show_result(outcome_text(False, f"refused: {exc.message}", None))
 
             self.submit(
                 "Invoke tool",
                 lambda c: invoke_as(c, req.tool, req.args, version=req.version),
-                lambda inv: (
-                    f"{inv.tool}@{inv.version} "
-                    + ("succeeded" if inv.ok else f"failed: {inv.error.kind}")
-                    + f" at seq {inv.seq}"
+                invocation_summary,
+                on_done=lambda inv: (
+                    form.show_result(invocation_text(inv)) if form.is_attached else None
                 ),
-                on_done=lambda inv: shown(inv) if form.is_attached else None,
                 on_refused=lambda exc: refused(exc) if form.is_attached else None,
             )
 
         form = InvokeToolForm(tool, versions, invoke)
         self.app.push_screen(form)
+
+    def action_show_open_calls(self) -> None:
+        self.app.push_screen(DetailScreen(open_calls_detail(self.open_calls)))
+
+    def action_resolve_call(self) -> None:
+        waiting = [c for c in self.open_calls if c.needs_operator]
+        if waiting:
+            self.app.push_screen(ResolveCallForm(waiting), self._resolve)
+
+    def _resolve(self, req: ResolveRequest | None) -> None:
+        if req is None:
+            return
+
+        def recorded(o) -> str:
+            resolved = o.first(ev.ToolResolved)
+            return (
+                f"{resolved.call} ({resolved.tool}) resolved as {resolved.outcome} "
+                f"at seq {o.last_seq}"
+            )
+
+        self.submit(
+            "Resolve call",
+            lambda c: c.submit(ops.ResolveCall(req.call, req.outcome, req.note)),
+            recorded,
+        )
 
     def action_verify_log(self) -> None:
         screen = VerifyScreen(self.head_seq)

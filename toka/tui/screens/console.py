@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from toka.tui import keymap
 from toka.tui.commands import ConsoleCommands
+from toka.tui.effect_view import CallRow
 from toka.tui.event_filter import HELP as FILTER_HELP
 from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Batch, World
@@ -65,6 +66,7 @@ class ConsoleScreen(OperatorActions, Screen[None]):
         self.read_only = read_only
         self.at_seq = at_seq
         self.permissions = Permissions.none("")
+        self.open_calls: tuple[CallRow, ...] = ()
         self.current = "agents"
         self.filter = EventFilter()
         self.generation = 0
@@ -176,6 +178,8 @@ class ConsoleScreen(OperatorActions, Screen[None]):
                 changed_selection = True
         if batch.permissions is not None:
             self.permissions = batch.permissions
+        if batch.calls is not None:
+            self.open_calls = batch.calls
         if batch.generation == self.generation:
             self._apply_events(batch)
         self.head_seq = batch.head_seq
@@ -249,6 +253,7 @@ class ConsoleScreen(OperatorActions, Screen[None]):
                 rate=0.0 if self.read_only else self.rate,
                 follow=follow,
                 follow_ok=follow_ok,
+                calls_waiting=sum(c.needs_operator for c in self.open_calls),
             )
         )
 

@@ -4,7 +4,7 @@ JSON), with each call's result shown in the form."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 from rich.text import Text
@@ -12,10 +12,14 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Select, Static, TextArea
 
+from toka.core.describe import effects_text
 from toka.core.model.state import Tool
 from toka.tui.literal import literal, visible
 from toka.tui.screens.forms import Form, FormError, field_row
 from toka.tui.view import limits_text, pretty_json
+
+if TYPE_CHECKING:  # loading the tool runner waits until a tool is invoked
+    from toka.core.tools.invocation import Invocation
 
 
 class InvokeRequest(NamedTuple):
@@ -24,23 +28,56 @@ class InvokeRequest(NamedTuple):
     args: Any
 
 
-SIMPLE_TYPES = ("string", "number", "integer", "boolean")
+SCALAR_TYPES = ("string", "number", "integer", "boolean")
 
 
-def schema_fields(schema: dict[str, Any] | None) -> list[tuple[str, dict[str, Any], bool]] | None:
-    """(name, property schema, required) for a flat object schema of simple types, else None."""
+class ArgField(NamedTuple):
+    """One property of a tool's input schema, as a form field."""
+
+    name: str
+    prop: dict[str, Any]
+    required: bool
+    # boolean, enum, integer, number, string; text (a string, or a list of strings,
+    # typed as text: fs-write's content); json (anything else: an object, a list)
+    kind: str
+
+
+def field_kind(prop: dict[str, Any]) -> str:
+    kind = prop.get("type")
+    if kind == "boolean":
+        return "boolean"
+    if isinstance(prop.get("enum"), list) and prop["enum"]:
+        return "enum"
+    if kind in SCALAR_TYPES:
+        return kind
+    items = prop.get("items")
+    if (
+        isinstance(kind, list)
+        and "string" in kind
+        and set(kind) <= {"string", "array"}
+        and (not isinstance(items, dict) or items.get("type") == "string")
+    ):
+        return "text"
+    return "json"
+
+
+def schema_fields(schema: dict[str, Any] | None) -> list[ArgField] | None:
+    """The fields of an object schema with properties, required ones first; else None
+    (the arguments are typed as raw JSON)."""
     if not schema or schema.get("type") != "object":
         return None
     props = schema.get("properties")
     if not isinstance(props, dict) or not props:
         return None
-    required = set(schema.get("required") or [])
-    out = []
-    for name, prop in props.items():
-        if not isinstance(prop, dict) or prop.get("type") not in SIMPLE_TYPES:
-            return None
-        out.append((name, prop, name in required))
-    return out
+    if not all(isinstance(prop, dict) for prop in props.values()):
+        return None
+    required = [name for name in schema.get("required") or [] if name in props]
+    # The required fields first, in the schema's order: the log keeps a schema's
+    # properties sorted by name, so "mount" would come after "content".
+    names = list(dict.fromkeys([*required, *props]))
+    return [
+        ArgField(name, props[name], name in required, field_kind(props[name])) for name in names
+    ]
 
 
 class InvokeToolForm(Form[InvokeRequest]):
@@ -58,7 +95,7 @@ class InvokeToolForm(Form[InvokeRequest]):
         self.tool = tool
         self.versions = versions
         self.on_request = on_request
-        self.simple = schema_fields(tool.input_schema)
+        self.arg_fields = schema_fields(tool.input_schema)
 
     def fields(self) -> ComposeResult:
         t = self.tool
@@ -82,7 +119,7 @@ class InvokeToolForm(Form[InvokeRequest]):
                 compact=True,
             ),
         )
-        if self.simple is None:
+        if self.arg_fields is None:
             yield from field_row(
                 "Arguments",
                 TextArea(id="args", soft_wrap=True, placeholder='JSON, e.g. {"text": "hello"}'),
@@ -94,24 +131,30 @@ class InvokeToolForm(Form[InvokeRequest]):
                 ),
             )
             return
-        for index, (name, prop, required) in enumerate(self.simple):
+        for index, (name, prop, required, kind) in enumerate(self.arg_fields):
             label = f"{name}{' *' if required else ''}"
-            hint = prop.get("description", "")
+            hint = str(prop.get("description", ""))
             field = arg_id(index)
-            if prop["type"] == "boolean":
+            if kind == "boolean":
                 widget: Widget = Checkbox(
                     literal(hint or name), value=bool(prop.get("default")), id=field
                 )
                 hint = ""
-            elif "enum" in prop:
+            elif kind == "enum":
                 widget = Select(
                     [(literal(str(v)), str(v)) for v in prop["enum"]],
                     id=field,
                     prompt="(leave out)",
                     compact=True,
                 )
+            elif kind == "text":
+                widget = TextArea(id=field, soft_wrap=True, placeholder="text")
+                hint = f"{hint} (here: text, as typed)".strip()
+            elif kind == "json":
+                expected = "a JSON object" if prop.get("type") == "object" else "JSON"
+                widget = Input(id=field, placeholder=expected, compact=True)
             else:
-                kind = {"integer": "integer", "number": "number"}.get(prop["type"], "text")
+                input_type = {"integer": "integer", "number": "number"}.get(kind, "text")
                 default = "" if prop.get("default") is None else str(prop["default"])
                 if visible(default) != default:
                     # An Input shows its value as it is, so a default holding terminal
@@ -121,8 +164,8 @@ class InvokeToolForm(Form[InvokeRequest]):
                 widget = Input(
                     default,
                     id=field,
-                    type=kind,
-                    placeholder=prop["type"],
+                    type=input_type,
+                    placeholder=kind,
                     compact=True,
                 )
             yield from field_row(label, widget, hint)
@@ -149,19 +192,25 @@ class InvokeToolForm(Form[InvokeRequest]):
         self.query_one("#result", Static).update(Text("running…", style="dim"))
 
     def arguments(self) -> Any:
-        if self.simple is None:
+        if self.arg_fields is None:
             raw = self.query_one("#args", TextArea).text.strip() or "null"
             try:
                 return msgspec.json.decode(raw.encode())
             except msgspec.DecodeError as exc:
                 raise FormError("args", f"arguments are not valid JSON: {exc}") from None
         args: dict[str, Any] = {}
-        for index, (name, prop, required) in enumerate(self.simple):
+        for index, (name, prop, required, kind) in enumerate(self.arg_fields):
             field = arg_id(index)
-            if prop["type"] == "boolean":
+            if kind == "boolean":
                 args[name] = self.query_one(f"#{field}", Checkbox).value
                 continue
-            if "enum" in prop:
+            if kind == "text":
+                # A file's content: written as typed, and empty is an empty file.
+                text = self.query_one(f"#{field}", TextArea).text
+                if text or required:
+                    args[name] = text
+                continue
+            if kind == "enum":
                 value = self.query_one(f"#{field}", Select).value
                 raw = None if value is Select.NULL else str(value)
             else:
@@ -170,7 +219,7 @@ class InvokeToolForm(Form[InvokeRequest]):
                 if required:
                     raise FormError(field, f"{name} is required")
                 continue
-            args[name] = _convert(prop, raw, field, name)
+            args[name] = _convert(prop, kind, raw, field, name)
         return args
 
     def show_result(self, lines: Text) -> None:
@@ -183,12 +232,19 @@ def arg_id(index: int) -> str:
     return f"arg-{index}"
 
 
-def _convert(prop: dict[str, Any], raw: str, field: str, name: str) -> Any:
-    kind = prop["type"]
-    if "enum" in prop:
+def _convert(prop: dict[str, Any], kind: str, raw: str, field: str, name: str) -> Any:
+    if kind == "enum":
         for option in prop["enum"]:
             if str(option) == raw:
                 return option
+    if kind == "json":
+        try:
+            value = msgspec.json.decode(raw.encode())
+        except msgspec.DecodeError as exc:
+            raise FormError(field, f"{name} is not valid JSON: {exc}") from None
+        if prop.get("type") == "object" and not isinstance(value, dict):
+            raise FormError(field, f'{name} must be a JSON object, such as {{"key": "value"}}')
+        return value
     if kind == "integer":
         try:
             return int(raw)
@@ -202,11 +258,64 @@ def _convert(prop: dict[str, Any], raw: str, field: str, name: str) -> Any:
     return raw
 
 
-def outcome_text(ok: bool, headline: str, body: Any) -> Text:
-    """``✓ headline`` (or ``✗``) over the output, as shown under the invoke form."""
-    text = Text()
-    text.append(literal(("✓ " if ok else "✗ ") + headline, "bold green" if ok else "bold red"))
-    if body is not None:
+def outcome_text(ok: bool | None, headline: str, body: Any, note: str = "") -> Text:
+    """``✓ headline`` (``✗`` failed, ``…`` not ended) over a dim note (what the call
+    touched) and the output. A file's text content is shown as it reads, after the
+    other fields, rather than as one JSON string."""
+    mark, style = {True: ("✓ ", "bold green"), False: ("✗ ", "bold red")}.get(
+        ok, ("… ", "bold yellow")
+    )
+    text = literal(mark + headline, style)
+    if note:
+        text.append("\n")
+        text.append(literal(note, "dim"))
+    content = body.get("content") if isinstance(body, dict) else None
+    if isinstance(content, str) and body.get("encoding", "utf-8") == "utf-8":
+        rest = {k: v for k, v in body.items() if k != "content"}
+        text.append("\n")
+        text.append(literal(pretty_json(rest), multiline=True))
+        text.append("\ncontent:\n", "bold")
+        text.append(literal(content, multiline=True))
+    elif body is not None:
         text.append("\n")
         text.append(literal(body if isinstance(body, str) else pretty_json(body), multiline=True))
     return text
+
+
+def invocation_text(inv: Invocation) -> Text:
+    """What an invocation came to, for the form's result area."""
+    where = (f"call {inv.call} · " if inv.call else "") + f"seq {inv.seq}"
+    touched = effects_text([msgspec.to_builtins(e) for e in inv.effects]) if inv.call else ""
+    if inv.status == "succeeded":
+        cost = f"fuel {inv.fuel_used} · " if inv.fuel_used or not inv.call else ""
+        headline = f"{inv.tool}@{inv.version} ok · {where} · {cost}{inv.wall_ms:.1f} ms"
+        return outcome_text(True, headline, inv.output, touched)
+    if inv.status == "resolved":
+        ok = inv.ok
+        body = inv.output if ok else (inv.error.message if inv.error else None)
+        verdict = "succeeded" if ok else "failed"
+        headline = f"{inv.tool}@{inv.version} resolved by the operator as {verdict} · {where}"
+        return outcome_text(ok, headline, body)
+    if inv.error is not None:
+        headline = f"{inv.tool}@{inv.version} failed: {inv.error.kind} · {where}"
+        return outcome_text(False, headline, inv.error.message, touched)
+    if inv.pending is not None:
+        headline = f"{inv.tool}@{inv.version} waits for approval {inv.pending} · {where}"
+        return outcome_text(None, headline, None)
+    headline = f"{inv.tool}@{inv.version} has not ended: {inv.status} · {where}"
+    return outcome_text(None, headline, None, "see Show open calls (ctrl+p)")
+
+
+def invocation_summary(inv: Invocation) -> str:
+    """The toast line of an invocation: how it ended, and where in the log."""
+    if inv.status == "succeeded":
+        how = "succeeded"
+    elif inv.status == "resolved":
+        how = "resolved as " + ("succeeded" if inv.ok else "failed")
+    elif inv.error is not None:
+        how = f"failed: {inv.error.kind}"
+    elif inv.pending is not None:
+        how = f"waits for approval {inv.pending}"
+    else:
+        how = f"call {inv.call} is {inv.status}"
+    return f"{inv.tool}@{inv.version} {how} at seq {inv.seq}"

@@ -20,17 +20,25 @@ STATUS_STYLES = {
     "terminated": "dim",
     "revoked": "red",
 }
+# A tool's side-effect class: the ones that may act in the world stand out.
+CLASS_STYLES = {"none": "dim", "external": "yellow", "privileged": "bold red"}
+COLUMN_STYLES = {"status": STATUS_STYLES, "side_effect": CLASS_STYLES}
 MAX_CELL = 48
 
 
 def _cell(column: str, value: str) -> Text:
     """A cell as shown: the value literally (a str cell would be parsed as markup), one
     line, cut to ``MAX_CELL`` with an ellipsis."""
-    text = literal(value, STATUS_STYLES.get(value, "") if column == "status" else "")
+    text = literal(value, COLUMN_STYLES.get(column, {}).get(value, ""))
     text.no_wrap, text.end = True, ""
     if text.cell_len > MAX_CELL:
         text.truncate(MAX_CELL, overflow="ellipsis")
     return text
+
+
+def heading_of(column: str) -> str:
+    """A column's heading: its row field's name, in words (``side_effect``: side effect)."""
+    return column.replace("_", " ")
 
 
 class ResourceTable(DataTable[Text], Generic[RowT]):
@@ -55,7 +63,8 @@ class ResourceTable(DataTable[Text], Generic[RowT]):
 
     def on_mount(self) -> None:
         for name in self.column_names:
-            self.add_column(name, key=name, width=cell_len(name))
+            heading = heading_of(name)
+            self.add_column(heading, key=name, width=cell_len(heading))
 
     def apply(self, diff: TableDiff[RowT]) -> None:
         widened = self._widen(diff)

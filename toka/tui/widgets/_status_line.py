@@ -7,6 +7,7 @@ from typing import NamedTuple
 from rich.text import Text
 from textual.widget import Widget
 
+from toka.tui.effect_view import waiting_text
 from toka.tui.literal import literal
 
 
@@ -21,13 +22,15 @@ class Status(NamedTuple):
     rate: float = 0.0
     follow: str = "following"
     follow_ok: bool = True
+    calls_waiting: int = 0  # open calls with an effect the operator has to resolve
 
 
 SEPARATOR = (" │ ", "dim")
 
 
 class StatusLine(Widget):
-    """``toka home │ seq │ chain │ principal key │ runner │ ev/s │ following``.
+    """``toka home │ seq │ chain │ N calls need you │ principal key │ runner │ ev/s │
+    following`` (the calls only when some wait for the operator).
 
     On a narrow terminal the key, the home, then the rate are left out before anything is cut.
     """
@@ -48,6 +51,7 @@ class StatusLine(Widget):
             "home": [("toka ", "bold"), (s.home, "")],
             "seq": [("seq ", "dim"), (str(s.seq), "bold")],
             "chain": [("chain ", "dim"), (f"{mark} {s.chain}", chain_style)],
+            "calls": [(waiting_text(s.calls_waiting), "bold yellow")] if s.calls_waiting else [],
             "who": [(s.principal, "bold")],
             "key": [(" " + s.key, "dim")] if s.key else [],
             "runner": [(f"runner: {s.runner}", "")],
@@ -65,7 +69,7 @@ class StatusLine(Widget):
 def _assemble(parts: dict[str, list[tuple[str, str]]]) -> Text:
     text = Text(" ", no_wrap=True, overflow="ellipsis")
     for index, (name, pieces) in enumerate(parts.items()):
-        if index and name != "key":
+        if index and name != "key" and pieces:
             text.append(*SEPARATOR)
         for piece, style in pieces:
             text.append(literal(piece, style))
