@@ -31,13 +31,6 @@ def register(sub, common) -> None:
     p.set_defaults(handler=cmd_resolve)
 
 
-def _standing(rt, call) -> str:
-    """``started``, ``interrupted`` (past its deadline), or ``unknown``."""
-    if call.status == "started" and rt.now_ms() >= call.deadline_ms:
-        return "interrupted"
-    return call.status
-
-
 def cmd_list(ctx: Context) -> int:
     from toka.cli.output import fmt_s, table_or
     from toka.core.tools import calls
@@ -56,7 +49,7 @@ def cmd_list(ctx: Context) -> int:
                     "call": call.id,
                     "tool": f"{call.tool}@{call.version}",
                     "side_effect": call.side_effect,
-                    "status": _standing(rt, call),
+                    "status": call.standing(rt.now_ms()),
                     "principal": call.principal,
                     "task": call.task,
                     "started_ms": call.started_ms,
@@ -116,7 +109,7 @@ def cmd_show(ctx: Context) -> int:
     call = rt.state.call_table().get(ctx.args.call)
     data = {
         **_row(started, record.principal, record.ts, result.status),
-        "status": _standing(rt, call) if call is not None else result.status,
+        "status": call.standing(rt.now_ms()) if call is not None else result.status,
         "intent": msgspec.to_builtins(started),
         "outcome_seq": result.seq if result.ended else None,
         "ok": result.ok if result.ended else None,

@@ -70,13 +70,6 @@ class CallRow(NamedTuple):
         ]
 
 
-def standing(status: str, deadline_ms: int, now_ms: int) -> str:
-    """``started``, ``interrupted`` (past its deadline) or ``unknown``, as the CLI says."""
-    if status == "started" and now_ms >= deadline_ms:
-        return "interrupted"
-    return status
-
-
 def call_rows(state: WorldState, now_ms: int) -> tuple[CallRow, ...]:
     """Every open call, oldest first."""
     calls = sorted(state.call_table().values(), key=lambda c: c.op_seq)
@@ -86,7 +79,7 @@ def call_rows(state: WorldState, now_ms: int) -> tuple[CallRow, ...]:
             c.tool,
             c.version,
             c.side_effect,
-            standing(c.status, c.deadline_ms, now_ms),
+            c.standing(now_ms),
             c.principal,
             c.task,
             c.started_ms,

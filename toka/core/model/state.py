@@ -178,6 +178,13 @@ class OpenCall(msgspec.Struct):
     status: str = "started"
     reason: str = ""
 
+    def standing(self, now_ms: int) -> str:
+        """``started``, ``interrupted`` (still started past its deadline: whoever started
+        it stopped; a call outside any task waits for the operator) or ``unknown``."""
+        if self.status == "started" and now_ms >= self.deadline_ms:
+            return "interrupted"
+        return self.status
+
 
 class WorldState(msgspec.Struct):
     home_id: str = ""
