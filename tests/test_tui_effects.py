@@ -198,7 +198,7 @@ def test_an_intents_event_detail_shows_what_the_call_may_touch(effects: World):
             "may touch        fs.write:mount/shared/out/ledger.csv",
             f"args sha256      {intent.args_sha256}",  # type: ignore[attr-defined]
             f"idempotency key  {intent.idempotency_key}",  # type: ignore[attr-defined]
-            "deadline         2026-01-01 01:00:35.000Z (35s after the intent)",
+            "deadline         2026-01-01 01:00:32.000Z (32s after the intent)",
         ):
             assert line in shown, line
 
