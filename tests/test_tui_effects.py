@@ -95,10 +95,12 @@ async def select_tool(pilot: Pilot, key: str) -> None:
 
 
 async def select_event(pilot: Pilot, seq: int) -> None:
-    await press(pilot, "2", "home")
+    """Select event ``seq`` in the Events pane (from the newest: the events these tests
+    look at are the world's last ones)."""
+    await press(pilot, "2", "end")
     stream = console(pilot).query_one(EventStream)
-    while (row := stream.selected()) is not None and row.seq < seq:
-        await press(pilot, "down")
+    while (row := stream.selected()) is not None and row.seq > seq:
+        await press(pilot, "up")
     assert stream.selected() is not None and stream.selected().seq == seq
 
 
