@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from toka.cli.context import Context
 
 
@@ -52,6 +54,8 @@ def _tool_dict(t) -> dict[str, Any]:
         "capabilities": list(t.capabilities),
         "limits": dict(t.limits),
         "input_schema": t.input_schema,
+        "side_effect": t.effect_class,
+        "files": msgspec.to_builtins(t.staged) if t.staged is not None else None,
         "registered_by": t.registered_by,
         "registered_ms": t.registered_ms,
     }
@@ -75,12 +79,13 @@ def cmd_list(ctx: Context) -> int:
     ctx.emit(
         {"tools": rows},
         lambda: table_or(
-            ["name", "version", "kind", "versions", "description"],
+            ["name", "version", "kind", "side effect", "versions", "description"],
             [
                 [
                     r["name"],
                     r["version"],
                     r["kind"],
+                    r["side_effect"],
                     len(r["versions"]),
                     shorten(r["description"], 60),
                 ]
@@ -128,6 +133,8 @@ def cmd_show(ctx: Context) -> int:
                 f"  {t.description}",
                 f"  module       {t.module_sha256 or '-'}",
                 f"  capabilities {', '.join(t.capabilities) or '-'}",
+                f"  side effect  {t.effect_class}"
+                + (f"  (files: {msgspec.to_builtins(t.staged)})" if t.staged else ""),
                 "  limits       " + ", ".join(f"{k}={v}" for k, v in sorted(t.limits.items())),
                 f"  registered   {log_time(t.registered_ms)} by {t.registered_by}",
                 "  input        "
