@@ -236,7 +236,10 @@ class TaskRun:
         self._take_lease()
         self.advanced = True
         if call.side_effect in SAFE_TO_REPEAT:
-            return tools.perform(self.runtime, call_id)
+            again = tools.perform(self.runtime, call_id)
+            if not again.ended:
+                raise Waiting(f"call {call_id} ran again but its outcome is not recorded")
+            return again
         calls.abandon(self.runtime, call, "its runner stopped before recording the outcome")
         self.advanced = True
         raise Waiting(f"the outcome of call {call_id} ({call.tool}) is unknown; {how}")

@@ -67,21 +67,26 @@ def invocation_of(runtime: Runtime, call: OpenCall) -> ops.InvokeTool:
 def record(runtime: Runtime, call: OpenCall, outcome: ops.CallOutcome) -> Invocation:
     """State ``outcome`` as how ``call`` ended (once, whoever else races to)."""
     for attempt in range(_ATTEMPTS):
-        statement = ops.RecordOutcome(call.id, outcome)
-        try:
-            runtime.submit(runtime.host_sign(statement, outcome_nonce(call.id, attempt)))
-            break
-        except ReplayedNonce:
-            break  # another host recorded this call first: its outcome stands
-        except TokaError as exc:
-            if exc.code == "not_found":
-                break  # ended meanwhile (resolved by the operator)
-            log.error("the outcome of %s was refused: %s", call.id, exc.message)
-            outcome = ops.CallOutcome(
-                ok=False,
-                error_kind="refused",
-                message=f"the outcome could not be recorded: {exc.message}",
-            )
+        nonce = outcome_nonce(call.id, attempt)
+        seen = runtime.log.operation(KERNEL, nonce)
+        if seen is None:
+            try:
+                runtime.submit(runtime.host_sign(ops.RecordOutcome(call.id, outcome), nonce))
+                break
+            except ReplayedNonce:
+                seen = runtime.log.operation(KERNEL, nonce)  # another host got there first
+            except TokaError as exc:
+                if exc.code == "not_found":
+                    break  # ended meanwhile (resolved by the operator)
+                log.error("the outcome of %s was refused: %s", call.id, exc.message)
+                outcome = ops.CallOutcome(
+                    ok=False,
+                    error_kind="refused",
+                    message=f"the outcome could not be recorded: {exc.message}",
+                )
+                continue
+        if seen is not None and seen.status == "applied":
+            break  # its outcome stands
     return result(runtime, call.id)
 
 
