@@ -3,13 +3,13 @@ through the Client; a refused one changes nothing and shows the kernel's reason.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from snapshots.world import World, seeded_world
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Static
+from tui_support import console, drive, press, settle
 
 from toka.core.model import ops
 from toka.core.model.ops import SignedOperation
@@ -33,42 +33,6 @@ def operations(world: World) -> list[tuple[str, str, str, SignedOperation]]:
         "SELECT kind, principal, status, signed FROM operations ORDER BY rowid"
     )
     return [(k, p, s, SignedOperation.from_json(signed)) for k, p, s, signed in rows]
-
-
-def drive(app, scenario, *, notifications: bool = False) -> None:
-    """Run ``scenario(pilot)`` on ``app`` at 120x40 once the log is loaded (no async test
-    plugin needed)."""
-
-    async def main() -> None:
-        async with app.run_test(size=(120, 40), notifications=notifications) as pilot:
-            await settle(pilot)  # the first load: rows and permissions
-            await scenario(pilot)
-
-    asyncio.run(main())
-
-
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def press(pilot: Pilot, *keys: str) -> None:
-    """Press keys; ``type:TEXT`` types, ``fill:#id=TEXT`` sets a field as typing would
-    (much faster for long values)."""
-    for key in keys:
-        if key.startswith("type:"):
-            await pilot.press(*key[len("type:") :])
-        elif key.startswith("fill:"):
-            selector, _, value = key[len("fill:") :].partition("=")
-            pilot.app.screen.query_one(selector, Input).value = value
-        else:
-            await pilot.press(key)
-        await settle(pilot)
-
-
-def console(pilot: Pilot) -> ConsoleScreen:
-    return pilot.app.live  # type: ignore[attr-defined]
 
 
 def new_operation(world: World, before: int) -> tuple[str, str, str, SignedOperation]:

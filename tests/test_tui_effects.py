@@ -4,14 +4,13 @@ palette, and invoking the file tools from the form."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from snapshots.world import World, effects_world, seeded_world
-from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static, TextArea
+from tui_support import console, drive, press, screen_text, settle
 
 from toka.core.model import events as ev
 from toka.core.model import ops
@@ -19,7 +18,6 @@ from toka.core.runtime.client import Client
 from toka.tui.app import make_app
 from toka.tui.commands import ConsoleCommands
 from toka.tui.effect_view import CLASS_MEANING
-from toka.tui.screens.console import ConsoleScreen
 from toka.tui.screens.detail import DetailScreen
 from toka.tui.screens.invoke_form import InvokeRequest, InvokeToolForm
 from toka.tui.screens.resolve_form import ResolveCallForm
@@ -49,38 +47,6 @@ def mounted(world: World, tmp_path: Path) -> Path:
     (directory / "secret.txt").write_text("not for agents\n")
     world.submit(ops.AddMount("ws", str(directory), "rw"))
     return directory
-
-
-def drive(app: App, scenario, *, notifications: bool = False) -> None:
-    async def main() -> None:
-        async with app.run_test(size=(120, 40), notifications=notifications) as pilot:
-            await settle(pilot)
-            await scenario(pilot)
-
-    asyncio.run(main())
-
-
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def press(pilot: Pilot, *keys: str) -> None:
-    for key in keys:
-        if key.startswith("type:"):
-            await pilot.press(*key[len("type:") :])
-        else:
-            await pilot.press(key)
-        await settle(pilot)
-
-
-def console(pilot: Pilot) -> ConsoleScreen:
-    return pilot.app.live  # type: ignore[attr-defined]
-
-
-def screen_text(app: App) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 def header(pilot: Pilot) -> str:

@@ -10,7 +10,6 @@ payloads, results, reasons, a tool and its output full of the same and of ESC se
 from __future__ import annotations
 
 import ast
-import asyncio
 import sys
 import unicodedata
 from pathlib import Path
@@ -24,6 +23,7 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input, Select
 from textual.widgets._toast import Toast
+from tui_support import console, drive, press, screen_text, settle
 
 from toka.core.model import ops
 from toka.tui import view
@@ -65,40 +65,6 @@ def markup_parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def drive(app: App, scenario, *, size=(120, 40)) -> None:
-    async def main() -> None:
-        async with app.run_test(size=size, notifications=True) as pilot:
-            await settle(pilot)
-            await scenario(pilot)
-
-    asyncio.run(main())
-
-
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def press(pilot: Pilot, *keys: str) -> None:
-    for key in keys:
-        if key.startswith("type:"):
-            await pilot.press(*key[len("type:") :])
-        else:
-            await pilot.press(key)
-        await settle(pilot)
-
-
-def screen_text(app: App) -> str:
-    """What the terminal would show now: every cell of the top screen, toasts included."""
-    strips = app.screen._compositor.render_strips()
-    return "\n".join(strip.text for strip in strips)
-
-
-def console(pilot: Pilot) -> ConsoleScreen:
-    return pilot.app.live  # type: ignore[attr-defined]
-
-
 def raw_controls(text: str) -> list[str]:
     return sorted({repr(c) for c in text if unicodedata.category(c) == "Cc" and c != "\n"})
 
@@ -127,7 +93,7 @@ def test_the_console_starts_on_a_log_with_hostile_names(world: World):
         for name in HOSTILE:
             assert name in screen, name
 
-    drive(world.app(), scenario)
+    drive(world.app(), scenario, notifications=True)
 
 
 def test_every_pane_and_detail_shows_log_text_literally_and_parses_none_of_it(
@@ -154,7 +120,7 @@ def test_every_pane_and_detail_shows_log_text_literally_and_parses_none_of_it(
             await look(pilot, "down")
         await look(pilot, "slash", f"type:{EVIL}", "enter")  # the filter, in the title
 
-    drive(world.app(), scenario)
+    drive(world.app(), scenario, notifications=True)
     everything = "\n".join(shown)
     for text in (*HOSTILE, f"{PLAIN} \\x1b[2J\\x1b]0;pwned\\x07", f"{CLICK} \\x1b[2J"):
         assert text in everything, text
@@ -179,7 +145,7 @@ def test_clicking_an_injected_action_or_link_does_nothing(world: World, monkeypa
             assert table.selected_key() == agent
         assert opened == []
 
-    drive(world.app(), scenario)
+    drive(world.app(), scenario, notifications=True)
 
 
 def test_a_name_holding_terminal_control_reaches_the_screen_as_escapes(world: World):
@@ -202,7 +168,7 @@ def test_a_name_holding_terminal_control_reaches_the_screen_as_escapes(world: Wo
         assert text.count("ctl\\x1b[2J\\x1b]0;pwned\\x07") == 2  # the table, the stream
         assert raw_controls(text) == []
 
-    drive(world.app(), scenario)
+    drive(world.app(), scenario, notifications=True)
 
 
 # -- forms, confirmations and toasts -------------------------------------------------------
@@ -234,7 +200,7 @@ def test_forms_dialogs_and_options_show_log_text_literally(world: World, markup_
         await press(pilot, "ctrl+s")  # runs: the output echoes the hostile arguments
         shown.append(screen_text(pilot.app))
 
-    drive(world.app(), scenario, size=(160, 50))
+    drive(world.app(), scenario, size=(160, 50), notifications=True)
     everything = "\n".join(shown)
     for text in (
         f"Terminate {PLAIN} ({world.agents[PLAIN]})?",
@@ -264,7 +230,7 @@ def test_toasts_show_names_and_refusals_literally(world: World, markup_parsed):
         await press(pilot, "4", "home", "down", "i", "ctrl+s")  # "short" is refused
         toasts.extend(shown(pilot))
 
-    drive(world.app(), scenario, size=(160, 50))
+    drive(world.app(), scenario, size=(160, 50), notifications=True)
     agent = next(
         a.id
         for a in world.runtime.state.agents.values()
