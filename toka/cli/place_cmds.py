@@ -94,7 +94,7 @@ def cmd_mount_remove(ctx: Context) -> int:
 
 
 def _address(text: str) -> tuple[str, int]:
-    from toka.core.errors import InvalidInput
+    from toka.core.errors import InvalidInput, TokaError
     from toka.core.model import places
 
     host, sep, port = text.rpartition(":")
@@ -104,9 +104,8 @@ def _address(text: str) -> tuple[str, int]:
         host = host[1:-1]
     try:
         return places.canonical_host(host), int(port)
-    except Exception as exc:
-        message = getattr(exc, "message", str(exc))
-        raise InvalidInput(f"{text!r}: {message}") from None
+    except TokaError as exc:
+        raise InvalidInput(f"{text!r}: {exc.message}") from None
 
 
 def cmd_net_allow(ctx: Context) -> int:

@@ -13,7 +13,7 @@ def register(sub, common) -> None:
     p = sub.add_parser(
         "gc",
         parents=[common],
-        help="list module blobs and compiled modules nothing needs (--delete removes them)",
+        help="list blobs, compiled modules and staged copies nothing needs (--delete removes them)",
         description="Unreferenced module blobs, stale compiled modules and leftovers of "
         "interrupted writes under the home. A dry run unless --delete is given; the log "
         "is never touched.",

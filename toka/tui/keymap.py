@@ -307,7 +307,7 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction(
         action="collect_garbage",
         palette="Collect garbage",
-        palette_help="list module blobs and compiled modules nothing needs, then remove them",
+        palette_help="list blobs, compiled modules and staged copies nothing needs, then remove them",
         writes=True,
     ),
     ConsoleAction(
