@@ -46,8 +46,7 @@ def requires_approval(state: WorldState, op: ops.Operation, ctx: Ctx) -> bool:
     if ctx.approval is not None or isinstance(op, _NEVER_HELD) or ctx.grant is None:
         return False
     if isinstance(op, ops.InvokeTool) and ctx.principal != OPERATOR:
-        tool = state.tools.get(op.tool, {}).get(op.version) if op.version else None
-        tool = tool or state.latest_tool(op.tool)
+        tool = state.find_tool(op.tool, op.version)
         if tool is not None and tool.effect_class == "privileged":
             return True
     return any(link.approve for link in state.grant_chain(ctx.grant))

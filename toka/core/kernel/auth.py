@@ -117,8 +117,7 @@ def required_caps(state: WorldState, op: ops.Operation) -> list[str]:
         case ops.RegisterTool():
             return [f"tool.register:tool/{op.name}"]
         case ops.InvokeTool():
-            tool = state.tools.get(op.tool, {}).get(op.version) if op.version else None
-            tool = tool or state.latest_tool(op.tool)
+            tool = state.find_tool(op.tool, op.version) or state.latest_tool(op.tool)
             extra = list(tool.capabilities) if tool is not None else []
             return [f"tool.invoke:tool/{op.tool}", *extra, *derived_caps(state, tool, op.args)]
         case ops.ApproveOperation() | ops.DenyOperation():

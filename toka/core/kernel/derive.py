@@ -75,17 +75,23 @@ def _field(args: Any, name: str, kind: type, default: Any = ...) -> Any:
     return value
 
 
-def _staged_place(state: WorldState, args: Any, name: str, action: str) -> str:
-    """The capability over a staged tree: ``fs.read:mount/ws/docs/**`` (the place and
-    everything below it, since the kernel does not know whether it is a file)."""
-    place = _field(args, name, dict)
-    mount, path = _field(place, "mount", str), _field(place, "path", str, "")
+def _fs_place(state: WorldState, action: str, mount: str, path: str) -> str:
+    """The resource of ``action`` on ``path`` under ``mount``, which must exist (and be
+    read-write, for a write)."""
     resource = places.fs_resource(action, mount, path)
     if action == "fs.write":
         check_writable(state, mount)
     else:
         find_mount(state, mount)
-    return resource + "/**"
+    return resource
+
+
+def _staged_place(state: WorldState, args: Any, name: str, action: str) -> str:
+    """The capability over a staged tree: ``fs.read:mount/ws/docs/**`` (the place and
+    everything below it, since the kernel does not know whether it is a file)."""
+    place = _field(args, name, dict)
+    mount, path = _field(place, "mount", str), _field(place, "path", str, "")
+    return _fs_place(state, action, mount, path) + "/**"
 
 
 def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
@@ -110,12 +116,7 @@ def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
         path = _field(args, "path", str, "" if action == "fs.list" else ...)
         if action != "fs.list" and not path:
             raise InvalidOperation("arguments.path must name a file, not the mount's root")
-        resource = places.fs_resource(action, mount, path)
-        if action == "fs.write":
-            check_writable(state, mount)
-        else:
-            find_mount(state, mount)
-        return Derived([resource], declared)
+        return Derived([_fs_place(state, action, mount, path)], declared)
     method = _field(args, "method", str, "GET")
     url = places.parse_url(_field(args, "url", str))
     side_effect = declared
@@ -142,10 +143,15 @@ def derived_caps(state: WorldState, tool: Tool | None, args: Any) -> list[str]:
         return []
 
 
-def call_timeout_ms(tool: Tool, args: Any) -> int:
-    """How long performing the call may take: the tool's limit, or less if asked."""
-    limit = tool.limits.get("timeout_ms", 0)
-    asked = args.get("timeout_ms") if isinstance(args, dict) else None
+def asked_limit(tool: Tool, args: Any, key: str) -> int:
+    """The tool's limit ``key``, or less if the arguments ask for less under that name."""
+    limit = tool.limits.get(key, 0)
+    asked = args.get(key) if isinstance(args, dict) else None
     if isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < limit:
         return asked
     return limit
+
+
+def call_timeout_ms(tool: Tool, args: Any) -> int:
+    """How long performing the call may take: the tool's limit, or less if asked."""
+    return asked_limit(tool, args, "timeout_ms")

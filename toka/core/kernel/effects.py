@@ -221,7 +221,8 @@ def resolve(state: WorldState, op: ops.ResolveCall, ctx: Ctx) -> list[msgspec.St
 # -- evolvers ----------------------------------------------------------------------
 
 
-def _charge(state: WorldState, grant: str | None, calls: int, fuel: int) -> None:
+def charge_tool_use(state: WorldState, grant: str | None, calls: int, fuel: int) -> None:
+    """Count tool calls and fuel against ``grant`` and its ancestors."""
     if grant is None:
         return
     for link in state.grant_chain(grant):
@@ -245,14 +246,14 @@ def _on_started(state: WorldState, e: ev.ToolStarted, r: ev.EventRecord) -> None
         deadline_ms=e.deadline_ms,
     )
     table_put(state, "open_calls", e.call, call)
-    _charge(state, r.grant, 1, 0)
+    charge_tool_use(state, r.grant, 1, 0)
 
 
 def on_ended(state: WorldState, e: ev.ToolSucceeded | ev.ToolFailed) -> None:
     """A call with an effect ended: it is no longer open, and its fuel is charged to
     the grant of its intent (the ending event is the host's, under no grant)."""
     call = state.call_table()[e.call]  # type: ignore[index]
-    _charge(state, call.grant, 0, e.fuel_used)
+    charge_tool_use(state, call.grant, 0, e.fuel_used)
     table_drop(state, "open_calls", call.id)
 
 

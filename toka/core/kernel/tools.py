@@ -220,9 +220,7 @@ class Plan(msgspec.Struct, frozen=True):
 
 
 def resolve(state: WorldState, name: str, version: str | None) -> Tool | None:
-    if version is not None:
-        return state.tools.get(name, {}).get(version)
-    return state.latest_tool(name)
+    return state.find_tool(name, version)
 
 
 def _tool_budget(state: WorldState, grant: Grant, tool: Tool) -> int:
@@ -269,12 +267,10 @@ def plan_invocation(
         if task.status not in ("scheduled", "started"):
             raise InvalidOperation(f"task {task.id} is already {task.status}")
     _checked_args(tool, op.args, ctx)
-    # Where the call may reach (in ``required`` already, when the arguments name a
-    # place): derived again for the specific refusal of arguments that do not.
+    # Where the call may reach is in ``required`` already when the arguments name a
+    # place (``auth.required_caps``); deriving it here refuses, with the specific
+    # reason, arguments that do not.
     derived = derive(state, tool, op.args)
-    missing = [c for c in derived.caps if c not in required]
-    if missing:
-        authorize(state, ctx, missing)
     return Plan(tool, _tool_budget(state, grant, tool), derived)
 
 
@@ -360,14 +356,6 @@ def invoke(state: WorldState, op: ops.InvokeTool, ctx: Ctx) -> list[msgspec.Stru
 # -- evolvers ----------------------------------------------------------------------
 
 
-def _count_tool_call(state: WorldState, fuel: int, r: ev.EventRecord) -> None:
-    if r.grant is None:
-        return
-    for link in state.grant_chain(r.grant):
-        link.usage.tool_calls += 1
-        link.usage.fuel += fuel
-
-
 def _on_tool(state: WorldState, e: ev.ToolRegistered, r: ev.EventRecord) -> None:
     state.tools.setdefault(e.name, {})[e.version] = Tool(
         **msgspec.structs.asdict(e), registered_by=r.principal, registered_ms=r.ts
@@ -378,7 +366,7 @@ def _on_tool_ended(
     state: WorldState, e: ev.ToolSucceeded | ev.ToolFailed, r: ev.EventRecord
 ) -> None:
     if e.call is msgspec.UNSET:  # a pure call: counted when it ends, in one operation
-        _count_tool_call(state, e.fuel_used, r)
+        effects.charge_tool_use(state, r.grant, 1, e.fuel_used)
     else:  # counted at its intent; ends under no grant
         effects.on_ended(state, e)
 

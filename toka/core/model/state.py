@@ -268,6 +268,12 @@ class WorldState(msgspec.Struct):
     def call_table(self) -> dict[str, OpenCall]:
         return {} if self.open_calls is UNSET else self.open_calls
 
+    def find_tool(self, name: str, version: str | None) -> Tool | None:
+        """That version of tool ``name``, or its newest when ``version`` is None."""
+        if version is not None:
+            return self.tools.get(name, {}).get(version)
+        return self.latest_tool(name)
+
     def latest_tool(self, name: str) -> Tool | None:
         versions = self.tools.get(name)
         if not versions:

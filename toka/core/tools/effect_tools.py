@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from toka.core.errors import InvalidInput, InvalidOperation, TokaError
-from toka.core.kernel.derive import call_timeout_ms
+from toka.core.kernel.derive import asked_limit, call_timeout_ms
 from toka.core.kernel.places import host_key
 from toka.core.model import caps, places
 from toka.core.model import events as ev
@@ -60,13 +60,9 @@ def _failed(kind: str, message: str, effects: list[Any] | None = None) -> CallOu
     return CallOutcome(ok=False, error_kind=kind, message=message, effects=effects or [])
 
 
-def _limit(c: CallContext, asked_key: str = "max_bytes") -> int:
+def _limit(c: CallContext) -> int:
     """The call's data cap: the tool's, or less if the arguments ask for less."""
-    cap = c.tool.limits["max_bytes"]
-    asked = c.args.get(asked_key)
-    if isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < cap:
-        return asked
-    return cap
+    return asked_limit(c.tool, c.args, "max_bytes")
 
 
 def _place(c: CallContext) -> tuple[str, str, str, list[str]]:
