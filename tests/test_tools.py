@@ -83,9 +83,9 @@ class SandboxSpy(WasmSandbox):
         super().__init__()
         self.runs: list[str] = []
 
-    def run(self, wasm, sha256, stdin, limits, *, name="tool"):
+    def run(self, wasm, sha256, stdin, limits, *, name="tool", **staged):
         self.runs.append(name)
-        return super().run(wasm, sha256, stdin, limits, name=name)
+        return super().run(wasm, sha256, stdin, limits, name=name, **staged)
 
 
 @pytest.fixture

@@ -223,9 +223,20 @@ def resolve(state: WorldState, name: str, version: str | None) -> Tool | None:
     return state.find_tool(name, version)
 
 
+def fuel_left(state: WorldState, grant: str | None, tool: Tool) -> int:
+    """The fuel a run of ``tool`` may burn: its limit, or less where a fuel budget of
+    ``grant`` or an ancestor has less left (never below 0)."""
+    fuel = tool.limits.get("fuel", 0)
+    if tool.kind != "wasm" or grant is None:
+        return fuel
+    for link in state.grant_chain(grant):
+        if link.budgets.max_fuel is not None:
+            fuel = min(fuel, link.budgets.max_fuel - link.usage.fuel)
+    return max(0, fuel)
+
+
 def _tool_budget(state: WorldState, grant: Grant, tool: Tool) -> int:
     """Refuse past the tool-call and fuel budgets; returns the fuel this call may use."""
-    fuel = tool.limits.get("fuel", 0)
     for link in state.grant_chain(grant.jti):
         calls = link.budgets.max_tool_calls
         if calls is not None and link.usage.tool_calls >= calls:
@@ -233,14 +244,11 @@ def _tool_budget(state: WorldState, grant: Grant, tool: Tool) -> int:
                 f"budget: grant {link.jti} has used {link.usage.tool_calls} of {calls} tool calls"
             )
         limit = link.budgets.max_fuel
-        if limit is not None and tool.kind == "wasm":
-            left = limit - link.usage.fuel
-            if left <= 0:
-                raise BudgetExhausted(
-                    f"budget: grant {link.jti} has used {link.usage.fuel} of {limit} fuel"
-                )
-            fuel = min(fuel, left)
-    return fuel
+        if limit is not None and tool.kind == "wasm" and limit - link.usage.fuel <= 0:
+            raise BudgetExhausted(
+                f"budget: grant {link.jti} has used {link.usage.fuel} of {limit} fuel"
+            )
+    return fuel_left(state, grant.jti, tool)
 
 
 def plan_invocation(

@@ -114,17 +114,8 @@ def result(runtime: Runtime, call_id: str) -> Invocation:
             return Invocation.ended_by(record_.seq, record_.data(), blobs)  # type: ignore[arg-type]
     call = runtime.state.call_table().get(call_id)
     if call is not None:
-        return Invocation(
-            ok=False,
-            output=None,
-            error=None,
-            seq=call_seq(call_id),
-            tool=call.tool,
-            version=call.version,
-            fuel_used=0,
-            wall_ms=0.0,
-            call=call_id,
-            status=call.status,
+        return Invocation.not_ended(
+            call_seq(call_id), call.tool, call.version, call.status, call=call_id
         )
     for r in runtime.log.query(kinds=["tool.resolved"], text=call_id, after=call_seq(call_id)):
         resolved = r.data()

@@ -58,42 +58,50 @@ class Invocation(msgspec.Struct, frozen=True):
         """A pure call's result, or a call with an effect as its intent left it (see
         ``calls.result`` for how it ended)."""
         if outcome.pending is not None:
-            return cls.waiting(op, outcome, "pending", pending=outcome.pending)
+            return cls.not_ended(
+                outcome.last_seq,
+                op.tool,
+                op.version or "",
+                "pending",
+                pending=outcome.pending,
+                replayed=outcome.replayed,
+            )
         for e in outcome.events:
             p = e.payload
             if isinstance(p, ev.ToolStarted):
-                return cls(
-                    ok=False,
-                    output=None,
-                    error=None,
-                    seq=e.seq,
-                    tool=p.tool,
-                    version=p.version,
-                    fuel_used=0,
-                    wall_ms=0.0,
-                    replayed=outcome.replayed,
-                    call=p.call,
-                    status="started",
+                return cls.not_ended(
+                    e.seq, p.tool, p.version, "started", call=p.call, replayed=outcome.replayed
                 )
             if isinstance(p, ev.ToolSucceeded | ev.ToolFailed):
                 return cls.ended_by(e.seq, p, None, stderr=stderr, replayed=outcome.replayed)
         raise TokaError(f"operation {outcome.digest[:12]} recorded no tool outcome")
 
     @classmethod
-    def waiting(
-        cls, op: ops.InvokeTool, outcome: Outcome, status: str, pending: str | None = None
+    def not_ended(
+        cls,
+        seq: int,
+        tool: str,
+        version: str,
+        status: str,
+        *,
+        call: str | None = None,
+        pending: str | None = None,
+        replayed: bool = False,
     ) -> Invocation:
+        """A call still waiting for approval (``pending``), or open (``started``,
+        ``unknown``): no output and no error yet."""
         return cls(
             ok=False,
-            tool=op.tool,
-            version=op.version or "",
             output=None,
             error=None,
-            seq=outcome.last_seq,
+            seq=seq,
+            tool=tool,
+            version=version,
             fuel_used=0,
             wall_ms=0.0,
-            replayed=outcome.replayed,
+            replayed=replayed,
             pending=pending,
+            call=call,
             status=status,
         )
 

@@ -31,7 +31,7 @@ from toka.core.kernel import Ctx
 from toka.core.kernel.approvals import requires_approval
 from toka.core.kernel.context import value_problem
 from toka.core.kernel.effects import still_allowed
-from toka.core.kernel.tools import Plan, ToolRun, plan_invocation
+from toka.core.kernel.tools import Plan, ToolRun, fuel_left, plan_invocation
 from toka.core.model import ops
 from toka.core.model.state import OpenCall, Tool, WorldState
 from toka.core.runtime import Runtime
@@ -70,6 +70,7 @@ class ToolRunner:
         self._runtime = weakref.ref(runtime)
         self._sandbox = sandbox
         self._modules: dict[str, bytes] = {}
+        self._hmac_key: bytes | None = None  # hides secret-bearing parts of effect records
         self._lock = threading.Lock()
 
     @property
@@ -225,21 +226,14 @@ class ToolRunner:
         rt = self.runtime
         tool = rt.state.tools[call.tool][call.version]
         if tool.kind == "native":
+            if self._hmac_key is None:
+                self._hmac_key = effect_hmac_key(rt.home.secret())
             home = rt.home
             context = CallContext(
-                rt.state,
-                call,
-                tool,
-                args,
-                home.blobs,
-                home.secrets,
-                effect_hmac_key(home.secret()),
+                rt.state, call, tool, args, home.blobs, home.secrets, self._hmac_key
             )
             return perform_native(context)
-        fuel = tool.limits.get("fuel", 0)
-        for link in rt.state.grant_chain(call.grant) if call.grant else []:
-            if link.budgets.max_fuel is not None:
-                fuel = max(0, min(fuel, link.budgets.max_fuel - link.usage.fuel))
+        fuel = fuel_left(rt.state, call.grant, tool)
         if tool.staged is None:
             return _outcome(self.run(Plan(tool, fuel), args))
         return self._run_staged(Plan(tool, fuel), args)
@@ -286,9 +280,8 @@ class ToolRunner:
             timeout_ms=tool.limits["timeout_ms"],
             max_output_bytes=tool.limits["max_output_bytes"],
         )
-        staged = {"preopens": preopens} if preopens else {}
         result = self.sandbox.run(
-            wasm, tool.module_sha256, _json.encode(args), limits, name=tool.name, **staged
+            wasm, tool.module_sha256, _json.encode(args), limits, name=tool.name, preopens=preopens
         )
         failure = result.failure
         problem = value_problem(result.output) if failure is None else None
