@@ -111,14 +111,19 @@ def effect_capability(effect: ev.Effect) -> str:
     raise InvalidOperation(f"unknown effect {type(effect).__name__}")
 
 
-def _check_effects(state: WorldState, call: OpenCall, effects: list[Any]) -> None:
+def covers(state: WorldState, call: OpenCall, needed: str) -> bool:
+    """Is ``needed`` within what ``call`` may touch: its intent's capabilities, or (for a
+    redirect's later hop, a staged tool's output) the grant it was made under?"""
+    if caps.covers(call.caps, needed):
+        return True
     grant = state.grants.get(call.grant) if call.grant is not None else None
+    return grant is not None and caps.covers(grant.caps, needed)
+
+
+def _check_effects(state: WorldState, call: OpenCall, effects: list[Any]) -> None:
     for effect in effects:
         needed = effect_capability(effect)
-        covered = caps.covers(call.caps, needed) or (
-            grant is not None and caps.covers(grant.caps, needed)
-        )
-        if not covered:
+        if not covers(state, call, needed):
             raise InvalidOperation(
                 f"call {call.id} records an effect its capabilities do not cover: {needed}"
             )

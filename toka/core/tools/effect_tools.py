@@ -26,10 +26,11 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from toka.core.errors import InvalidInput, InvalidOperation, TokaError
+from toka.core.kernel import effects as effect_rules
 from toka.core.kernel.derive import asked_limit, call_timeout_ms
 from toka.core.kernel.places import host_key
-from toka.core.model import caps, places
 from toka.core.model import events as ev
+from toka.core.model import places
 from toka.core.model.ops import CallOutcome
 from toka.core.model.state import OpenCall, Tool, WorldState
 from toka.core.runtime.home import SecretStore
@@ -50,6 +51,7 @@ class CallContext(NamedTuple):
     blobs: Path
     secrets: SecretStore
     hmac_key: bytes  # derived from the kernel secret: hides secret-bearing parts
+    now_ms: Callable[[], int]  # the runtime's clock
 
 
 def effect_hmac_key(kernel_secret: bytes) -> bytes:
@@ -165,19 +167,19 @@ def _url_with(url: str, query: dict[str, str]) -> str:
 
 
 def _hop_checker(c: CallContext) -> Callable[[str, str], str | None]:
-    """Is a redirect's next hop covered by the call's capabilities or its grant now?"""
+    """Why a redirect's next hop may not be made, or None: the kernel's own test of an
+    effect record (``effects.covers``), asked before the hop instead of after it, and
+    whether the call may still be performed at all (``effects.still_allowed``)."""
 
     def check(method: str, url: str) -> str | None:
         try:
             needed = places.http_resource(method, url)
         except TokaError as exc:
             return exc.message
-        if caps.covers(c.call.caps, needed):
-            return None
-        chain = c.state.grant_chain(c.call.grant) if c.call.grant else []
-        if chain and not any(g.revoked for g in chain) and caps.covers(chain[0].caps, needed):
-            return None
-        return f"the caller's grant does not cover {needed}"
+        if not effect_rules.covers(c.state, c.call, needed):
+            return f"the caller's grant does not cover {needed}"
+        # A hop is a new request: a grant revoked meanwhile stops it, as at the start.
+        return effect_rules.still_allowed(c.state, c.call, c.now_ms())
 
     return check
 

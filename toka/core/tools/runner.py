@@ -230,7 +230,7 @@ class ToolRunner:
                 self._hmac_key = effect_hmac_key(rt.home.secret())
             home = rt.home
             context = CallContext(
-                rt.state, call, tool, args, home.blobs, home.secrets, self._hmac_key
+                rt.state, call, tool, args, home.blobs, home.secrets, self._hmac_key, rt.now_ms
             )
             return perform_native(context)
         fuel = fuel_left(rt.state, call.grant, tool)
