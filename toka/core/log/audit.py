@@ -449,6 +449,15 @@ def check_against(
     return {"against_seq": cp.seq, "against_head_hash": cp.head_hash}
 
 
+def effect_records(log: EventLog) -> Iterator[tuple[EventRecord, Any]]:
+    """Every effect record in the log, in log order, with the event that holds it."""
+    for r in log.query(kinds=["tool.succeeded", "tool.failed"], limit=max(1, log.count())):
+        effects = getattr(r.data(), "effects", msgspec.UNSET)
+        if effects is not msgspec.UNSET:
+            for effect in effects:
+                yield r, effect
+
+
 def check_blobs(log: EventLog, blobs: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Hash again every blob an effect record names (``HOME/blobs/<sha256>``): the bytes
     a call read, wrote or fetched must still be the bytes the log's hash chain covers.
@@ -456,31 +465,26 @@ def check_blobs(log: EventLog, blobs: Path, progress: Progress | None = None) ->
     seen: set[str] = set()
     total = log.count()
     n_effects = 0
-    for r in log.query(kinds=["tool.succeeded", "tool.failed"], limit=total or 1):
-        payload = r.data()
-        effects = getattr(payload, "effects", msgspec.UNSET)
-        if effects is msgspec.UNSET:
-            continue
-        for effect in effects:
-            n_effects += 1
-            for sha256 in effect.blobs():
-                if sha256 in seen:
-                    continue
-                try:
-                    data = (blobs / sha256).read_bytes()
-                except FileNotFoundError:
-                    raise IntegrityFailure(
-                        f"event {r.seq}: blob {sha256} named by its {effect.__struct_config__.tag} "
-                        f"record is missing from {blobs}",
-                        r.seq,
-                    ) from None
-                if hashlib.sha256(data).hexdigest() != sha256:
-                    raise IntegrityFailure(
-                        f"event {r.seq}: blob {sha256} was altered: its bytes no longer hash "
-                        "to the sha256 the log records",
-                        r.seq,
-                    )
-                seen.add(sha256)
+    for r, effect in effect_records(log):
+        n_effects += 1
         if progress is not None:
             progress(r.seq, total)
+        for sha256 in effect.blobs():
+            if sha256 in seen:
+                continue
+            try:
+                data = (blobs / sha256).read_bytes()
+            except FileNotFoundError:
+                raise IntegrityFailure(
+                    f"event {r.seq}: blob {sha256} named by its {effect.__struct_config__.tag} "
+                    f"record is missing from {blobs}",
+                    r.seq,
+                ) from None
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise IntegrityFailure(
+                    f"event {r.seq}: blob {sha256} was altered: its bytes no longer hash "
+                    "to the sha256 the log records",
+                    r.seq,
+                )
+            seen.add(sha256)
     return {"blobs_checked": len(seen), "effects": n_effects}

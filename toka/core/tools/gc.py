@@ -28,6 +28,7 @@ from pathlib import Path
 import msgspec
 
 from toka.core.errors import TokaError
+from toka.core.log.audit import effect_records
 from toka.core.model import ops
 from toka.core.runtime import Runtime
 from toka.core.tools.modules import blobs_lock
@@ -70,12 +71,7 @@ def referenced_modules(rt: Runtime) -> set[str]:
 
 def referenced_effect_blobs(rt: Runtime) -> set[str]:
     """The sha256 of every blob an effect record in the log names."""
-    named: set[str] = set()
-    for r in rt.log.query(kinds=["tool.succeeded", "tool.failed"], limit=max(1, rt.state.seq)):
-        effects = getattr(r.data(), "effects", msgspec.UNSET)
-        if effects is not msgspec.UNSET:
-            named.update(b for e in effects for b in e.blobs())
-    return named
+    return {sha256 for _, effect in effect_records(rt.log) for sha256 in effect.blobs()}
 
 
 def collect(rt: Runtime, *, delete: bool = False) -> list[Garbage]:
