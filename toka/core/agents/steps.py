@@ -241,7 +241,6 @@ class TaskRun:
                 raise Waiting(f"call {call_id} ran again but its outcome is not recorded")
             return again
         calls.abandon(self.runtime, call, "its runner stopped before recording the outcome")
-        self.advanced = True
         raise Waiting(f"the outcome of call {call_id} ({call.tool}) is unknown; {how}")
 
     def spawn(self, name: str, behaviour: str) -> str:

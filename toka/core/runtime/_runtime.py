@@ -87,7 +87,6 @@ class Runtime(History):
         self._start_from_snapshot()
         self.catch_up()
         self.authority = TokenAuthority(home.secret(), self.state.home_id)
-        self._kernel_public_key = home.kernel_public_key()
 
     def _start_from_snapshot(self, until: int | None = None) -> None:
         """Load the newest valid snapshot (at or before ``until``); the tail is folded
@@ -329,14 +328,10 @@ class Runtime(History):
             self._commit(batch)
         return [p.error if p.error is not None else p.outcome for p in batch]  # type: ignore[misc]
 
-    def host_sign(self, op: opmod.Operation, nonce: str) -> SignedOperation:
-        """A host statement (``admission.HOST_STATEMENTS``) signed with the kernel's key."""
-        key = self.home.kernel_key()
-        self._kernel_public_key = key.public_key
-        return opmod.sign(op, kernel.KERNEL, "", key, self.now_ms(), nonce)
-
     def _precheck(self, p: Pending) -> None:
-        now_s, key = int(self.clock()), self._kernel_public_key
+        # Only a host statement needs the kernel's key: nothing else loads it.
+        key = self.host_key.public_key if p.signed.principal == kernel.KERNEL else None
+        now_s = int(self.clock())
         admission.precheck(p, self.authority, self.state.principals, self.config, now_s, key)
         if p.error is not None:
             return

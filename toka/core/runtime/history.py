@@ -9,18 +9,23 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from typing import Any
 
+from toka.core.kernel.context import KERNEL
 from toka.core.log import audit, checkpoints, snapshots
 from toka.core.log.fold import fold
 from toka.core.log.store import GENESIS_PREV, EventLog
+from toka.core.model import ops
 from toka.core.model.events import EventRecord
+from toka.core.model.keys import KeyPair
 from toka.core.model.state import WorldState
 from toka.core.runtime.home import Config, Home
 
 
 class History:
-    """What ``Runtime`` offers on its log's past; mixed into ``Runtime``."""
+    """What ``Runtime`` offers on its log's past, and the kernel's key that signs
+    checkpoints and host statements; mixed into ``Runtime``."""
 
     home: Home
     config: Config
@@ -29,6 +34,16 @@ class History:
     head_hash: str
     _lock: threading.RLock
     catch_up: Callable[[], list[EventRecord]]
+    now_ms: Callable[[], int]
+
+    @cached_property
+    def host_key(self) -> KeyPair:
+        """The kernel's key, loaded on the first host statement only."""
+        return self.home.kernel_key()
+
+    def host_sign(self, op: ops.Operation, nonce: str) -> ops.SignedOperation:
+        """A host statement (``admission.HOST_STATEMENTS``) signed with the kernel's key."""
+        return ops.sign(op, KERNEL, "", self.host_key, self.now_ms(), nonce)
 
     def verify(
         self,
