@@ -41,21 +41,11 @@ def cmd_list(ctx: Context) -> int:
         for r in rt.log.query(kinds=["tool.started"], limit=ctx.args.limit, newest_first=True):
             started = r.data()
             result = calls.result(rt, started.call)  # type: ignore[attr-defined]
-            rows.append(_row(started, r.principal, r.ts, result.status))
+            rows.append(_row(started, started.call, r.principal, r.ts, result.status))
     else:
+        now = rt.now_ms()
         for call in rt.state.call_table().values():
-            rows.append(
-                {
-                    "call": call.id,
-                    "tool": f"{call.tool}@{call.version}",
-                    "side_effect": call.side_effect,
-                    "status": call.standing(rt.now_ms()),
-                    "principal": call.principal,
-                    "task": call.task,
-                    "started_ms": call.started_ms,
-                    "caps": call.caps,
-                }
-            )
+            rows.append(_row(call, call.id, call.principal, call.started_ms, call.standing(now)))
     empty = "no calls" if ctx.args.all else "no open calls"
     ctx.emit(
         {"calls": rows},
@@ -80,9 +70,11 @@ def cmd_list(ctx: Context) -> int:
     return 0
 
 
-def _row(started, principal: str, ts: int, status: str) -> dict[str, Any]:
+def _row(started, call_id: str, principal: str, ts: int, status: str) -> dict[str, Any]:
+    """A call as listed: ``started`` is its intent (``ToolStarted``) or its open record
+    (``OpenCall``), which share the fields listed."""
     return {
-        "call": started.call,
+        "call": call_id,
         "tool": f"{started.tool}@{started.version}",
         "side_effect": started.side_effect,
         "status": status,
@@ -108,7 +100,7 @@ def cmd_show(ctx: Context) -> int:
     result = calls.result(rt, ctx.args.call)
     call = rt.state.call_table().get(ctx.args.call)
     data = {
-        **_row(started, record.principal, record.ts, result.status),
+        **_row(started, started.call, record.principal, record.ts, result.status),
         "status": call.standing(rt.now_ms()) if call is not None else result.status,
         "intent": msgspec.to_builtins(started),
         "outcome_seq": result.seq if result.ended else None,
