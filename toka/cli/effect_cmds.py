@@ -109,23 +109,22 @@ def cmd_show(ctx: Context) -> int:
         "effects": [msgspec.to_builtins(e) for e in result.effects],
         "blobs": sorted({b for e in result.effects for b in e.blobs()}),
     }
-    ctx.emit(data, lambda: _show_text(data))
+    ctx.emit(data, lambda: _show_text(data, record.ts))
     return 0
 
 
-def _show_text(d: dict[str, Any]) -> str:
+def _show_text(d: dict[str, Any], ts: int) -> str:
+    """The call's intent and effect records as the console shows them (``describe``)."""
+    from toka.core.describe import effects_text, intent_text
+
     lines = [
         f"{d['call']}  {d['tool']}  {d['side_effect']}  {d['status']}",
-        f"  by {d['principal']}" + (f" for task {d['task']}" if d["task"] else ""),
-        f"  may touch: {' '.join(d['caps']) or '-'}",
-        f"  args sha256 {d['intent']['args_sha256']}  key {d['intent']['idempotency_key'][:16]}",
+        intent_text(d["intent"], ts),
     ]
     if d["error"]:
-        lines.append(f"  failed ({d['error']['kind']}): {d['error']['message']}")
-    for e in d["effects"]:
-        what = e.get("path") or e.get("url")
-        extra = {k: v for k, v in e.items() if k not in ("effect", "path", "url", "headers")}
-        lines.append(f"  {e['effect']} {what} " + " ".join(f"{k}={v}" for k, v in extra.items()))
+        lines.append(f"failed ({d['error']['kind']}): {d['error']['message']}")
+    if d["effects"] or d["outcome_seq"] is not None:
+        lines += [f"effects ({len(d['effects'])})", effects_text(d["effects"])]
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from toka.core.errors import with_code
 from toka.core.model.state import Grant, WorldState
+from toka.core.model.text import one_line
 
 
 def summarize(kind: str, payload: dict) -> str:
@@ -55,7 +56,7 @@ def summarize(kind: str, payload: dict) -> str:
         case "tool.started":
             return f"{p['call']} {p['tool']}@{p['version']} ({p['side_effect']}): {' '.join(p['caps'])}"
         case "tool.succeeded" if p.get("call"):
-            return f"{p['call']} {p['tool']} ok: {effects_text(p.get('effects') or [])}"
+            return f"{p['call']} {p['tool']} ok: {effects_summary(p.get('effects') or [])}"
         case "tool.failed" if p.get("call"):
             return f"{p['call']} {p['tool']} {p['error_kind']}: {p['message']}"
         case "tool.succeeded":
@@ -76,7 +77,7 @@ def summarize(kind: str, payload: dict) -> str:
     return short(p)
 
 
-def effects_text(effects: list[dict]) -> str:
+def effects_summary(effects: list[dict]) -> str:
     """What a call touched, in a few words: ``fs.read docs/a.md (12 B)``."""
     if not effects:
         return "no effects"
@@ -149,3 +150,116 @@ def budget_use(grants: Iterable[Grant], number: Callable[[int], str] = str) -> l
         if b.max_fuel is not None:
             parts.append(f"fuel {number(u.fuel)}/{number(b.max_fuel)}")
     return parts
+
+
+# -- tool calls with an effect: their intent and their effect records, as the console and
+# ``toka effects show`` print them. Every value from the log goes through ``one_line``.
+
+# What each side-effect class means for the operator (``state.SIDE_EFFECTS``).
+CLASS_MEANING = {
+    "none": "computes only",
+    "read_only": "reads; safe to run again",
+    "idempotent": "may write; doing it twice is doing it once",
+    "external": "acts where a repeat is another act: an interrupted call waits for you",
+    "privileged": "external, and always waits for the operator's approval",
+}
+# A labelled value: one line, or a list shown one item a line.
+Value = str | list[str]
+
+
+def aligned(rows: list[tuple[str, Value]], indent: str = "") -> str:
+    """``label  value`` lines, values in one column; a list value (capabilities,
+    headers) continues under itself, one item a line. Every value is shown escaped
+    (``one_line``): a newline in it cannot start a line of its own."""
+    width = max((len(label) for label, _ in rows), default=0)
+    lines = []
+    for label, value in rows:
+        parts = [one_line(part) for part in (value if isinstance(value, list) else [value])] or [""]
+        lines.append(f"{indent}{label:<{width}}  {parts[0]}".rstrip())
+        lines += [f"{indent}{'':<{width}}  {part}" for part in parts[1:]]
+    return "\n".join(lines)
+
+
+def intent_text(p: dict[str, Any], ts: int) -> str:
+    """What a ``tool.started`` says: the call, its class, what it may touch and how it
+    is pinned (arguments' hash, idempotency key, deadline)."""
+    cls = str(p.get("side_effect", ""))
+    deadline = p.get("deadline_ms")
+    after = f" ({(deadline - ts) / 1000:g}s after the intent)" if isinstance(deadline, int) else ""
+    return aligned(
+        [
+            ("call", str(p.get("call", "?"))),
+            ("tool", f"{p.get('tool', '?')}@{p.get('version', '?')}"),
+            ("class", f"{cls}: {CLASS_MEANING[cls]}" if cls in CLASS_MEANING else cls),
+            ("may touch", [str(c) for c in p.get("caps") or []] or "-"),
+            ("args sha256", str(p.get("args_sha256", "-"))),
+            ("idempotency key", str(p.get("idempotency_key", "-"))),
+            ("deadline", (log_time(deadline) if isinstance(deadline, int) else "-") + after),
+            ("arguments", f"in the signed tool.invoke at seq {p.get('op_seq', '?')}"),
+            ("task", str(p.get("task") or "-")),
+        ]
+    )
+
+
+def _bytes(n: Any) -> str:
+    return f"{n} B" if isinstance(n, int) else str(n)
+
+
+def _blobs(names: list[Any]) -> Value:
+    return [f"blobs/{name}" for name in names if name] or "-"
+
+
+def _effect_rows(e: dict[str, Any]) -> tuple[str, list[tuple[str, Value]]]:
+    """One effect record: its headline (what and where) and its labelled values."""
+    kind = str(e.get("effect", "?"))
+    place = f"{e.get('mount', '?')}:{e.get('path') or '.'}"
+    match kind:
+        case "fs.read":
+            return f"fs.read  {place}", [
+                ("size", _bytes(e.get("size"))),
+                ("sha256", str(e.get("sha256"))),
+                ("blobs", _blobs([e.get("sha256")])),
+            ]
+        case "fs.listed":
+            return f"fs.listed  {place}", [
+                ("entries", str(e.get("entries"))),
+                ("sha256", f"{e.get('sha256')} (the listing)"),
+                ("blobs", _blobs([e.get("sha256")])),
+            ]
+        case "fs.written":
+            before = e.get("before_sha256")
+            return f"fs.written  {place}", [
+                ("size", _bytes(e.get("size"))),
+                ("before", str(before) if before else "none: the file did not exist"),
+                ("after", str(e.get("after_sha256"))),
+                ("changed", "yes" if e.get("changed") else "no: it already held these bytes"),
+                ("blobs", _blobs([e.get("after_sha256")])),
+            ]
+        case "net.fetched":
+            headers = e.get("headers") or {}
+            request = e.get("request_sha256")
+            return f"net.fetched  {e.get('method', '?')} {e.get('url', '?')}", [
+                ("status", str(e.get("status"))),
+                ("size", _bytes(e.get("size"))),
+                ("address", str(e.get("address"))),
+                ("time", f"{e.get('ms')} ms"),
+                ("query", f"hmac {e['query_hmac']}" if e.get("query_hmac") else "none"),
+                ("request", f"sha256 {request}" if request else "no body"),
+                *([("request hmac", str(e["request_hmac"]))] if e.get("request_hmac") else []),
+                ("response", f"sha256 {e.get('response_sha256')}"),
+                ("headers", [f"{k}: {v}" for k, v in headers.items()] or "-"),
+                ("blobs", _blobs([e.get("response_sha256"), request])),
+            ]
+    rows: list[tuple[str, Value]] = [(str(k), str(v)) for k, v in e.items() if k != "effect"]
+    return kind, rows
+
+
+def effects_text(effects: list[dict[str, Any]]) -> str:
+    """Every effect record of an ended call, numbered, each with its values."""
+    if not effects:
+        return "(none: the call touched nothing)"
+    blocks = []
+    for number, effect in enumerate(effects, 1):
+        headline, rows = _effect_rows(effect)
+        blocks.append(f"{number}  {one_line(headline)}\n{aligned(rows, '   ')}")
+    return "\n".join(blocks)

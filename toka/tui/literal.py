@@ -15,14 +15,10 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Text
 
-from toka.core.model.text import escape, shown_escaped
+from toka.core.model.text import escape_named as _escape
+from toka.core.model.text import shown_escaped
 
 ESCAPE_STYLE = "reverse"
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(char: str) -> str:
-    return _NAMED.get(char) or escape(char)
 
 
 def visible(value: str, *, multiline: bool = False) -> str:

@@ -24,6 +24,21 @@ def escape(char: str) -> str:
     return f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}"
 
 
+# Line breaks and tabs by name, where a value must stay on one line.
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape_named(char: str) -> str:
+    """Like ``escape``, with newline, tab and carriage return as ``\\n`` ``\\t`` ``\\r``."""
+    return _NAMED.get(char) or escape(char)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: every character that could steer a terminal, newlines and
+    tabs included, shown as an escape (``\\n``, ``\\x1b``)."""
+    return UNPRINTABLE.sub(lambda m: escape_named(m.group()), text)
+
+
 def _escape(match: re.Match[str]) -> str:
     return escape(match.group())
 

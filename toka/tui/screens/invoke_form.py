@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Select, Static, TextArea
 
-from toka.core.describe import effects_text
+from toka.core.describe import effects_summary
 from toka.core.model.state import Tool
 from toka.tui.literal import literal, visible
 from toka.tui.screens.forms import Form, FormError, field_row
@@ -285,7 +285,7 @@ def outcome_text(ok: bool | None, headline: str, body: Any, note: str = "") -> T
 def invocation_text(inv: Invocation) -> Text:
     """What an invocation came to, for the form's result area."""
     where = (f"call {inv.call} · " if inv.call else "") + f"seq {inv.seq}"
-    touched = effects_text([msgspec.to_builtins(e) for e in inv.effects]) if inv.call else ""
+    touched = effects_summary([msgspec.to_builtins(e) for e in inv.effects]) if inv.call else ""
     if inv.status == "succeeded":
         cost = f"fuel {inv.fuel_used} · " if inv.fuel_used or not inv.call else ""
         headline = f"{inv.tool}@{inv.version} ok · {where} · {cost}{inv.wall_ms:.1f} ms"
