@@ -67,13 +67,29 @@ def _limit(c: CallContext) -> int:
     return asked_limit(c.tool, c.args, "max_bytes")
 
 
-def _place(c: CallContext) -> tuple[str, str, str, list[str]]:
-    """(mount name, its directory, the path, its segments), or InvalidOperation."""
-    name, path = c.args["mount"], c.args.get("path", "")
-    mount = c.state.mount_table().get(name)
+class Place(NamedTuple):
+    """A place a call names: the mount, its host directory, the path and its segments."""
+
+    mount: str
+    root: str
+    path: str
+    parts: list[str]
+
+
+def mounted_place(state: WorldState, place: Any) -> Place:
+    """``{"mount": M, "path": P}`` as a Place, or InvalidOperation (the kernel checked it
+    at the intent; the mount may have been removed since)."""
+    if not isinstance(place, dict) or not isinstance(place.get("mount"), str):
+        raise InvalidOperation("a place must be {'mount': ..., 'path': ...}")
+    mount = state.mount_table().get(place["mount"])
     if mount is None:
-        raise InvalidOperation(f"mount {name!r} was removed after the call started")
-    return name, mount.path, path, places.path_segments(path)
+        raise InvalidOperation(f"mount {place['mount']!r} was removed after the call started")
+    path = place.get("path", "")
+    return Place(mount.name, mount.path, path, places.path_segments(path))
+
+
+def _place(c: CallContext) -> Place:
+    return mounted_place(c.state, c.args)
 
 
 def fs_read(c: CallContext) -> CallOutcome:

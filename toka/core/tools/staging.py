@@ -23,23 +23,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from toka.core.errors import InvalidOperation
 from toka.core.model import events as ev
-from toka.core.model import places
 from toka.core.model.state import Tool, WorldState
+from toka.core.tools.effect_tools import Place, mounted_place
 from toka.core.tools.effects import fs
 from toka.core.tools.effects.blobs import store_blob
 
 MAX_FILES = 1000
 MAX_BYTES = 64 * 1024 * 1024
 GUEST_IN, GUEST_OUT = "/in", "/out"
-
-
-class Place(NamedTuple):
-    mount: str
-    root: str  # the mount's directory
-    path: str
-    parts: list[str]
 
 
 class Staging(NamedTuple):
@@ -49,14 +41,8 @@ class Staging(NamedTuple):
 
 
 def place_of(state: WorldState, args: Any, name: str) -> Place:
-    value = args.get(name) if isinstance(args, dict) else None
-    if not isinstance(value, dict) or not isinstance(value.get("mount"), str):
-        raise InvalidOperation(f"arguments.{name} must be {{'mount': ..., 'path': ...}}")
-    mount = state.mount_table().get(value["mount"])
-    if mount is None:
-        raise InvalidOperation(f"mount {value['mount']!r} was removed after the call started")
-    path = value.get("path", "")
-    return Place(mount.name, mount.path, path, places.path_segments(path))
+    """The place argument ``name`` names (see ``effect_tools.mounted_place``)."""
+    return mounted_place(state, args.get(name) if isinstance(args, dict) else None)
 
 
 def _join(base: str, name: str) -> str:
