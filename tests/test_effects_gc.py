@@ -35,7 +35,7 @@ def test_gc_keeps_named_effect_blobs_and_collects_old_unnamed_ones_and_staged_co
     os.utime(unnamed_old, (hour_ago, hour_ago))
     staged_old = home / "cache" / "stage-dead"
     (staged_old / "in").mkdir(parents=True)
-    (staged_old / "in" / "link").symlink_to(ws / "a.md")
+    (staged_old / "in" / "link").symlink_to(ws)  # a tool may plant one: never followed
     os.utime(staged_old, (hour_ago, hour_ago))
     staged_new = home / "cache" / "stage-live"
     staged_new.mkdir()
@@ -48,5 +48,5 @@ def test_gc_keeps_named_effect_blobs_and_collects_old_unnamed_ones_and_staged_co
     toka_json(home, "gc", "--delete")
     assert not unnamed_old.exists() and not staged_old.exists()
     assert named.exists() and unnamed_new.exists() and staged_new.exists()
-    assert (ws / "a.md").read_text() == "kept for the audit"  # the link was not followed
+    assert (ws / "a.md").read_text() == "kept for the audit"  # the mount was not emptied
     assert toka_json(home, "verify", "--blobs")["blobs_checked"] == 1
