@@ -1,4 +1,5 @@
-"""One-line descriptions of logged events, shared by the CLI and the console."""
+"""Descriptions of logged events, shared by the CLI and the console: one line for an
+event, and the full text of a tool call's intent and effect records."""
 
 from __future__ import annotations
 

@@ -8,12 +8,11 @@ from toka.core.errors import (
     BudgetExhausted,
     InvalidOperation,
     NotCovered,
-    NotFound,
     Revoked,
     TokenExpired,
     TokenInvalid,
 )
-from toka.core.kernel.context import Ctx, find_task, subject_resource
+from toka.core.kernel.context import Ctx, find_call, find_task, subject_resource
 from toka.core.kernel.derive import derived_caps
 from toka.core.model import caps, ops, places
 from toka.core.model.state import Grant, WorldState
@@ -127,10 +126,7 @@ def required_caps(state: WorldState, op: ops.Operation) -> list[str]:
         case ops.AllowHost() | ops.RevokeHost():
             return [places.host_resource(op.host, op.port)]
         case ops.ResolveCall():
-            call = state.call_table().get(op.call)
-            if call is None:
-                raise NotFound(f"no open call {op.call!r} (it ended, or never started)")
-            return [f"tool.resolve:tool/{call.tool}"]
+            return [f"tool.resolve:tool/{find_call(state, op.call).tool}"]
         case ops.RecordOutcome() | ops.AbandonCall():
             return []  # host statements: the kernel's signature, no token
     raise InvalidOperation(f"operation {kind} is not supported by this kernel")

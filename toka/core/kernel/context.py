@@ -9,7 +9,7 @@ import msgspec
 
 from toka.core.errors import InvalidInput, InvalidOperation, NotFound
 from toka.core.model.events import EventRecord
-from toka.core.model.state import Agent, Task, WorldState
+from toka.core.model.state import Agent, OpenCall, Task, WorldState
 from toka.core.model.text import first_unprintable
 
 MAX_NAME_BYTES = 256
@@ -174,6 +174,13 @@ def find_task(state: WorldState, task_id: str) -> Task:
     if task is None:
         raise NotFound(f"unknown task {task_id!r}")
     return task
+
+
+def find_call(state: WorldState, call_id: str) -> OpenCall:
+    call = state.call_table().get(call_id)
+    if call is None:
+        raise NotFound(f"no open call {call_id!r} (it ended, or never started)")
+    return call
 
 
 Decider = Callable[[WorldState, Any, Ctx], list[msgspec.Struct]]

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from toka.core.errors import InvalidOperation, NotFound
+from toka.core.errors import InvalidOperation
 from toka.core.kernel.approvals import pending_seq
 from toka.core.kernel.auth import authorize, required_caps
 from toka.core.kernel.context import (
@@ -37,6 +37,7 @@ from toka.core.kernel.context import (
     Ctx,
     Evolver,
     check_text,
+    find_call,
     value_problem,
 )
 from toka.core.kernel.derive import (
@@ -83,13 +84,6 @@ def intent(
         deadline_ms=ctx.ts + call_timeout_ms(tool, op.args) + DEADLINE_GRACE_MS,
         task=op.task,
     )
-
-
-def find_call(state: WorldState, call_id: str) -> OpenCall:
-    call = state.call_table().get(call_id)
-    if call is None:
-        raise NotFound(f"no open call {call_id!r} (it ended, or never started)")
-    return call
 
 
 def _host_only(ctx: Ctx, what: str) -> None:
@@ -223,6 +217,36 @@ def resolve(state: WorldState, op: ops.ResolveCall, ctx: Ctx) -> list[msgspec.St
     return [ev.ToolResolved(call.id, call.tool, call.version, op.outcome, op.note, call.task)]
 
 
+ARG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+
+def check_side_effect(name: str, kind: str, side_effect: Any, files: Any = msgspec.UNSET) -> None:
+    """A registration's class: known, for a built-in never below its own, and for a tool
+    with staged files at least what they do (reading, or writing as ``fs-write`` does)."""
+    if side_effect is msgspec.UNSET:
+        side_effect = "none"
+    if side_effect not in SIDE_EFFECTS:
+        raise InvalidOperation(
+            f"side_effect: {side_effect!r} is not one of {', '.join(SIDE_EFFECTS)}"
+        )
+    least = NATIVE_CLASSES.get(name, "none") if kind == "native" else "none"
+    if files is not msgspec.UNSET:
+        if kind != "wasm":
+            raise InvalidOperation("files: only a wasm tool gets staged directories")
+        if files.input is None and files.output is None:
+            raise InvalidOperation("files: name an input or an output argument")
+        for arg in (files.input, files.output):
+            if arg is not None and not ARG_NAME_RE.match(arg):
+                raise InvalidOperation(f"files: {arg!r} is not an argument name")
+        if files.input is not None and files.input == files.output:
+            raise InvalidOperation("files: input and output must be different arguments")
+        least = "idempotent" if files.output is not None else "read_only"
+    if class_rank(side_effect) < class_rank(least):
+        raise InvalidOperation(
+            f"side_effect: {name} is at least {least} (it may be raised, never lowered)"
+        )
+
+
 # -- evolvers ----------------------------------------------------------------------
 
 
@@ -277,33 +301,3 @@ EVOLVERS: dict[str, Evolver] = {
     "tool.unknown": _on_unknown,
     "tool.resolved": _on_resolved,
 }
-
-
-ARG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
-
-
-def check_side_effect(name: str, kind: str, side_effect: Any, files: Any = msgspec.UNSET) -> None:
-    """A registration's class: known, for a built-in never below its own, and for a tool
-    with staged files at least what they do (reading, or writing as ``fs-write`` does)."""
-    if side_effect is msgspec.UNSET:
-        side_effect = "none"
-    if side_effect not in SIDE_EFFECTS:
-        raise InvalidOperation(
-            f"side_effect: {side_effect!r} is not one of {', '.join(SIDE_EFFECTS)}"
-        )
-    least = NATIVE_CLASSES.get(name, "none") if kind == "native" else "none"
-    if files is not msgspec.UNSET:
-        if kind != "wasm":
-            raise InvalidOperation("files: only a wasm tool gets staged directories")
-        if files.input is None and files.output is None:
-            raise InvalidOperation("files: name an input or an output argument")
-        for arg in (files.input, files.output):
-            if arg is not None and not ARG_NAME_RE.match(arg):
-                raise InvalidOperation(f"files: {arg!r} is not an argument name")
-        if files.input is not None and files.input == files.output:
-            raise InvalidOperation("files: input and output must be different arguments")
-        least = "idempotent" if files.output is not None else "read_only"
-    if class_rank(side_effect) < class_rank(least):
-        raise InvalidOperation(
-            f"side_effect: {name} is at least {least} (it may be raised, never lowered)"
-        )
