@@ -71,7 +71,8 @@ def world(tmp_path: Path):
             "fs.write:mount/ws/out/**",
             f"net.http:*/http/127.0.0.1/{server.port}/**",
         ]
-        toka_json(home, "grant", "issue", agent, *caps, "--ttl", "1h")
+        # Unattended: the agent's external calls (a POST) run without an approval.
+        toka_json(home, "grant", "issue", agent, *caps, "--ttl", "1h", "--unattended")
         yield home, docs, agent, server
 
 

@@ -22,13 +22,15 @@ def test_every_event_kind_has_an_evolver_or_is_listed_as_changing_nothing():
 def test_every_capability_action_of_an_operation_is_a_known_action():
     known = set(caps.ACTIONS)
     # op.deny is authorized by op.approve, task.release by task.start, fs.unmount by
-    # fs.mount, net.revoke by net.allow (see auth.required_caps); tool.record and
+    # fs.mount, net.revoke by net.allow, mcp.remove by mcp.register (see
+    # auth.required_caps); tool.record and
     # tool.abandon are host statements, signed with the kernel's key under no grant.
     assert set(ops.OPERATION_TYPES) - known == {
         "op.deny",
         "task.release",
         "fs.unmount",
         "net.revoke",
+        "mcp.remove",
         "tool.record",
         "tool.abandon",
     }

@@ -24,6 +24,12 @@ def register(sub, common) -> None:
         action="store_true",
         help="operations under this grant wait for operator approval",
     )
+    p.add_argument(
+        "--unattended",
+        action="store_true",
+        help="external tool calls (an MCP tool's, an http-fetch POST) under this grant run "
+        "without waiting for approval; without it an agent's wait (privileged ones always do)",
+    )
     p.set_defaults(handler=cmd_issue)
 
     p = g.add_parser("list", parents=[common], help="list grants")
@@ -46,7 +52,12 @@ def cmd_issue(ctx: Context) -> int:
     a = ctx.args
     budgets = Budgets(a.max_ops, a.max_tool_calls, a.max_fuel)
     outcome = ctx.client.grant(
-        a.subject, a.caps, parse_duration(a.ttl), budgets=budgets, approve=a.approve
+        a.subject,
+        a.caps,
+        parse_duration(a.ttl),
+        budgets=budgets,
+        approve=a.approve,
+        unattended=a.unattended,
     )
     g = outcome.first(ev.CapabilityGranted)
     token = outcome.tokens.get(g.jti)

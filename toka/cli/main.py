@@ -15,6 +15,7 @@ from toka.cli import (
     effect_cmds,
     grant_cmds,
     log_cmds,
+    mcp_cmds,
     op_cmds,
     place_cmds,
     run_cmds,
@@ -36,6 +37,7 @@ COMMAND_MODULES = [
     tool_cmds,
     place_cmds,
     effect_cmds,
+    mcp_cmds,
     bench_cmds,
     run_cmds,
     approval_cmds,
@@ -70,12 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
     from toka.cli import output
     from toka.cli.parsing import check_arguments
     from toka.core.errors import AwaitingApproval, ExitCode, TokaError
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Words after ``--`` are a command line of their own (``toka mcp add NAME -- CMD ...``):
+    # argparse would split them among the positionals before it.
+    rest: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, rest = argv[:at], argv[at + 1 :]
     args = parser.parse_args(argv)
+    if rest and not getattr(args, "takes_command", False):
+        parser.error(f"unrecognized arguments: -- {' '.join(rest)}")
+    args.command_line = rest
     ctx = Context(args)
     try:
         check_arguments(args)

@@ -56,9 +56,16 @@ def _tool_dict(t) -> dict[str, Any]:
         "input_schema": t.input_schema,
         "side_effect": t.effect_class,
         "files": msgspec.to_builtins(t.staged) if t.staged is not None else None,
+        "mcp": _binding(t),
         "registered_by": t.registered_by,
         "registered_ms": t.registered_ms,
     }
+
+
+def _binding(t) -> dict[str, Any] | None:
+    """Where an imported MCP tool comes from (its pinned definition is in ``tool.registered``)."""
+    b = t.binding
+    return None if b is None else {"server": b.server, "tool": b.tool, "pin": b.pin}
 
 
 def cmd_list(ctx: Context) -> int:
@@ -131,7 +138,10 @@ def cmd_show(ctx: Context) -> int:
             out += [
                 f"{t.name}@{t.version}{mark}  [{t.kind}]",
                 f"  {t.description}",
-                f"  module       {t.module_sha256 or '-'}",
+                f"  module       {t.module_sha256 or '-'}"
+                if t.binding is None
+                else f"  mcp          {t.binding.tool} on server {t.binding.server}, "
+                f"pinned {t.binding.pin}",
                 f"  capabilities {', '.join(t.capabilities) or '-'}",
                 f"  side effect  {t.effect_class}"
                 + (f"  (files: {msgspec.to_builtins(t.staged)})" if t.staged else ""),

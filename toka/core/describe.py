@@ -75,6 +75,11 @@ def summarize(kind: str, payload: dict) -> str:
             return p["name"]
         case "host.allowed" | "host.revoked":
             return f"{p['host']}:{p['port']}"
+        case "mcp.registered":
+            target = p.get("url") or " ".join(p.get("command") or [])
+            return f"{p['name']} ({p['transport']}): {target}"
+        case "mcp.removed":
+            return p["name"]
     return short(p)
 
 
@@ -94,6 +99,9 @@ def effects_summary(effects: list[dict]) -> str:
                 parts.append(f"{verb} {e['mount']}:{e['path']} ({e['size']} B)")
             case "net.fetched":
                 parts.append(f"{e['method']} {e['url']} -> {e['status']} ({e['size']} B)")
+            case "mcp.called":
+                answer = {True: "error", False: "ok"}.get(e.get("is_error"), "no answer")
+                parts.append(f"called {e['tool']} on {e['server']} -> {answer}")
     more = f" +{len(effects) - 3}" if len(effects) > 3 else ""
     return "; ".join(parts) + more
 
@@ -235,6 +243,18 @@ def _effect_rows(e: dict[str, Any]) -> tuple[str, list[tuple[str, Value]]]:
                 ("after", str(e.get("after_sha256"))),
                 ("changed", "yes" if e.get("changed") else "no: it already held these bytes"),
                 ("blobs", _blobs([e.get("after_sha256")])),
+            ]
+        case "mcp.called":
+            result = e.get("result_sha256")
+            answer = {True: "an error result", False: "a result"}.get(e.get("is_error"))
+            return f"mcp.called  {e.get('tool', '?')} on {e.get('server', '?')}", [
+                ("pin", str(e.get("pin"))),
+                ("answer", answer or "none: the server went away or did not answer in time"),
+                ("arguments", f"sha256 {e.get('args_sha256')}"),
+                ("result", f"sha256 {result}" if result else "-"),
+                ("protocol", str(e.get("protocol") or "-")),
+                ("time", f"{e.get('ms')} ms"),
+                ("blobs", _blobs([e.get("args_sha256"), result])),
             ]
         case "net.fetched":
             headers = e.get("headers") or {}

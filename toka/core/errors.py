@@ -163,3 +163,15 @@ def error_from_code(code: str, message: str) -> TokaError:
         if cls.code == code:
             return cls(message)
     return TokaError(message)
+
+
+class MissingExtra(TokaError):
+    """A feature needs an optional dependency that is not installed."""
+
+    code = "missing_extra"
+
+
+class Unavailable(TokaError):
+    """Something outside Toka (an MCP server) could not be reached or did not answer."""
+
+    code = "unavailable"

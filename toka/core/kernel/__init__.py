@@ -8,7 +8,7 @@ log through ``evolve`` rebuilds the identical state.
 The two tables below are the whole kernel at a glance: ``DECIDERS`` names the rule
 for every operation type, ``EVOLVERS`` the fold for every event kind. Each rule
 module (``agents``, ``tasks``, ``grants``, ``tools``, ``effects``, ``places``,
-``approvals``) holds plain
+``mcp``, ``approvals``) holds plain
 functions and imports only the model and the modules beside it; this package
 assembles them, so no import order matters and nothing registers itself.
 """
@@ -21,7 +21,7 @@ from functools import partial
 import msgspec
 
 from toka.core.errors import InvalidOperation, TokaError
-from toka.core.kernel import agents, approvals, auth, effects, grants, places, tasks, tools
+from toka.core.kernel import agents, approvals, auth, effects, grants, mcp, places, tasks, tools
 from toka.core.kernel.auth import authorize, presenting_grant, required_caps
 from toka.core.kernel.context import KERNEL, OPERATOR, Ctx, Decider, Evolver
 from toka.core.model import events as ev
@@ -128,6 +128,8 @@ DECIDERS: Mapping[type[ops.Operation], Decider] = {
     ops.RecordOutcome: effects.record,
     ops.AbandonCall: effects.abandon,
     ops.ResolveCall: effects.resolve,
+    ops.RegisterMcpServer: mcp.register_server,
+    ops.RemoveMcpServer: mcp.remove_server,
 }
 
 EVOLVERS: Mapping[str, Evolver] = {
@@ -138,6 +140,7 @@ EVOLVERS: Mapping[str, Evolver] = {
     **approvals.EVOLVERS,
     **places.EVOLVERS,
     **effects.EVOLVERS,
+    **mcp.EVOLVERS,
     "budget.charged": _on_budget_charged,
 }
 

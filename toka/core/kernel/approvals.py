@@ -31,6 +31,7 @@ import msgspec
 from toka.core.errors import Denied, IntegrityFailure, InvalidOperation, NotFound, TokaError
 from toka.core.kernel.auth import authorize, required_caps
 from toka.core.kernel.context import OPERATOR, Ctx, Decider, Evolver
+from toka.core.kernel.derive import derive
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.state import Approval, WorldState
@@ -42,14 +43,31 @@ _NEVER_HELD = (*_DECISIONS, ops.StartTask, ops.ReleaseTask, ops.RecordOutcome, o
 
 def requires_approval(state: WorldState, op: ops.Operation, ctx: Ctx) -> bool:
     """Is ``op`` presented under a grant (or an ancestor) marked ``approve``, or a call
-    of a ``privileged`` tool by anyone but the operator (whatever the grant says)?"""
+    by anyone but the operator of a ``privileged`` tool (whatever the grant says) or an
+    ``external`` one (unless the grant is ``unattended``)?"""
     if ctx.approval is not None or isinstance(op, _NEVER_HELD) or ctx.grant is None:
         return False
     if isinstance(op, ops.InvokeTool) and ctx.principal != OPERATOR:
-        tool = state.find_tool(op.tool, op.version)
-        if tool is not None and tool.effect_class == "privileged":
+        side_effect = _call_class(state, op)
+        if side_effect == "privileged":
+            return True
+        grant = state.grants.get(ctx.grant)
+        if side_effect == "external" and (grant is None or grant.unattended is not True):
             return True
     return any(link.approve for link in state.grant_chain(ctx.grant))
+
+
+def _call_class(state: WorldState, op: ops.InvokeTool) -> str:
+    """The class this call is made as (an ``http-fetch`` GET is read-only); ``none``
+    when it cannot be made at all (no such tool, arguments that name no place): the
+    rule refuses it then, with its reason, instead of holding it for an approver."""
+    tool = state.find_tool(op.tool, op.version)
+    if tool is None:
+        return "none"
+    try:
+        return derive(state, tool, op.args).side_effect
+    except TokaError:
+        return "none"
 
 
 def hold(state: WorldState, op: ops.Operation, ctx: Ctx) -> list[msgspec.Struct] | None:

@@ -125,6 +125,8 @@ def required_caps(state: WorldState, op: ops.Operation) -> list[str]:
             return [f"fs.mount:mount/{places.encode_segment(op.name)}"]
         case ops.AllowHost() | ops.RevokeHost():
             return [places.host_resource(op.host, op.port)]
+        case ops.RegisterMcpServer() | ops.RemoveMcpServer():
+            return [f"mcp.register:mcp/{places.encode_segment(op.name)}"]
         case ops.ResolveCall():
             return [f"tool.resolve:tool/{find_call(state, op.call).tool}"]
         case ops.RecordOutcome() | ops.AbandonCall():

@@ -100,6 +100,8 @@ def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
     Refuses arguments that do not name a place (InvalidOperation), an unknown mount
     (NotFound) and a write to a read-only mount (NotCovered)."""
     declared = tool.effect_class
+    if tool.kind == "mcp":
+        return Derived([_mcp_call(state, tool)], declared)
     staged = tool.staged
     if staged is not None:
         needed = []
@@ -132,6 +134,16 @@ def derive(state: WorldState, tool: Tool, args: Any) -> Derived:
     return Derived([places.http_resource(method.upper(), url), *used], side_effect)
 
 
+def _mcp_call(state: WorldState, tool: Tool) -> str:
+    """An imported MCP tool's call reaches its server, which must still be registered;
+    what it may do there is the tool itself (``tool.invoke:tool/<server>.<tool>``)."""
+    binding = tool.binding
+    if binding is None or binding.server not in state.mcp_table():
+        server = binding.server if binding is not None else "?"
+        raise NotFound(f"MCP server {server} of tool {tool.name} was removed (see `toka mcp list`)")
+    return f"tool.invoke:tool/{tool.name}"
+
+
 def derived_caps(state: WorldState, tool: Tool | None, args: Any) -> list[str]:
     """``derive``'s capabilities, or none when the arguments name no place (the rule
     then refuses the call with the specific reason)."""
@@ -144,8 +156,12 @@ def derived_caps(state: WorldState, tool: Tool | None, args: Any) -> list[str]:
 
 
 def asked_limit(tool: Tool, args: Any, key: str) -> int:
-    """The tool's limit ``key``, or less if the arguments ask for less under that name."""
+    """The tool's limit ``key``, or less if a built-in's arguments ask for less under
+    that name (another tool's arguments are its own: an MCP tool's ``timeout_ms`` is
+    its server's business)."""
     limit = tool.limits.get(key, 0)
+    if tool.kind != "native":
+        return limit
     asked = args.get(key) if isinstance(args, dict) else None
     if isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < limit:
         return asked

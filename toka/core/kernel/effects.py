@@ -60,6 +60,9 @@ from toka.core.model.state import (
     table_put,
 )
 
+# The error kind of an outcome that its host lost (``tool.record`` then states the call
+# unknown): for calls not safe to repeat.
+UNKNOWN_OUTCOME = "unknown"
 # A call's deadline is its time limit plus this: time to record its outcome.
 DEADLINE_GRACE_MS = 2000
 MAX_MESSAGE = 2000
@@ -102,6 +105,8 @@ def effect_capability(effect: ev.Effect) -> str:
             return places.fs_resource("fs.write", effect.mount, effect.path)
         case ev.UrlFetched():
             return places.http_resource(effect.method, effect.url)
+        case ev.McpCalled():
+            return f"tool.invoke:tool/{effect.server}.{effect.tool}"
     raise InvalidOperation(f"unknown effect {type(effect).__name__}")
 
 
@@ -115,7 +120,21 @@ def covers(state: WorldState, call: OpenCall, needed: str) -> bool:
 
 
 def _check_effects(state: WorldState, call: OpenCall, effects: list[Any]) -> None:
+    tool = state.tools[call.tool][call.version]
     for effect in effects:
+        if isinstance(effect, ev.McpCalled) != (tool.kind == "mcp"):
+            raise InvalidOperation(f"call {call.id} records an effect its tool cannot have")
+        if isinstance(effect, ev.McpCalled):
+            binding = tool.binding
+            assert binding is not None
+            if (effect.server, effect.tool, effect.pin) != (
+                binding.server,
+                binding.tool,
+                binding.pin,
+            ):
+                raise InvalidOperation(
+                    f"call {call.id} records an MCP call that is not its tool's, as pinned"
+                )
         needed = effect_capability(effect)
         if not covers(state, call, needed):
             raise InvalidOperation(
@@ -154,6 +173,8 @@ def record(state: WorldState, op: ops.RecordOutcome, ctx: Ctx) -> list[msgspec.S
     if out.fuel_used < 0 or out.wall_ms < 0:
         raise InvalidOperation("fuel and time used must not be negative")
     _check_effects(state, call, out.effects)
+    if not out.ok and out.error_kind == UNKNOWN_OUTCOME:
+        return [_unknown_now(call, out)]
     if out.ok:
         if out.error_kind is not None:
             raise InvalidOperation("a successful outcome has no error kind")
@@ -184,6 +205,25 @@ def record(state: WorldState, op: ops.RecordOutcome, ctx: Ctx) -> list[msgspec.S
             effects=list(out.effects),
         )
     ]
+
+
+def _unknown_now(call: OpenCall, out: ops.CallOutcome) -> ev.ToolUnknown:
+    """The host that performed a call lost its outcome (the server went away, or did not
+    answer in time): a call not safe to repeat is then unknown, not failed."""
+    if call.side_effect in SAFE_TO_REPEAT:
+        raise InvalidOperation(
+            f"call {call.id} is {call.side_effect}: a lost outcome is a failure to record"
+        )
+    if not out.message.strip():
+        raise InvalidOperation("an unknown outcome says why it is unknown")
+    return ev.ToolUnknown(
+        call.id,
+        call.tool,
+        call.version,
+        out.message[:MAX_MESSAGE],
+        call.task,
+        effects=list(out.effects) if out.effects else msgspec.UNSET,
+    )
 
 
 def abandon(state: WorldState, op: ops.AbandonCall, ctx: Ctx) -> list[msgspec.Struct]:
@@ -230,6 +270,8 @@ def check_side_effect(name: str, kind: str, side_effect: Any, files: Any = msgsp
             f"side_effect: {side_effect!r} is not one of {', '.join(SIDE_EFFECTS)}"
         )
     least = NATIVE_CLASSES.get(name, "none") if kind == "native" else "none"
+    if kind == "mcp":
+        least = "read_only"  # another process: every call is logged before it is sent
     if files is not msgspec.UNSET:
         if kind != "wasm":
             raise InvalidOperation("files: only a wasm tool gets staged directories")

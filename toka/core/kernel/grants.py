@@ -6,7 +6,14 @@ import msgspec
 
 from toka.core.errors import InvalidOperation, NotCovered, NotFound
 from toka.core.kernel.auth import authorize, presenting_grant, required_caps
-from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, MAX_TTL_S, Ctx, Evolver, check_text
+from toka.core.kernel.context import (
+    MAX_DESCRIPTION_BYTES,
+    MAX_TTL_S,
+    OPERATOR,
+    Ctx,
+    Evolver,
+    check_text,
+)
 from toka.core.kernel.places import check_grant_fits_mounts
 from toka.core.model import caps, ops
 from toka.core.model import events as ev
@@ -47,6 +54,12 @@ def grant(state: WorldState, op: ops.GrantCapability, ctx: Ctx) -> list[msgspec.
                     f"{left} (what remains of grant {link.jti})"
                 )
     approve = op.approve or any(link.approve for link in state.grant_chain(parent.jti))
+    unattended = op.unattended is True
+    if unattended and ctx.principal != OPERATOR and parent.unattended is not True:
+        raise NotCovered(
+            f"delegation only narrows: token {parent.jti} is not unattended (its external "
+            "calls wait for approval), so it cannot issue a grant that is"
+        )
     return [
         ev.CapabilityGranted(
             jti=f"gr-{ctx.seq}",
@@ -58,6 +71,7 @@ def grant(state: WorldState, op: ops.GrantCapability, ctx: Ctx) -> list[msgspec.
             exp=exp,
             budgets=op.budgets,
             approve=approve,
+            unattended=True if unattended else msgspec.UNSET,
         )
     ]
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from toka.core.errors import BudgetExhausted, InvalidInput, InvalidOperation, NotFound
-from toka.core.kernel import effects
+from toka.core.kernel import effects, mcp
 from toka.core.kernel.auth import authorize, required_caps
 from toka.core.kernel.context import MAX_DESCRIPTION_BYTES, Ctx, Evolver, value_problem
 from toka.core.kernel.derive import NATIVE_CLASSES, Derived, derive
@@ -27,8 +27,9 @@ from toka.core.model import events as ev
 from toka.core.model.events import TOOL_FAILURE_KINDS
 from toka.core.model.state import Grant, Tool, WorldState
 
-KINDS = ("wasm", "native")
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
+KINDS = ("wasm", "native", "mcp")
+# A tool imported from an MCP server is named ``<server>.<tool>`` (``model.mcp``).
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,63})?\Z")
 VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\Z")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 # Sane maxima: a tool may not take the host down by asking for more.
@@ -46,6 +47,9 @@ NATIVE_TOOLS = tuple(NATIVE_CLASSES)
 _EFFECT_LIMITS = ("max_output_bytes", "timeout_ms", "max_bytes")
 NATIVE_LIMITS = {name: _EFFECT_LIMITS for name in NATIVE_TOOLS} | {"echo": ("max_output_bytes",)}
 WASM_LIMITS = ("fuel", "memory_mb", "timeout_ms", "max_output_bytes")
+# An MCP call's time limit bounds the call (a server that does not answer in time has an
+# unknown outcome); ``max_output_bytes`` the result kept.
+MCP_LIMITS = ("timeout_ms", "max_output_bytes")
 MAX_ARGS_BYTES = 256 * 1024
 # The time limit of checking arguments for a tool without its own (a native tool).
 DEFAULT_CHECK_MS = 1000
@@ -68,7 +72,8 @@ def check_spec(
     """Validate a tool's registration fields (shared by manifests and the kernel)."""
     if not NAME_RE.match(name):
         raise InvalidOperation(
-            f"name: {name!r} is not a tool name (lowercase letter, then up to 63 of a-z 0-9 _ -)"
+            f"name: {name!r} is not a tool name (lowercase letter, then up to 63 of a-z 0-9 _ -; "
+            "an MCP tool's is <server>.<tool>)"
         )
     if not VERSION_RE.match(version):
         raise InvalidOperation(
@@ -100,7 +105,9 @@ def check_spec(
 
 def limits_of(name: str, kind: str) -> tuple[str, ...]:
     """The limits a tool of this name and kind has (each one required)."""
-    return NATIVE_LIMITS.get(name, ()) if kind == "native" else WASM_LIMITS
+    if kind == "native":
+        return NATIVE_LIMITS.get(name, ())
+    return MCP_LIMITS if kind == "mcp" else WASM_LIMITS
 
 
 def _check_limits(name: str, kind: str, limits: dict[str, int]) -> None:
@@ -295,11 +302,15 @@ def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.
         op.side_effect,
         op.files,
     )
+    if op.kind == "mcp":
+        mcp.check_import(state, op)
+    else:
+        mcp.check_not_imported(op)
     if op.kind == "wasm":
         if op.module_sha256 is None or not SHA256_RE.match(op.module_sha256):
             raise InvalidOperation("module_sha256: a wasm tool needs its module's sha256 (64 hex)")
     elif op.module_sha256 is not None:
-        raise InvalidOperation("module_sha256: a native tool has no module")
+        raise InvalidOperation(f"module_sha256: a {op.kind} tool has no module")
     versions = state.tools.get(op.name, {})
     if op.version in versions:
         raise InvalidOperation(

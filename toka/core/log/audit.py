@@ -451,7 +451,8 @@ def check_against(
 
 def effect_records(log: EventLog) -> Iterator[tuple[EventRecord, Any]]:
     """Every effect record in the log, in log order, with the event that holds it."""
-    for r in log.query(kinds=["tool.succeeded", "tool.failed"], limit=max(1, log.count())):
+    ended = ["tool.succeeded", "tool.failed", "tool.unknown"]
+    for r in log.query(kinds=ended, limit=max(1, log.count())):
         effects = getattr(r.data(), "effects", msgspec.UNSET)
         if effects is not msgspec.UNSET:
             for effect in effects:

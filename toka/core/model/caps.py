@@ -45,6 +45,7 @@ ACTIONS = (
     "net.http",
     "net.allow",
     "secret.use",
+    "mcp.register",
 )
 ROOT = "*:*"
 ANY_RESOURCE = "*"

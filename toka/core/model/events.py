@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from toka.core.model.state import Budgets, ToolFiles
+from toka.core.model.state import Budgets, McpBinding, ToolFiles
 
 _encoder = msgspec.json.Encoder(order="sorted")
 
@@ -29,6 +29,7 @@ class CapabilityGranted(msgspec.Struct, frozen=True):
     exp: int
     budgets: Budgets = Budgets()
     approve: bool = False
+    unattended: bool | UnsetType = UNSET
 
 
 class CapabilityRevoked(msgspec.Struct, frozen=True):
@@ -116,15 +117,19 @@ class ToolRegistered(msgspec.Struct, frozen=True):
     input_schema: dict[str, Any] | None = None
     side_effect: str | UnsetType = UNSET  # absent: "none" (and in logs from before it)
     files: ToolFiles | UnsetType = UNSET
+    mcp: McpBinding | UnsetType = UNSET
 
 
 # How a tool call can fail, as ``tool.failed`` records it. The second line is the
 # effect tools': refused by a check at run time (a link, a private address, a redirect
 # the grant does not cover), a missing file, a compare-and-swap that did not match,
-# too much data, a failed connection, another I/O error.
+# too much data, a failed connection, another I/O error. The third is MCP tools': the
+# server's definition no longer matches the pin, the server answered with an error
+# result, or with a protocol error, or could not be reached (nothing was sent).
 TOOL_FAILURE_KINDS = frozenset(
     {"timeout", "out_of_fuel", "memory", "trap", "exit", "bad_output", "output_too_large"}
     | {"refused", "not_found", "conflict", "too_large", "network", "io"}
+    | {"definition_changed", "tool_error", "protocol", "unavailable"}
 )
 
 
@@ -190,7 +195,25 @@ class UrlFetched(Effect, tag="net.fetched"):
         return [self.response_sha256] + ([self.request_sha256] if self.request_sha256 else [])
 
 
-AnyEffect = FileRead | DirListed | FileWritten | UrlFetched
+class McpCalled(Effect, tag="mcp.called"):
+    """One call sent to an MCP server: the tool as pinned, the arguments sent and the
+    result received as blobs (``result_sha256`` is None when no result came: the server
+    went away or did not answer in time), whether the server called it an error."""
+
+    server: str
+    tool: str
+    pin: str
+    args_sha256: str
+    result_sha256: str | None
+    is_error: bool | None
+    protocol: str
+    ms: float
+
+    def blobs(self) -> list[str]:
+        return [self.args_sha256] + ([self.result_sha256] if self.result_sha256 else [])
+
+
+AnyEffect = FileRead | DirListed | FileWritten | UrlFetched | McpCalled
 
 
 class ToolStarted(msgspec.Struct, frozen=True):
@@ -247,6 +270,9 @@ class ToolUnknown(msgspec.Struct, frozen=True):
     version: str
     reason: str
     task: str | None = None
+    # What its host knows was done before the outcome was lost (an MCP call sent to a
+    # server that then went away); absent when its runner stopped.
+    effects: list[AnyEffect] | UnsetType = UNSET
 
 
 class ToolResolved(msgspec.Struct, frozen=True):
@@ -276,6 +302,21 @@ class HostAllowed(msgspec.Struct, frozen=True):
 class HostRevoked(msgspec.Struct, frozen=True):
     host: str
     port: int
+
+
+class McpServerRegistered(msgspec.Struct, frozen=True):
+    name: str
+    transport: str
+    command: list[str] | None
+    url: str | None
+    env: dict[str, str]
+    env_secrets: dict[str, str]
+    header_secrets: dict[str, str]
+    legacy: bool
+
+
+class McpServerRemoved(msgspec.Struct, frozen=True):
+    name: str
 
 
 class OperationPending(msgspec.Struct, frozen=True):
@@ -346,6 +387,8 @@ EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "mount.removed": MountRemoved,
     "host.allowed": HostAllowed,
     "host.revoked": HostRevoked,
+    "mcp.registered": McpServerRegistered,
+    "mcp.removed": McpServerRemoved,
     "operation.pending": OperationPending,
     "operation.approved": OperationApproved,
     "operation.denied": OperationDenied,

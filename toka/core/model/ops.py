@@ -12,7 +12,7 @@ from msgspec import UNSET, UnsetType
 from toka.core.errors import InvalidInput
 from toka.core.model.events import AnyEffect
 from toka.core.model.keys import KeyPair, verify_signature
-from toka.core.model.state import Budgets, ToolFiles
+from toka.core.model.state import Budgets, McpBinding, ToolFiles
 
 MAX_SIGNED_BYTES = 2 * 1024 * 1024
 
@@ -85,6 +85,9 @@ class GrantCapability(Operation, tag="cap.grant"):
     ttl_s: int
     budgets: Budgets = Budgets()
     approve: bool = False
+    # True: external tool calls under this grant run without an approval. Absent (and
+    # for grants signed before it): an agent's external calls wait for one.
+    unattended: bool | UnsetType = UNSET
 
 
 class RevokeCapability(Operation, tag="cap.revoke"):
@@ -104,6 +107,7 @@ class RegisterTool(Operation, tag="tool.register"):
     # UNSET means "none": registrations signed before side-effect classes carry none.
     side_effect: str | UnsetType = UNSET
     files: ToolFiles | UnsetType = UNSET
+    mcp: McpBinding | UnsetType = UNSET
 
 
 class InvokeTool(Operation, tag="tool.invoke"):
@@ -135,6 +139,24 @@ class AllowHost(Operation, tag="net.allow"):
 class RevokeHost(Operation, tag="net.revoke"):
     host: str
     port: int
+
+
+class RegisterMcpServer(Operation, tag="mcp.register"):
+    """Register an MCP server as ``name``: a command to run (``stdio``) or a URL
+    (``http``), and the secrets to give it by name (values stay in ``HOME/secrets``)."""
+
+    name: str
+    transport: str
+    command: list[str] | None = None
+    url: str | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    env_secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    header_secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    legacy: bool = False
+
+
+class RemoveMcpServer(Operation, tag="mcp.remove"):
+    name: str
 
 
 class CallOutcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -206,6 +228,8 @@ AnyOperation = (
     | RecordOutcome
     | AbandonCall
     | ResolveCall
+    | RegisterMcpServer
+    | RemoveMcpServer
 )
 
 OPERATION_TYPES: dict[str, type[Operation]] = {

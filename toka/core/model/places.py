@@ -281,6 +281,10 @@ def host_resource(host: str, port: int) -> str:
     return f"net.allow:host/{encode_segment(canonical_host(host))}/{_check_port(port, host)}"
 
 
+# A secret's name in ``HOME/secrets/`` (only names travel in operations and events).
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
 def secret_resource(name: str, host: str) -> str:
     """``secret.use:secret/<name>/<host>``: sending secret ``name`` to ``host`` (in a
     header of ``http-fetch``). A secret is bound to where it may go, so an agent that

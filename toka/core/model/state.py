@@ -57,6 +57,9 @@ class Grant(msgspec.Struct):
     revoked: bool = False
     revoked_at: int | None = None
     usage: Usage = msgspec.field(default_factory=Usage)
+    # Set (True) on a grant whose external calls need no approval (``--unattended``);
+    # absent otherwise, so grants from before it encode as they did.
+    unattended: bool | UnsetType = UNSET
 
 
 class Agent(msgspec.Struct):
@@ -97,6 +100,17 @@ class ToolFiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output: str | None = None
 
 
+class McpBinding(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where an imported MCP tool comes from: the server (by its registered name), the
+    server's name for the tool, and the definition it was imported with and its pin
+    (``model.mcp.definition_pin``)."""
+
+    server: str
+    tool: str
+    pin: str
+    definition: dict[str, Any]
+
+
 class Tool(msgspec.Struct):
     name: str
     version: str
@@ -111,6 +125,12 @@ class Tool(msgspec.Struct):
     # Absent (UNSET) in tools registered before side-effect classes: they are "none".
     side_effect: str | UnsetType = UNSET
     files: ToolFiles | UnsetType = UNSET
+    mcp: McpBinding | UnsetType = UNSET
+
+    @property
+    def binding(self) -> McpBinding | None:
+        """The MCP server and definition of an imported MCP tool (kind ``mcp``)."""
+        return None if self.mcp is UNSET else self.mcp
 
     @property
     def staged(self) -> ToolFiles | None:
@@ -151,6 +171,23 @@ class AllowedHost(msgspec.Struct):
 
     host: str
     port: int
+    added_by: str
+    added_ms: int
+
+
+class McpServer(msgspec.Struct):
+    """An MCP server the operator registered (``toka mcp add``): how to reach it, and the
+    names (never the values) of the secrets given to it, as environment variables
+    (``stdio``) or as request headers (``http``)."""
+
+    name: str
+    transport: str  # "stdio" or "http"
+    command: list[str] | None
+    url: str | None
+    env: dict[str, str]
+    env_secrets: dict[str, str]  # variable -> secret name
+    header_secrets: dict[str, str]  # header -> secret name
+    legacy: bool  # a 2025-era server: connect with the initialize handshake
     added_by: str
     added_ms: int
 
@@ -202,6 +239,7 @@ class WorldState(msgspec.Struct):
     mounts: dict[str, Mount] | UnsetType = UNSET
     allowed_hosts: dict[str, AllowedHost] | UnsetType = UNSET
     open_calls: dict[str, OpenCall] | UnsetType = UNSET
+    mcp_servers: dict[str, McpServer] | UnsetType = UNSET
 
     def encode(self) -> bytes:
         return _encoder.encode(self)
@@ -267,6 +305,9 @@ class WorldState(msgspec.Struct):
 
     def call_table(self) -> dict[str, OpenCall]:
         return {} if self.open_calls is UNSET else self.open_calls
+
+    def mcp_table(self) -> dict[str, McpServer]:
+        return {} if self.mcp_servers is UNSET else self.mcp_servers
 
     def find_tool(self, name: str, version: str | None) -> Tool | None:
         """That version of tool ``name``, or its newest when ``version`` is None."""

@@ -18,12 +18,7 @@ from typing import Any
 import msgspec
 
 from toka.core import kernel
-from toka.core.errors import (
-    ReplayedNonce,
-    TokaError,
-    TokenInvalid,
-    error_from_code,
-)
+from toka.core.errors import ReplayedNonce, TokaError, TokenInvalid, error_from_code
 from toka.core.kernel import approvals as approval_rules
 from toka.core.log import snapshots
 from toka.core.log.fold import fold
@@ -78,6 +73,7 @@ class Runtime(History):
         self._pipeline: CommitPipeline | None = None
         self._pipeline_lock = threading.Lock()
         self._closed = False
+        self._closers: list[Callable[[], None]] = []
         self._checkpoints = snapshots.CheckpointSchedule(
             self.config.checkpoint_interval,
             self.config.snapshot_every,
@@ -97,7 +93,14 @@ class Runtime(History):
         else:
             self.state, self.head_hash = loaded
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on close (what a layer above holds open: MCP connections)."""
+        self._closers.append(callback)
+
     def close(self) -> None:
+        for callback in self._closers:
+            callback()
+        self._closers.clear()
         with self._pipeline_lock:
             pipeline, self._pipeline = self._pipeline, None
             self._closed = True

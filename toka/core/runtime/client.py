@@ -9,6 +9,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from toka.core import kernel
 from toka.core.errors import AwaitingApproval, TokaError
 from toka.core.model import ops
@@ -123,8 +125,19 @@ class Client:
         *,
         budgets: Budgets | None = None,
         approve: bool = False,
+        unattended: bool = False,
     ) -> Outcome:
-        return self.submit(ops.GrantCapability(subject, caps, ttl_s, budgets or Budgets(), approve))
+        """Grant ``caps`` to ``subject``; ``unattended``: its external tool calls do not
+        wait for an approval (an agent's do by default)."""
+        op = ops.GrantCapability(
+            subject,
+            caps,
+            ttl_s,
+            budgets or Budgets(),
+            approve,
+            unattended=True if unattended else msgspec.UNSET,
+        )
+        return self.submit(op)
 
     def revoke(self, jti: str, reason: str = "") -> Outcome:
         return self.submit(ops.RevokeCapability(jti, reason))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import stat
 import time
@@ -17,6 +16,7 @@ from toka.core.kernel.context import KERNEL, MAX_TTL_S, OPERATOR
 from toka.core.log.store import EventLog
 from toka.core.model import events as ev
 from toka.core.model.keys import KeyPair, agent_id_for, check_principal, thumbprint
+from toka.core.model.places import SECRET_NAME_RE
 from toka.core.typed_toml import load_toml
 
 SECRET_BYTES = 32
@@ -121,7 +121,6 @@ class Keystore:
             raise HomeError(f"no private key for {principal!r} in {self.directory}") from exc
 
 
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 MAX_SECRET_BYTES = 16 * 1024
 
 
@@ -189,6 +188,7 @@ class Home:
         self.config_path = self.root / "config.toml"
         self.token_path = self.root / "operator.token"
         self.blobs = self.root / "blobs"
+        self.logs = self.root / "logs"  # what servers Toka starts write on stderr
         self.keystore = Keystore(self.root / "keys")
         self.secrets = SecretStore(self.root / "secrets")
         self.kernel_key_path = self.root / "kernel.key"

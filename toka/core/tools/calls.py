@@ -21,6 +21,8 @@ import contextlib
 import hashlib
 import logging
 
+import msgspec
+
 from toka.core.errors import IntegrityFailure, InvalidInput, NotFound, ReplayedNonce, TokaError
 from toka.core.kernel import KERNEL
 from toka.core.model import events as ev
@@ -105,6 +107,7 @@ def result(runtime: Runtime, call_id: str) -> Invocation:
     if started is None or started.kind != "tool.started":
         raise NotFound(f"no tool call {call_id!r} in the log")
     blobs = runtime.home.blobs
+    lost: list[ev.AnyEffect] = []  # done before its host lost the outcome (``tool.unknown``)
     for attempt in range(_ATTEMPTS):
         row = runtime.log.operation(KERNEL, outcome_nonce(call_id, attempt))
         if row is None or row.status != "applied" or row.first_seq is None:
@@ -112,10 +115,19 @@ def result(runtime: Runtime, call_id: str) -> Invocation:
         record_ = runtime.log.record(row.first_seq)
         if record_ is not None and record_.kind in ("tool.succeeded", "tool.failed"):
             return Invocation.ended_by(record_.seq, record_.data(), blobs)  # type: ignore[arg-type]
+        if record_ is not None and record_.kind == "tool.unknown":
+            unknown = record_.data()
+            lost = [] if unknown.effects is msgspec.UNSET else list(unknown.effects)  # type: ignore[attr-defined]
     call = runtime.state.call_table().get(call_id)
     if call is not None:
         return Invocation.not_ended(
-            call_seq(call_id), call.tool, call.version, call.status, call=call_id
+            call_seq(call_id),
+            call.tool,
+            call.version,
+            call.status,
+            call=call_id,
+            reason=call.reason,
+            effects=lost,
         )
     for r in runtime.log.query(kinds=["tool.resolved"], text=call_id, after=call_seq(call_id)):
         resolved = r.data()

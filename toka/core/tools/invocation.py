@@ -87,13 +87,16 @@ class Invocation(msgspec.Struct, frozen=True):
         call: str | None = None,
         pending: str | None = None,
         replayed: bool = False,
+        reason: str = "",
+        effects: list[ev.AnyEffect] | None = None,
     ) -> Invocation:
         """A call still waiting for approval (``pending``), or open (``started``,
-        ``unknown``): no output and no error yet."""
+        ``unknown``): no output; an unknown call's error says why it is unknown."""
+        unknown = ToolFailure("unknown", reason or "its outcome is unknown")
         return cls(
             ok=False,
             output=None,
-            error=None,
+            error=unknown if status == "unknown" else None,
             seq=seq,
             tool=tool,
             version=version,
@@ -103,6 +106,7 @@ class Invocation(msgspec.Struct, frozen=True):
             pending=pending,
             call=call,
             status=status,
+            effects=effects or [],
         )
 
     @classmethod

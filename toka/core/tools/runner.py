@@ -41,6 +41,8 @@ from toka.core.tools.effect_tools import CallContext, effect_hmac_key, perform_n
 from toka.core.tools.effects import fs
 from toka.core.tools.invocation import Invocation
 from toka.core.tools.manifest import LoadedManifest, builtin_manifests, load_manifest
+from toka.core.tools.mcp import perform as mcp_perform
+from toka.core.tools.mcp.connection import Pool
 from toka.core.tools.modules import blobs_lock, module_path, store_module
 from toka.core.tools.native import run_native
 from toka.core.tools.sandbox import InvalidModule, Limits, ToolFailure, WasmSandbox
@@ -72,6 +74,7 @@ class ToolRunner:
         self._modules: dict[str, bytes] = {}
         self._hmac_key: bytes | None = None  # hides secret-bearing parts of effect records
         self._lock = threading.Lock()
+        self._mcp_pool: Pool | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -90,6 +93,18 @@ class ToolRunner:
                     key = hmac.new(home.secret(), b"wasm-cache", hashlib.sha256).digest()
                     self._sandbox = WasmSandbox(cache_dir=home.root / "cache", cache_key=key)
         return self._sandbox
+
+    @property
+    def mcp_pool(self) -> Pool:
+        """The runtime's connections to MCP servers, closed when it closes."""
+        if self._mcp_pool is None:
+            with self._lock:
+                if self._mcp_pool is None:
+                    runtime = self.runtime
+                    pool = Pool(runtime.home.secrets, runtime.home.logs)
+                    runtime.on_close(pool.close)
+                    self._mcp_pool = pool
+        return self._mcp_pool
 
     # -- registration ---------------------------------------------------------------
 
@@ -225,6 +240,8 @@ class ToolRunner:
         """Perform a call with an effect: a native effect tool, or a WASM tool's run."""
         rt = self.runtime
         tool = rt.state.tools[call.tool][call.version]
+        if tool.kind == "mcp":
+            return mcp_perform.perform(rt.state, call, tool, args, rt.home.blobs, self.mcp_pool)
         if tool.kind == "native":
             if self._hmac_key is None:
                 self._hmac_key = effect_hmac_key(rt.home.secret())
