@@ -26,6 +26,7 @@ class Notes(NamedTuple):
     name: str
     notes: Path  # one line per act (send_note, slow, crash)
     drift: Path  # written: send_note's definition changes
+    transport: str
 
     def lines(self) -> list[str]:
         return self.notes.read_text().splitlines() if self.notes.exists() else []
@@ -63,7 +64,7 @@ def notes_server(toka: Toka, world: Path, transport: str, name: str = "notes") -
             "mcp", "add", name, *pairs, "--env-secret", "NOTES_TOKEN=notes-token",
             "--", sys.executable, str(SERVER),
         )  # fmt: skip
-        yield Notes(toka, name, notes, drift)
+        yield Notes(toka, name, notes, drift, transport)
         return
     port = _free_port()
     log = world / "http-server.log"
@@ -80,7 +81,7 @@ def notes_server(toka: Toka, world: Path, transport: str, name: str = "notes") -
             "mcp", "add", name, "--url", f"http://127.0.0.1:{port}/mcp",
             "--header-secret", "X-Notes-Token=notes-token",
         )  # fmt: skip
-        yield Notes(toka, name, notes, drift)
+        yield Notes(toka, name, notes, drift, transport)
     finally:
         process.kill()
         process.wait()

@@ -67,6 +67,10 @@ def test_imported_tool_is_called_through_the_kernel_with_its_record_and_blobs(no
     got = json.loads((blobs / record["result_sha256"]).read_bytes())
     assert got["structuredContent"] == {"words": 3}
     assert toka.js("verify", "--blobs", "--signatures")["ok"] is True
+    if notes.transport == "stdio":  # Toka started it: its stderr is kept, owner-only
+        log = toka.home / "logs" / "mcp-notes.log"
+        assert "notes server" in log.read_text()
+        assert log.stat().st_mode & 0o777 == 0o600
     assert toka.js("replay", "--check")["ok"] is True
 
 

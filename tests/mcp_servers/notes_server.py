@@ -137,6 +137,7 @@ async def _stdio() -> None:
 
 
 def main() -> None:
+    print(f"notes server {os.getpid()} starting", file=sys.stderr, flush=True)
     if len(sys.argv) == 3 and sys.argv[1] == "--http":
         import uvicorn
 

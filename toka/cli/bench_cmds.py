@@ -150,6 +150,18 @@ def cmd_bench_verify(ctx: Context) -> int:
     return 0
 
 
+def _mcp_lines(mcp: dict) -> str:
+    if "skipped" in mcp:
+        return f"mcp            skipped: {mcp['skipped']}"
+    toka, raw = mcp["toka"], mcp["raw_sdk"]
+    return (
+        f"mcp via toka   p50 {toka['p50_ms']:.3f} ms  p99 {toka['p99_ms']:.3f} ms  "
+        f"{toka['calls_per_s']:.0f} calls/s  (pin checked, intent and outcome logged)\n"
+        f"mcp raw SDK    p50 {raw['p50_ms']:.3f} ms  p99 {raw['p99_ms']:.3f} ms  "
+        f"{raw['calls_per_s']:.0f} calls/s  (the same server, the SDK's Client alone)"
+    )
+
+
 def cmd_bench_tool(ctx: Context) -> int:
     from toka.core.bench.tool import bench_tool
 
@@ -169,7 +181,8 @@ def cmd_bench_tool(ctx: Context) -> int:
                 f"{label:<15}p50 {data[key]['p50_ms']:.3f} ms  p99 {data[key]['p99_ms']:.3f} ms  "
                 f"{data[key]['calls_per_s']:.0f} calls/s  (intent and outcome logged)\n"
                 for label, key in (("fs-read 1 MiB", "fs_read_1mib"), ("http-fetch", "http_fetch"))
-            ).rstrip()
+            )
+            + _mcp_lines(data["mcp"])
         ),
     )
     return 0

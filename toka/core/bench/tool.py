@@ -1,8 +1,10 @@
 """``toka bench tool``: what one tool call costs, in the sandbox and through the log.
 
-Besides a no-op WASM tool, two calls with an effect, each the full path (signed,
+Besides a no-op WASM tool, three calls with an effect, each the full path (signed,
 checked, intent logged, performed, blobs stored, outcome logged): ``fs-read`` of a
-1 MiB file on a mount, and ``http-fetch`` of a small body from a local server.
+1 MiB file on a mount, ``http-fetch`` of a small body from a local server, and an
+imported MCP tool (``mcp_echo``, over stdio; its definition checked against the pin
+before every call) next to the same call made with the SDK's own client, raw.
 """
 
 from __future__ import annotations
@@ -83,12 +85,14 @@ def bench_tool(calls: int, warmup: int, durability: str | None = None) -> dict[s
             used = rt.durability
             fs_read = _bench_fs_read(rt, root, calls, warmup)
             http_fetch = _bench_http_fetch(rt, calls, warmup)
+            mcp = _bench_mcp(rt, calls, warmup)
     return {
         "tool": "noop",
         **sandbox,
         "invocation": {**invocation, "durability": used},
         "fs_read_1mib": {**fs_read, "durability": used},
         "http_fetch": {**http_fetch, "durability": used},
+        "mcp": mcp if "skipped" in mcp else {**mcp, "durability": used},
     }
 
 
@@ -143,3 +147,42 @@ def _bench_http_fetch(rt: Runtime, calls: int, warmup: int) -> dict[str, Any]:
         Client(rt).submit(ops.AllowHost("127.0.0.1", port))
         args = {"url": f"http://127.0.0.1:{port}/status"}
         return measure(_invoker(rt, "http-fetch", args), calls, warmup)
+
+
+def _bench_mcp(rt: Runtime, calls: int, warmup: int) -> dict[str, Any]:
+    """An imported MCP tool through Toka, and the raw SDK call to the same server."""
+    import sys
+
+    from toka.core.errors import MissingExtra
+    from toka.core.tools.mcp import sdk
+    from toka.core.tools.mcp.importing import import_tools
+
+    try:
+        sdk.require()
+    except MissingExtra as exc:
+        return {"skipped": exc.message}
+    command = [sys.executable, "-m", "toka.core.bench.mcp_echo"]
+    operator = Client(rt)
+    operator.submit(ops.RegisterMcpServer("bench", "stdio", command=command))
+    import_tools(operator, "bench", ["echo"], side_effect="read_only")
+    args = {"text": "ping"}
+    through_toka = measure(_invoker(rt, "bench.echo", args), calls, warmup)
+    return {"toka": through_toka, "raw_sdk": _raw_sdk(command, args, calls, warmup)}
+
+
+def _raw_sdk(command: list[str], args: dict[str, Any], calls: int, warmup: int) -> dict[str, Any]:
+    from anyio.from_thread import start_blocking_portal
+    from mcp import Client as McpClient
+    from mcp import StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=command[0], args=command[1:])
+    with open(os.devnull, "w") as quiet, start_blocking_portal() as portal:
+        transport = stdio_client(params, errlog=quiet)
+        with portal.wrap_async_context_manager(McpClient(transport, cache=None)) as client:
+
+            def call() -> None:
+                result = portal.call(client.call_tool, "echo", args)
+                assert not result.is_error
+
+            return measure(call, calls, warmup)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -169,7 +170,9 @@ class Connection:
             )
             path = log_path(self._logs, server.name)
             private_dir(self._logs)
-            errlog = stack.enter_context(open(path, "a", encoding="utf-8"))  # noqa: SIM115
+            # Owner-only: a server may print what it was given.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            errlog = stack.enter_context(os.fdopen(fd, "a", encoding="utf-8"))
             return Client(stdio_client(params, errlog=errlog), mode=mode, cache=None)
         from mcp.client.streamable_http import streamable_http_client
         from mcp.shared._httpx_utils import create_mcp_http_client
