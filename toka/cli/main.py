@@ -15,6 +15,7 @@ from toka.cli import (
     effect_cmds,
     grant_cmds,
     log_cmds,
+    mcp_cmds,
     op_cmds,
     place_cmds,
     run_cmds,
@@ -39,6 +40,7 @@ COMMAND_MODULES = [
     bench_cmds,
     run_cmds,
     approval_cmds,
+    mcp_cmds,
     tui_cmds,
 ]
 
