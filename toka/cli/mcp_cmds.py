@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from toka.cli.context import Context
+from toka.cli.mcp_serve_cmd import add_serve_parser
 
 SIDE_EFFECTS = ("read_only", "idempotent", "external", "privileged")
 
@@ -90,6 +91,7 @@ def register(sub, common) -> None:
         help="results larger than this are kept as a blob, not in the log",
     )
     p.set_defaults(handler=cmd_import)
+    add_serve_parser(m, common)
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:

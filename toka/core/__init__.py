@@ -17,8 +17,9 @@ From the bottom (each layer may import the ones below it, never one above):
   the tool runner.
 - ``approvals``: acting on the approval queue (its rules are in the kernel).
 - ``agents``: durable task steps, the runner, behaviours.
-- ``demo``, ``bench`` and ``describe``: what the faces use on top. ``describe``
-  holds the one-line texts shared by the CLI and the console.
+- ``demo``, ``bench``, ``describe`` and ``gateway``: what the faces use on top.
+  ``describe`` holds the one-line texts shared by the CLI and the console;
+  ``gateway`` serves a principal's tools to MCP hosts (``toka mcp serve``).
 
 Nothing under ``toka.core`` imports Textual, the console (``toka.tui``) or the CLI
 (``toka.cli``). The rule is kept by import contracts in ``pyproject.toml``, checked
