@@ -244,3 +244,33 @@ def test_the_model_is_offered_file_tools_with_the_places_it_may_reach_and_uses_t
     assert told["content"] == "the vault is empty" and told["path"] == "notes.md"
     (started,) = rt.log.query(kinds=["tool.started"])
     assert started.principal == agent
+
+
+def test_an_imported_mcp_tool_is_offered_under_a_function_name_and_called_by_it(
+    rt: Runtime, model, monkeypatch: pytest.MonkeyPatch, tmp_path
+):
+    import sys
+
+    from mcp_support import SERVER
+
+    from toka.core.model import ops
+    from toka.core.tools.mcp.importing import import_tools
+
+    server = [sys.executable, str(SERVER)]
+    Client(rt).submit(ops.RegisterMcpServer("notes", "stdio", command=server))
+    import_tools(Client(rt), "notes", ["wordcount"], side_effect="read_only")
+    model.replies = [
+        ("tools", [call("notes__wordcount", {"text": "one two"})]),
+        ("final", "two words"),
+    ]
+    agent, task = llm_task(rt, "tool.invoke:tool/notes.*")
+    Runner(rt).run(until_idle=True)
+
+    assert rt.state.tasks[task].status == "completed"
+    first, second = model.requests
+    # Chat APIs take [A-Za-z0-9_-] in a function name: the dot is spelled "__".
+    assert [f["function"]["name"] for f in first["tools"]] == ["notes__wordcount"]
+    told = json.loads(second["messages"][-1]["content"])
+    assert told["structured_content"] == {"words": 2}
+    (started,) = rt.log.query(kinds=["tool.started"])
+    assert (started.principal, started.data().tool) == (agent, "notes.wordcount")

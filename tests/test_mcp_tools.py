@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import os
 import sys
 import time
 
@@ -17,7 +18,7 @@ from toka.core.errors import ExitCode
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
-from toka.core.tools import invoke_as
+from toka.core.tools import invoke_as, runner_for
 
 TRANSPORTS = ["stdio", "http"]
 WORDS = {"text": "one two three"}
@@ -248,3 +249,38 @@ def test_a_legacy_server_is_reached_with_the_2025_handshake(tmp_path):
     assert toka.outcome("old.wordcount", WORDS)["ok"] is True
     (ended,) = _call_events(toka, "tool.succeeded")
     assert ended["payload"]["effects"][0]["protocol"].startswith("2025-")
+
+
+def test_one_connection_serves_every_call_and_stops_when_idle(tmp_path):
+    toka = Toka(tmp_path / "home")
+    with notes_server(toka, tmp_path / "world", "stdio") as notes:
+        _import(notes, "wordcount", side_effect="read_only")
+        log = toka.home / "logs" / "mcp-notes.log"
+        with Runtime(Home(toka.home)) as runtime:
+            pool = runner_for(runtime).mcp_pool
+            pool.idle_s = 0.5
+            client = Client(runtime)
+            for _ in range(3):
+                assert invoke_as(client, "notes.wordcount", WORDS).ok
+            assert pool.open_servers() == ["notes"]
+            started = [line for line in log.read_text().splitlines() if "starting" in line]
+            assert len(started) == 2  # one for the import's listing, one for the three calls
+            pid = int(started[-1].split()[2])
+            deadline = time.monotonic() + 20
+            while pool.open_servers() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pool.open_servers() == []
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(pid)  # the server process was stopped, not left behind
+            assert invoke_as(client, "notes.wordcount", WORDS).ok  # started again on use
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A stopped child not yet reaped is a zombie: gone for our purposes.
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split()[2] != "Z"

@@ -167,6 +167,20 @@ PLACE_ACTIONS = {
 }
 
 
+def function_name(tool: str) -> str:
+    """A tool's name as a function name the chat API accepts (no ``.``: an MCP tool
+    ``notes.add_note`` is offered as ``notes__add_note``)."""
+    return tool.replace(".", "__", 1)
+
+
+def tool_named(state: Any, function: str) -> str:
+    """The tool a function name the model called stands for (see ``function_name``)."""
+    if function in state.tools or "__" not in function:
+        return function
+    dotted = function.replace("__", ".", 1)
+    return dotted if dotted in state.tools else function
+
+
 def offered_tools(task: TaskRun) -> list[dict[str, Any]]:
     """The registered tools the agent's grants let it invoke, as OpenAI function tools."""
     state = task.state
@@ -192,7 +206,7 @@ def offered_tools(task: TaskRun) -> list[dict[str, Any]]:
             {
                 "type": "function",
                 "function": {
-                    "name": name,
+                    "name": function_name(name),
                     "description": description,
                     "parameters": tool.input_schema or {"type": "object"},
                 },
@@ -255,7 +269,7 @@ class Llm:
     @staticmethod
     def _call(task: TaskRun, call: dict[str, Any]) -> str:
         """Run one tool call as a ``tool.invoke``; what to tell the model about it."""
-        name = call["function"]["name"]
+        name = tool_named(task.state, call["function"]["name"])
         try:
             args = json.loads(call["function"]["arguments"] or "{}")
         except ValueError as exc:
