@@ -284,3 +284,26 @@ def _alive(pid: int) -> bool:
     # A stopped child not yet reaped is a zombie: gone for our purposes.
     with open(f"/proc/{pid}/stat") as fh:
         return fh.read().split()[2] != "Z"
+
+
+def test_a_result_over_the_output_limit_stays_in_its_blob_and_is_put_back(tmp_path):
+    toka = Toka(tmp_path / "home")
+    with notes_server(toka, tmp_path / "world", "stdio") as notes:
+        _import(notes, "wordcount", side_effect="read_only", extra=("--max-output-bytes", "10"))
+        shown = toka.outcome("notes.wordcount", WORDS)["output"]
+        assert json.loads(shown["result"])["structuredContent"] == {"words": 3}
+    logged = toka.events("tool.succeeded")[-1]["payload"]
+    (record,) = logged["effects"]
+    assert logged["output"] == {"result": {"$blob": record["result_sha256"], "encoding": "utf-8"}}
+
+
+def test_an_import_that_cannot_be_registered_registers_nothing(tmp_path):
+    toka = Toka(tmp_path / "home")
+    with notes_server(toka, tmp_path / "world", "stdio") as notes:
+        done = toka("mcp", "import", "notes", "--timeout-ms", "999999999")
+        assert done.returncode == ExitCode.INVALID
+        assert "limits.timeout_ms" in done.stderr and "nothing was imported" in done.stderr
+        missing = toka("mcp", "import", "notes", "--tools", "wordcount,nope")
+        assert missing.returncode == ExitCode.INVALID
+        assert "does not offer nope" in missing.stderr
+    assert [e for e in toka.events("tool.registered") if "." in e["payload"]["name"]] == []

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from toka.core.errors import InvalidInput, NotFound, Unavailable
+from toka.core.errors import InvalidInput, InvalidOperation, NotFound, Unavailable
 from toka.core.kernel.context import MAX_DESCRIPTION_BYTES
 from toka.core.kernel.mcp import find_server
+from toka.core.kernel.tools import check_spec
 from toka.core.model import mcp, ops
 from toka.core.model.state import McpBinding, Tool, version_key
 from toka.core.runtime import Runtime
@@ -154,16 +155,41 @@ def import_tools(
             f"it (`toka mcp tools {server_name}`), then import with --accept-changed to "
             "register it as a new version"
         )
-    done = []
+    planned: list[tuple[Offer, ops.RegisterTool | None]] = []
     for offer in chosen:
-        assert offer.name is not None
         if offer.status == "imported":
-            assert offer.version is not None
-            done.append(Imported(offer.name, offer.version, offer.pin, "unchanged", None))
+            planned.append((offer, None))
             continue
         version = FIRST_VERSION if offer.version is None else _next_version(offer.version)
         op = registration(offer, server_name, version, side_effect, timeout_ms, max_output_bytes)
+        _check(op, offer.remote)
+        planned.append((offer, op))
+    done = []
+    for offer, op in planned:
+        assert offer.name is not None
+        if op is None:
+            assert offer.version is not None
+            done.append(Imported(offer.name, offer.version, offer.pin, "unchanged", None))
+            continue
         outcome = client.submit(op)
         status = "imported" if offer.status == "new" else "new version"
-        done.append(Imported(offer.name, version, offer.pin, status, outcome.last_seq))
+        done.append(Imported(offer.name, op.version, offer.pin, status, outcome.last_seq))
     return done
+
+
+def _check(op: ops.RegisterTool, remote: str) -> None:
+    """The registration's own rules (a schema Toka cannot check in bounded time, limits
+    out of range), for every chosen tool before any is registered."""
+    try:
+        check_spec(
+            op.name,
+            op.version,
+            op.description,
+            op.kind,
+            op.capabilities,
+            op.limits,
+            op.input_schema,
+            op.side_effect,
+        )
+    except InvalidOperation as exc:
+        raise InvalidInput(f"cannot import {remote}: {exc.message}; nothing was imported") from None
