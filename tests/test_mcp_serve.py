@@ -49,6 +49,20 @@ def serve_params(home: Path, principal: str) -> StdioServerParameters:
     )
 
 
+def initialize(client: str) -> dict[str, Any]:
+    """A 2025-era ``initialize`` request, as a host that knows no newer protocol sends it."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": client, "version": "0"},
+        },
+    }
+
+
 def texts(result: mcp.types.CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if isinstance(c, mcp.types.TextContent))
 
@@ -172,18 +186,7 @@ def test_stdout_carries_nothing_but_mcp_frames(toka: Toka, scout: str):
                 return answer
 
     try:
-        hello = ask(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "test", "version": "0"},
-                },
-            }
-        )
+        hello = ask(initialize("test"))
         assert hello["result"]["serverInfo"]["name"] == "toka"
         proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
         listed = ask({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
@@ -247,18 +250,7 @@ class HttpServer:
 
     def post(self, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
         """POST a valid ``initialize`` with ``headers``; the status and response headers."""
-        body = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "probe", "version": "0"},
-                },
-            }
-        ).encode()
+        body = json.dumps(initialize("probe")).encode()
         request = urllib.request.Request(
             self.url,
             data=body,

@@ -289,8 +289,8 @@ def plan_invocation(
     return Plan(tool, _tool_budget(state, grant, tool), derived)
 
 
-def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.Struct]:
-    authorize(state, ctx, required_caps(state, op))
+def check_registration(op: ops.RegisterTool) -> None:
+    """``check_spec`` on a ``tool.register``'s fields."""
     check_spec(
         op.name,
         op.version,
@@ -302,6 +302,11 @@ def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.
         op.side_effect,
         op.files,
     )
+
+
+def register(state: WorldState, op: ops.RegisterTool, ctx: Ctx) -> list[msgspec.Struct]:
+    authorize(state, ctx, required_caps(state, op))
+    check_registration(op)
     if op.kind == "mcp":
         mcp.check_import(state, op)
     else:

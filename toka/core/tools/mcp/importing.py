@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from toka.core.errors import InvalidInput, InvalidOperation, NotFound, Unavailable
 from toka.core.kernel.context import MAX_DESCRIPTION_BYTES
 from toka.core.kernel.mcp import find_server
-from toka.core.kernel.tools import check_spec
+from toka.core.kernel.tools import check_registration
 from toka.core.model import mcp, ops
 from toka.core.model.state import McpBinding, Tool, version_key
 from toka.core.runtime import Runtime
@@ -181,15 +181,6 @@ def _check(op: ops.RegisterTool, remote: str) -> None:
     """The registration's own rules (a schema Toka cannot check in bounded time, limits
     out of range), for every chosen tool before any is registered."""
     try:
-        check_spec(
-            op.name,
-            op.version,
-            op.description,
-            op.kind,
-            op.capabilities,
-            op.limits,
-            op.input_schema,
-            op.side_effect,
-        )
+        check_registration(op)
     except InvalidOperation as exc:
         raise InvalidInput(f"cannot import {remote}: {exc.message}; nothing was imported") from None
