@@ -299,7 +299,7 @@ def test_a_result_over_the_output_limit_stays_in_its_blob_and_is_put_back(tmp_pa
 
 def test_an_import_that_cannot_be_registered_registers_nothing(tmp_path):
     toka = Toka(tmp_path / "home")
-    with notes_server(toka, tmp_path / "world", "stdio") as notes:
+    with notes_server(toka, tmp_path / "world", "stdio"):
         done = toka("mcp", "import", "notes", "--timeout-ms", "999999999")
         assert done.returncode == ExitCode.INVALID
         assert "limits.timeout_ms" in done.stderr and "nothing was imported" in done.stderr
