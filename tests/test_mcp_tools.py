@@ -201,6 +201,8 @@ def test_a_server_crash_mid_call_is_recorded_unknown_and_never_sent_again(notes)
     assert notes.lines() == ["crash"]
     toka.ok("effects", "resolve", open_call["call"], "--as", "failed", "--note", "it crashed")
     assert toka.js("effects", "list")["calls"] == []
+    assert toka.js("verify", "--blobs", "--signatures")["ok"] is True
+    assert toka.js("replay", "--check")["ok"] is True
 
 
 def test_a_hung_call_is_bounded_by_its_timeout_and_does_not_hold_up_other_calls(notes):
