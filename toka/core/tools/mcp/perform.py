@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from toka.core.errors import Unavailable
+from toka.core.errors import TokaError
 from toka.core.kernel.context import value_problem
 from toka.core.kernel.derive import call_timeout_ms
 from toka.core.kernel.effects import UNKNOWN_OUTCOME
@@ -90,7 +90,7 @@ def perform(
     try:
         connection, listing = pool.listing(server)
         changed = check_pin(listing, binding, tool.name)
-    except (Unavailable, Lost, ProtocolError) as exc:
+    except (TokaError, Lost, ProtocolError) as exc:  # not reached, or no SDK here
         return _failed("unavailable", f"{_message(exc)}; nothing was sent")
     if changed is not None:
         return _failed("definition_changed", changed)
