@@ -199,3 +199,22 @@ def test_an_mcp_record_must_be_the_calls_own_tool_as_pinned(rt, operator):
     with pytest.raises(InvalidOperation, match="not its tool's, as pinned"):
         rt.submit(rt.host_sign(statement, calls.outcome_nonce(call, 9)))
     assert call in rt.state.call_table()
+
+
+def test_without_the_sdk_a_call_fails_as_unavailable_and_says_how_to_install_it(
+    rt, operator, monkeypatch
+):
+    import sys
+
+    from toka.core import tools
+    from toka.core.errors import MissingExtra
+    from toka.core.tools.mcp.importing import offers
+
+    monkeypatch.setitem(sys.modules, "mcp", None)  # what `import mcp` meets without the extra
+    with pytest.raises(MissingExtra, match=re.escape("pip install 'toka[mcp]'")):
+        offers(rt, "notes")
+    operator.submit(imported(side_effect="read_only"))
+    result = tools.invoke_as(operator, "notes.send", {"text": "x"})
+    assert (result.status, result.error.kind) == ("failed", "unavailable")
+    assert "pip install 'toka[mcp]'" in result.error.message
+    assert rt.state.call_table() == {}
