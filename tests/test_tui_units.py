@@ -16,7 +16,7 @@ from toka.core.model.events import EventRecord
 from toka.core.model.state import Tool, WorldState
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
-from toka.tui import view
+from toka.tui import tool_view, view
 from toka.tui.event_filter import EventFilter
 from toka.tui.feed import Feed
 from toka.tui.host import ConsoleHost
@@ -106,7 +106,7 @@ def test_sizes_and_spans_are_short_and_exact():
         "12d",
         "9y",
     ]
-    assert view.limits_text(
+    assert tool_view.limits_text(
         {"fuel": 100_000_000, "memory_mb": 16, "timeout_ms": 1500, "max_output_bytes": 65536}
     ) == ("fuel 100M · 16 MiB · 1500 ms · out 64 KiB")
 
@@ -143,7 +143,7 @@ def test_tool_detail_lists_versions_oldest_first_by_number_not_by_text():
 
     newer, older = tool("1.10.0"), tool("1.9.0")
     state = WorldState(tools={"count": {"1.10.0": newer, "1.9.0": older}})
-    fields = dict(view.tool_detail(state, older).fields)
+    fields = dict(tool_view.tool_detail(state, older, None, 0).fields)
     assert fields["versions"] == "1.9.0 1.10.0"
 
 

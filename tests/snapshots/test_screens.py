@@ -19,6 +19,8 @@ from snapshots.world import (
     effects_world,
     first_run_world,
     hostile_world,
+    mcp_world,
+    notes_offers,
     seeded_world,
 )
 from textual.pilot import Pilot
@@ -78,6 +80,13 @@ def fresh(tmp_path: Path):
 @pytest.fixture
 def effects(tmp_path: Path):
     w = effects_world(tmp_path / "home")
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def mcp(tmp_path: Path):
+    w = mcp_world(tmp_path / "home")
     yield w
     w.close()
 
@@ -219,6 +228,35 @@ class TestEffects:
         pick = ("tab", "enter", "down", "down", "enter")  # the outcome: failed
         press = ("ctrl+p", "type:resolve call", "enter", *pick, "tab", "type:no ledger line")
         assert snap_compare(effects.app(), terminal_size=WIDE, run_before=keys(*press))
+
+
+class TestMcp:
+    """MCP servers and their imported tools: notes.wordcount (its last call ok) and
+    notes.send_note (its last call refused: the definition changed) from server notes,
+    and server tracker with nothing imported yet."""
+
+    SEND_NOTE = ("4", "end", "up")  # the Tools pane, send_note's row
+
+    def test_tools_pane_with_mcp_tools(self, snap_compare, mcp: World):
+        assert snap_compare(mcp.app(), terminal_size=WIDE, run_before=keys(*self.SEND_NOTE))
+
+    def test_tools_pane_with_mcp_tools_at_80x24(self, snap_compare, mcp: World):
+        press = ("4", "end")  # tracker's row: send_note's last call keeps its colour
+        assert snap_compare(mcp.app(), terminal_size=(80, 24), run_before=keys(*press))
+
+    def test_tool_detail_with_a_changed_definition(self, snap_compare, mcp: World):
+        press = (*self.SEND_NOTE, "enter")
+        assert snap_compare(mcp.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_add_mcp_server_form(self, snap_compare, mcp: World):
+        fill = ("type:github", "tab", "type:npx -y github-mcp", "tab", "tab")
+        press = ("ctrl+p", "type:add mcp server", "enter", *fill, "type:TOKEN=gh-token", "enter")
+        assert snap_compare(mcp.app(), terminal_size=WIDE, run_before=keys(*press))
+
+    def test_import_mcp_tools_form_with_offers(self, snap_compare, mcp: World):
+        app = mcp.app(mcp_offers=lambda runtime, server: notes_offers())
+        press = (*self.SEND_NOTE, "ctrl+p", "type:import mcp tools", "enter")
+        assert snap_compare(app, terminal_size=WIDE, run_before=keys(*press))
 
 
 class TestHostileNames:

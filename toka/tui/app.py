@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -26,12 +26,15 @@ from toka.core.model.keys import thumbprint
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui.feed import BUFFER, Batch, Feed, World
-from toka.tui.host import VERIFYING, DemoLoader
+from toka.tui.host import VERIFYING, DemoLoader, McpOffers
 from toka.tui.keymap import KeyHelp
 from toka.tui.literal import visible
 from toka.tui.screens.console import ConsoleScreen
 from toka.tui.screens.help import HelpScreen
 from toka.tui.stylesheet import stylesheet_path
+
+if TYPE_CHECKING:  # loading the tool runner waits until a server is reached
+    from toka.core.tools.mcp.importing import Offer
 
 POLL_INTERVAL_S = 0.1
 APPLY_WAIT_S = 0.1
@@ -82,8 +85,10 @@ class TokaConsole(App[None]):
         poll_interval: float = POLL_INTERVAL_S,
         greeting: str | None = None,
         run_agents: bool = False,
+        mcp_offers: McpOffers | None = None,
     ) -> None:
         super().__init__(css_path=stylesheet_path())
+        self.mcp_offers = mcp_offers or server_offers
         self.run_agents = run_agents
         self._runner_stop = threading.Event()
         self.greeting = greeting
@@ -309,6 +314,13 @@ class TokaConsole(App[None]):
         self.push_screen(HelpScreen(entries, footnote))
 
 
+def server_offers(runtime: Runtime, server: str) -> list[Offer]:
+    """What ``server`` offers now (``importing.offers``: it reaches the server)."""
+    from toka.core.tools.mcp.importing import offers
+
+    return offers(runtime, server)
+
+
 def make_app(
     runtime: Runtime,
     *,
@@ -320,7 +332,8 @@ def make_app(
     client and the home's path unless given; ``options`` are TokaConsole's other keywords.
 
     Tests pass a runtime with a fixed clock, a fixed ``home_label`` and ``follow=False``
-    so every screen is reproducible; the CLI passes the real ones.
+    (and, for a screen of a server's offers, ``mcp_offers``) so every screen is
+    reproducible; the CLI passes the real ones.
     """
     label = home_label if home_label is not None else str(runtime.home.root)
     return TokaConsole(client or Client(runtime), home_label=label, **options)

@@ -17,17 +17,21 @@ from typing import NamedTuple
 
 from toka.core.log.follow import LogFollower
 from toka.core.model.events import EventRecord
-from toka.core.model.state import Tool, WorldState, version_key
+from toka.core.model.state import McpServer, Tool, WorldState, version_key
 from toka.core.runtime import Runtime
-from toka.tui import view
+from toka.tui import tool_view, view
 from toka.tui.effect_view import CallRow, call_rows
 from toka.tui.event_filter import EventFilter
 from toka.tui.permissions import Permissions
-from toka.tui.view import AgentRow, Detail, EventRow, GrantRow, Row, TableDiff, ToolRow
+from toka.tui.tool_view import ENDING_KINDS, LastCall, ToolRow, last_call_of
+from toka.tui.view import AgentRow, Detail, EventRow, GrantRow, Row, TableDiff
 
 BUFFER = 2000
 PAGE = 1000
 RATE_WINDOW_S = 2.0
+# At start (and when travelling): how many of the newest call endings are read to learn
+# each tool's last call; from then on every new ending updates it.
+LAST_CALLS_READ = 1000
 
 
 NO_CHANGE = TableDiff([], [])
@@ -47,6 +51,7 @@ class Batch(NamedTuple):
     rate: float | None
     arrived: int
     calls: tuple[CallRow, ...] | None = None  # open calls with an effect; None: unchanged
+    mcp_servers: tuple[str, ...] | None = None  # registered MCP servers; None: unchanged
 
 
 class World:
@@ -58,12 +63,14 @@ class World:
         state: Callable[[], WorldState],
         lock: threading.Lock,
         now_s: Callable[[], int],
+        last_calls: dict[str, LastCall],
         until: int | None = None,
     ):
         self._runtime = runtime
         self._state = state
         self._lock = lock
         self._now_s = now_s
+        self._last_calls = last_calls  # read under the lock: the feed updates it in place
         self.until = until
 
     def detail(self, pane: str, key: str) -> Detail | None:
@@ -78,9 +85,14 @@ class World:
                 grant = state.grants.get(key)
                 return view.grant_detail(state, grant, now_s) if grant else None
             if pane == "tools":
+                server = tool_view.server_of_key(key)
+                if server is not None:
+                    return tool_view.server_detail(state, server)
                 name, _, version = key.partition("@")
                 tool = state.tools.get(name, {}).get(version)
-                return view.tool_detail(state, tool) if tool else None
+                if tool is None:
+                    return None
+                return tool_view.tool_detail(state, tool, self._last_calls.get(key), now_s)
             if pane == "events":
                 seq = int(key)
                 if self.until is not None and seq > self.until:
@@ -96,6 +108,11 @@ class World:
             versions = self._state().tools.get(name, {})
             tool = versions.get(version)
             return (tool, sorted(versions, key=version_key)) if tool else None
+
+    def mcp_servers(self) -> list[McpServer]:
+        """The registered MCP servers, in registration order."""
+        with self._lock:
+            return list(self._state().mcp_table().values())
 
     def cascade(self, jti: str) -> list[str]:
         """The grants revoking ``jti`` would revoke with it (those not revoked already)."""
@@ -126,7 +143,8 @@ class Feed:
         self.principal = principal
         self.buffer = buffer
         self.lock = threading.Lock()
-        self.world = World(runtime, lambda: runtime.state, self.lock, self._now_s)
+        self._last_calls: dict[str, LastCall] = {}  # by tool version, kept up to date
+        self.world = World(runtime, lambda: runtime.state, self.lock, self._now_s, self._last_calls)
         self._filter = EventFilter()
         self._generation = 0
         self._rows: dict[str, dict[str, Row]] = {"agents": {}, "grants": {}, "tools": {}}
@@ -151,6 +169,8 @@ class Feed:
         """Everything, for a fresh screen."""
         with self.lock:
             self._rows = {"agents": {}, "grants": {}, "tools": {}}
+            self._last_calls.clear()
+            self._last_calls.update(self._load_last_calls(self.runtime.state.seq))
             return self._batch(self._load_events(self.runtime.state.seq), True, 0)
 
     def poll(self) -> Batch | None:
@@ -161,6 +181,10 @@ class Feed:
             records = self.runtime.catch_up() if self._follower.poll() else []
             if not records and self._now_s() == self._seen_s:
                 return None
+            for record in records:
+                ended = last_call_of(record)
+                if ended is not None:
+                    self._last_calls[ended[0]] = ended[1]
             return self._batch(self._matching(records), False, len(records))
 
     def refilter(self, event_filter: EventFilter) -> Batch:
@@ -190,20 +214,35 @@ class Feed:
         now_s = past.ts // 1000
         with self.lock:
             events = self._load_events(seq, EventFilter())
+            last_calls = self._load_last_calls(seq)
         batch = Batch(
             events,
             True,
             0,
             TableDiff.between({}, view.agent_rows(past, now_s)),
             TableDiff.between({}, view.grant_rows(past, now_s)),
-            TableDiff.between({}, view.tool_rows(past)),
+            TableDiff.between({}, tool_view.tool_rows(past, last_calls, now_s)),
             Permissions.none(self.principal),
             past.seq,
             0.0,
             0,
             call_rows(past, past.ts),
+            tuple(past.mcp_table()),
         )
-        return batch, World(self.runtime, lambda: past, threading.Lock(), lambda: now_s, seq)
+        world = World(self.runtime, lambda: past, threading.Lock(), lambda: now_s, last_calls, seq)
+        return batch, world
+
+    def _load_last_calls(self, until: int) -> dict[str, LastCall]:
+        """Each tool version's last call up to ``until``, from the newest call endings."""
+        found: dict[str, LastCall] = {}
+        newest = self.runtime.log.query(
+            kinds=list(ENDING_KINDS), before=until + 1, limit=LAST_CALLS_READ, newest_first=True
+        )
+        for record in newest:
+            ended = last_call_of(record)
+            if ended is not None:
+                found.setdefault(*ended)
+        return found
 
     def _matching(self, records: list[EventRecord]) -> list[EventRow]:
         rows: list[EventRow] = []
@@ -240,7 +279,7 @@ class Feed:
         tables = {
             "agents": view.agent_rows(state, now_s),
             "grants": view.grant_rows(state, now_s),
-            "tools": view.tool_rows(state),
+            "tools": tool_view.tool_rows(state, self._last_calls, now_s),
         }
         diffs = {name: TableDiff.between(self._rows[name], rows) for name, rows in tables.items()}
         self._rows = tables
@@ -256,4 +295,5 @@ class Feed:
             self._rate.add(now, state.seq),
             arrived,
             call_rows(state, int(now * 1000)),
+            tuple(state.mcp_table()),
         )

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.tui.feed import Batch, Feed, World
 
+if TYPE_CHECKING:  # loading the tool runner waits until a server is reached
+    from toka.core.tools.mcp.importing import Offer
+
 DemoLoader = Callable[[Client], Any]
+# What an MCP server offers now, against what was imported (it reaches the server).
+McpOffers = Callable[[Runtime, str], "list[Offer]"]
 VERIFYING: tuple[str, bool | None] = ("verifying…", None)  # the header's chain meanwhile
 
 
@@ -24,6 +30,7 @@ class ConsoleHost(Protocol):
     home_label: str  # the home as the header names it
     follow: bool  # following the log, or polling only after the console's own actions
     demo: DemoLoader | None  # what "Load demo scenario" runs, if offered
+    mcp_offers: McpOffers  # how "Import MCP tools" lists a server's tools (in a worker)
     buffer: int  # events kept in the Events pane
     feed: Feed | None  # None until the follower has read the log
     submit_lock: threading.Lock  # one submission at a time

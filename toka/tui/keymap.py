@@ -16,7 +16,8 @@ from textual.binding import Binding
 from toka.core.model import ops
 from toka.tui.effect_view import CallRow
 from toka.tui.permissions import Permissions
-from toka.tui.view import PANES, TITLES, AgentRow, GrantRow, ToolRow
+from toka.tui.tool_view import ToolRow
+from toka.tui.view import PANES, TITLES, AgentRow, GrantRow
 
 
 class Selection(Protocol):
@@ -24,6 +25,7 @@ class Selection(Protocol):
 
     permissions: Permissions
     open_calls: tuple[CallRow, ...]  # open calls with an effect, as the last batch saw them
+    mcp_servers: tuple[str, ...]  # the registered MCP servers, as the last batch saw them
 
     def selected_agent(self) -> AgentRow | None: ...
     def selected_grant(self) -> GrantRow | None: ...
@@ -105,6 +107,8 @@ def _invoke(s: Selection) -> bool | None:
     tool = s.selected_tool()
     if tool is None:
         return False
+    if tool.is_server:
+        return None
     return _allowed(s.permissions.allows(ops.InvokeTool(tool.name, None, tool.version)))
 
 
@@ -114,6 +118,22 @@ def _resolve(s: Selection) -> bool | None:
     if not waiting:
         return False
     return _allowed(any(s.permissions.allows(ops.ResolveCall(c.call, "failed")) for c in waiting))
+
+
+def _add_mcp_server(s: Selection) -> bool | None:
+    return _allowed(s.permissions.allows_action("mcp.register"))
+
+
+def _import_mcp_tools(s: Selection) -> bool | None:
+    """Offered once a server is registered; allowed if the token may register a tool
+    named after one of them (``tool.register:tool/SERVER.*``)."""
+    if not s.mcp_servers:
+        return False
+    return _allowed(any(s.permissions.allows(_probe_import(server)) for server in s.mcp_servers))
+
+
+def _probe_import(server: str) -> ops.RegisterTool:
+    return ops.RegisterTool(f"{server}.probe", "1.0.0", "", "mcp", None, [], {})
 
 
 def _demo(s: Selection) -> bool | None:
@@ -243,6 +263,20 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         palette_help="say whether a call whose outcome is unknown (or interrupted) happened",
         writes=True,
         rule=_resolve,
+    ),
+    ConsoleAction(
+        action="add_mcp_server",
+        palette="Add MCP server",
+        palette_help="register an MCP server: a command to run, or a URL",
+        writes=True,
+        rule=_add_mcp_server,
+    ),
+    ConsoleAction(
+        action="import_mcp_tools",
+        palette="Import MCP tools",
+        palette_help="see what an MCP server offers, and import its tools as Toka tools",
+        writes=True,
+        rule=_import_mcp_tools,
     ),
     ConsoleAction(
         action="show_detail",

@@ -1,4 +1,5 @@
-"""What the console shows: table rows and detail texts, built from WorldState and log records.
+"""What the console shows: table rows and detail texts, built from WorldState and log records
+(the Tools pane's are in ``tool_view``).
 
 Pure functions of their arguments (time comes in as ``now_s``), so the console, its
 snapshot tests and time travel all render the same world the same way. No Textual here.
@@ -26,12 +27,9 @@ from toka.core.model.state import (
     OPEN_TASK_STATUSES,
     Agent,
     Grant,
-    Tool,
     WorldState,
-    version_key,
 )
 from toka.tui.effect_view import (
-    CLASS_MEANING,
     CallRow,
     aligned,
     effects_text,
@@ -70,19 +68,8 @@ class GrantRow(NamedTuple):
     status: str
 
 
-class ToolRow(NamedTuple):
-    """One line of the Tools pane; the field names are its column headings."""
-
-    name: str
-    version: str
-    side_effect: str  # shown as "side effect"
-    kind: str
-    limits: str
-
-
 AGENT_COLUMNS = AgentRow._fields
 GRANT_COLUMNS = GrantRow._fields
-TOOL_COLUMNS = ToolRow._fields
 
 
 class EventRow(NamedTuple):
@@ -198,43 +185,6 @@ def grant_rows(state: WorldState, now_s: int) -> dict[str, GrantRow]:
         expires = span(g.exp - now_s) if status == "active" else "-"
         rows[g.jti] = GrantRow(g.jti, g.subject, " ".join(g.caps), expires, g.parent or "-", status)
     return rows
-
-
-def size_text(n: int) -> str:
-    """Bytes in the largest binary unit that divides them: ``64 KiB``, ``16 MiB``."""
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} B"
-
-
-def limits_text(limits: dict[str, int]) -> str:
-    """``fuel 100M · 16 MiB · 1s · out 64 KiB``."""
-    parts = []
-    if "fuel" in limits:
-        parts.append(f"fuel {count(limits['fuel'])}")
-    if "memory_mb" in limits:
-        parts.append(size_text(limits["memory_mb"] << 20))
-    if "timeout_ms" in limits:
-        ms = limits["timeout_ms"]
-        parts.append(f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms} ms")
-    if "max_output_bytes" in limits:
-        parts.append(f"out {size_text(limits['max_output_bytes'])}")
-    known = {"fuel", "memory_mb", "timeout_ms", "max_output_bytes"}
-    parts += [f"{k} {v}" for k, v in sorted(limits.items()) if k not in known]
-    return " · ".join(parts) or "-"
-
-
-def tool_key(tool: Tool) -> str:
-    return f"{tool.name}@{tool.version}"
-
-
-def tool_rows(state: WorldState) -> dict[str, ToolRow]:
-    return {
-        tool_key(t): ToolRow(t.name, t.version, t.effect_class, t.kind, limits_text(t.limits))
-        for versions in state.tools.values()
-        for t in versions.values()
-    }
 
 
 # -- details ------------------------------------------------------------------------------
@@ -369,26 +319,6 @@ def grant_detail(state: WorldState, grant: Grant, now_s: int) -> Detail:
             ("delegated from (nearest first)", " -> ".join(chain) or "(root grant)"),
             (f"revoking it also revokes ({len(cascade)})", " ".join(cascade) or "(nothing else)"),
         ],
-    )
-
-
-def tool_detail(state: WorldState, tool: Tool) -> Detail:
-    versions = sorted(state.tools.get(tool.name, {}), key=version_key)
-    return Detail(
-        f"tool {tool.name}@{tool.version}",
-        [
-            ("name", tool.name),
-            ("version", tool.version),
-            ("kind", tool.kind),
-            ("side effect", f"{tool.effect_class}: {CLASS_MEANING.get(tool.effect_class, '?')}"),
-            ("description", tool.description),
-            ("module sha256", tool.module_sha256 or "-"),
-            ("needs", " ".join(tool.capabilities) or "nothing beyond tool.invoke"),
-            ("limits", limits_text(tool.limits)),
-            ("registered", f"{log_time(tool.registered_ms)} by {tool.registered_by}"),
-            ("versions", " ".join(versions)),
-        ],
-        [("input schema", pretty_json(tool.input_schema) if tool.input_schema else "(any JSON)")],
     )
 
 

@@ -30,24 +30,16 @@ from toka.tui.literal import literal
 from toka.tui.permissions import Permissions
 from toka.tui.screens.actions import OperatorActions
 from toka.tui.screens.detail import DetailScreen
-from toka.tui.view import (
-    AGENT_COLUMNS,
-    GRANT_COLUMNS,
-    PANES,
-    TITLES,
-    TOOL_COLUMNS,
-    AgentRow,
-    Detail,
-    GrantRow,
-    ToolRow,
-)
+from toka.tui.screens.mcp_actions import McpActions
+from toka.tui.tool_view import TOOL_COLUMNS, ToolRow
+from toka.tui.view import AGENT_COLUMNS, GRANT_COLUMNS, PANES, TITLES, AgentRow, Detail, GrantRow
 from toka.tui.widgets import DetailView, EventStream, ResourceTable, Status, StatusLine
 
 COMPACT_WIDTH = 100
 COMPACT_HEIGHT = 30
 
 
-class ConsoleScreen(OperatorActions, Screen[None]):
+class ConsoleScreen(OperatorActions, McpActions, Screen[None]):
     COMMANDS = {ConsoleCommands}
 
     BINDINGS = keymap.BINDINGS
@@ -67,6 +59,7 @@ class ConsoleScreen(OperatorActions, Screen[None]):
         self.at_seq = at_seq
         self.permissions = Permissions.none("")
         self.open_calls: tuple[CallRow, ...] = ()
+        self.mcp_servers: tuple[str, ...] = ()
         self.current = "agents"
         self.filter = EventFilter()
         self.generation = 0
@@ -180,6 +173,8 @@ class ConsoleScreen(OperatorActions, Screen[None]):
             self.permissions = batch.permissions
         if batch.calls is not None:
             self.open_calls = batch.calls
+        if batch.mcp_servers is not None:
+            self.mcp_servers = batch.mcp_servers
         if batch.generation == self.generation:
             self._apply_events(batch)
         self.head_seq = batch.head_seq
@@ -379,6 +374,8 @@ class ConsoleScreen(OperatorActions, Screen[None]):
         for name in PANES:
             self.query_one(f"#{name}-pane").set_class(name == pane, "current")
         self.query_one("#top").set_class(pane in ("agents", "tools"), "current")
+        # Wide layout: the Tools pane, in use, takes the room of Agents (its columns need it).
+        self.query_one("#top").set_class(pane == "tools", "-tools-current")
         self.query_one("#bottom").set_class(pane == "grants", "current")
 
     def action_focus_pane(self, pane: str) -> None:

@@ -162,9 +162,12 @@ class Form(ModalScreen[T], Generic[T]):
         self.dismiss(None)
 
     def show_error(self, message: str, field: str | None = None) -> None:
-        self.query_one("#form-error", Static).update(literal(f"✗ {message}", "bold red"))
+        error = self.query_one("#form-error", Static)
+        error.update(literal(f"✗ {message}", "bold red"))
         if field:
             self.query_one(f"#{field}").focus()
+        # On a short terminal the form scrolls: whatever the focus shows, show the error.
+        self.call_after_refresh(error.scroll_visible, animate=False)
 
 
 class SpawnAgentForm(Form[SpawnRequest]):

@@ -16,7 +16,8 @@ from toka.core.describe import effects_summary
 from toka.core.model.state import Tool
 from toka.tui.literal import literal, visible
 from toka.tui.screens.forms import Form, FormError, field_row
-from toka.tui.view import limits_text, pretty_json
+from toka.tui.tool_view import limits_text
+from toka.tui.view import pretty_json
 
 if TYPE_CHECKING:  # loading the tool runner waits until a tool is invoked
     from toka.core.tools.invocation import Invocation

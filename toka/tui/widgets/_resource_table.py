@@ -22,14 +22,27 @@ STATUS_STYLES = {
 }
 # A tool's side-effect class: the ones that may act in the world stand out.
 CLASS_STYLES = {"none": "dim", "external": "yellow", "privileged": "bold red"}
+# How a tool's last call ended (the cell's words before " · "): what went wrong stands out.
+LAST_CALL_STYLES = {
+    "definition changed": "bold red",
+    "unknown": "bold yellow",
+    "resolved: failed": "red",
+}
 COLUMN_STYLES = {"status": STATUS_STYLES, "side_effect": CLASS_STYLES}
 MAX_CELL = 48
+
+
+def _style(column: str, value: str) -> str:
+    if column == "last_call":
+        verdict = value.partition(" · ")[0]
+        return LAST_CALL_STYLES.get(verdict, "red" if verdict.startswith("failed") else "")
+    return COLUMN_STYLES.get(column, {}).get(value, "")
 
 
 def _cell(column: str, value: str) -> Text:
     """A cell as shown: the value literally (a str cell would be parsed as markup), one
     line, cut to ``MAX_CELL`` with an ellipsis."""
-    text = literal(value, COLUMN_STYLES.get(column, {}).get(value, ""))
+    text = literal(value, _style(column, value))
     text.no_wrap, text.end = True, ""
     if text.cell_len > MAX_CELL:
         text.truncate(MAX_CELL, overflow="ellipsis")
