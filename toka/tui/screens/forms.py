@@ -170,6 +170,38 @@ class Form(ModalScreen[T], Generic[T]):
         self.call_after_refresh(error.scroll_visible, animate=False)
 
 
+class PendingForm(Form[T]):
+    """A form that stays open while its request runs (in a worker of the action that
+    opened it, given as ``on_request``): it says it is ``WORKING``, then closes when
+    the request is ``done``, or shows why it was ``refused`` and may be sent again."""
+
+    WORKING: ClassVar[str] = "working…"
+
+    def __init__(self, on_request: Callable[[T], None]):
+        super().__init__()
+        self.on_request = on_request
+        self.busy = False
+
+    def action_submit(self) -> None:
+        if self.busy:
+            return
+        try:
+            request = self.collect()
+        except FormError as exc:
+            self.show_error(exc.message, exc.field)
+            return
+        self.busy = True
+        self.query_one("#form-error", Static).update(Text(self.WORKING, style="dim"))
+        self.on_request(request)
+
+    def refused(self, message: str) -> None:
+        self.busy = False
+        self.show_error(message)
+
+    def done(self) -> None:
+        self.dismiss(None)
+
+
 class SpawnAgentForm(Form[SpawnRequest]):
     TITLE = "Spawn agent"
     AUTO_FOCUS = "#name"

@@ -51,7 +51,7 @@ class McpActions:
                     f"registered MCP server {req.name} at seq {o.last_seq}; "
                     "next: ctrl+p, Import MCP tools"
                 ),
-                on_done=lambda _: form.registered() if form.is_attached else None,
+                on_done=lambda _: form.done() if form.is_attached else None,
                 on_refused=lambda exc: form.refused(exc.message) if form.is_attached else None,
             )
 
@@ -100,7 +100,7 @@ class McpActions:
                     accept_changed=req.accept_changed,
                 ),
                 lambda done: imported_text(req.server, done),
-                on_done=lambda _: form.imported() if form.is_attached else None,
+                on_done=lambda _: form.done() if form.is_attached else None,
                 on_refused=lambda exc: form.refused(exc.message) if form.is_attached else None,
             )
 

@@ -24,7 +24,7 @@ from toka.core.errors import TokaError
 from toka.core.model.state import McpServer
 from toka.tui.effect_view import CLASS_MEANING
 from toka.tui.literal import literal
-from toka.tui.screens.forms import Form, FormError, field_row
+from toka.tui.screens.forms import FormError, PendingForm, field_row
 from toka.tui.tool_view import PIN_SHOWN, server_target
 from toka.tui.view import pretty_json
 
@@ -87,14 +87,15 @@ def offer_about(offer: Offer) -> Text:
     return text
 
 
-class ImportMcpToolsForm(Form[ImportRequest]):
+class ImportMcpToolsForm(PendingForm[ImportRequest]):
     """Submitting hands the request to ``on_request`` (the action that opened the form
-    imports in a worker) and keeps the form open: ``imported`` closes it, ``refused``
+    imports in a worker) and keeps the form open: ``done`` closes it, ``refused``
     shows why the import did not happen."""
 
     TITLE = "Import MCP tools"
     AUTO_FOCUS = "#offers"
     SUBMIT = "Import"
+    WORKING = "importing…"
 
     def __init__(
         self,
@@ -104,17 +105,15 @@ class ImportMcpToolsForm(Form[ImportRequest]):
         fetch: OffersFetch,
         on_request: Callable[[ImportRequest], None],
     ):
-        super().__init__()
+        super().__init__(on_request)
         self.servers = servers
         names = [s.name for s in servers]
         self.selected = selected if selected in names else names[0]
         self.side_effect = side_effect  # the class preselected
         self.fetch = fetch
-        self.on_request = on_request
         self.offers: dict[str, Offer] = {}
         self.requested: str | None = None  # the server whose offers are asked for
         self.loaded_from: str | None = None  # the server the offers shown are from
-        self.busy = False
 
     def fields(self) -> ComposeResult:
         with Horizontal(classes="field"):
@@ -246,22 +245,3 @@ class ImportMcpToolsForm(Form[ImportRequest]):
             )
         side_effect = self.choice("side-effect", "pick a side-effect class")
         return ImportRequest(server, names, side_effect, self.query_one("#accept", Checkbox).value)
-
-    def action_submit(self) -> None:
-        if self.busy:
-            return
-        try:
-            request = self.collect()
-        except FormError as exc:
-            self.show_error(exc.message, exc.field)
-            return
-        self.busy = True
-        self.query_one("#form-error", Static).update(Text("importing…", style="dim"))
-        self.on_request(request)
-
-    def refused(self, message: str) -> None:
-        self.busy = False
-        self.show_error(message)
-
-    def imported(self) -> None:
-        self.dismiss(None)

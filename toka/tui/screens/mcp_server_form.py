@@ -12,13 +12,12 @@ import shlex
 from collections.abc import Callable
 from typing import NamedTuple
 
-from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import Checkbox, Input, Static
+from textual.widgets import Checkbox, Input
 
 from toka.core.errors import InvalidInput
 from toka.core.model import mcp, ops, places
-from toka.tui.screens.forms import Form, FormError, field_row
+from toka.tui.screens.forms import FormError, PendingForm, field_row
 
 URL_SCHEMES = ("http://", "https://")
 SECRETS_LISTED = 8  # the secrets of this host named in the hint
@@ -46,14 +45,15 @@ class McpServerRequest(NamedTuple):
         )
 
 
-class AddMcpServerForm(Form[McpServerRequest]):
+class AddMcpServerForm(PendingForm[McpServerRequest]):
     """Submitting hands the request to ``on_request`` (the action that opened the form
-    signs and submits it) and keeps the form open: ``registered`` closes it,
+    signs and submits it) and keeps the form open: ``done`` closes it,
     ``refused`` shows why the kernel said no."""
 
     TITLE = "Add MCP server"
     AUTO_FOCUS = "#name"
     SUBMIT = "Add"
+    WORKING = "registering…"
 
     def __init__(
         self,
@@ -61,11 +61,9 @@ class AddMcpServerForm(Form[McpServerRequest]):
         secrets: list[str],
         on_request: Callable[[McpServerRequest], None],
     ):
-        super().__init__()
+        super().__init__(on_request)
         self.servers = set(servers)
         self.secrets = secrets
-        self.on_request = on_request
-        self.busy = False
 
     def fields(self) -> ComposeResult:
         # Short hints: the whole form fits an 80x24 terminal, its error line included.
@@ -147,22 +145,3 @@ class AddMcpServerForm(Form[McpServerRequest]):
                 raise FormError(field, f"{what}: {key} is given twice")
             pairs[key] = value
         return pairs
-
-    def action_submit(self) -> None:
-        if self.busy:
-            return
-        try:
-            request = self.collect()
-        except FormError as exc:
-            self.show_error(exc.message, exc.field)
-            return
-        self.busy = True
-        self.query_one("#form-error", Static).update(Text("registering…", style="dim"))
-        self.on_request(request)
-
-    def refused(self, message: str) -> None:
-        self.busy = False
-        self.show_error(message)
-
-    def registered(self) -> None:
-        self.dismiss(None)
