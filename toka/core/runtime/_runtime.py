@@ -99,7 +99,10 @@ class Runtime(History):
 
     def close(self) -> None:
         for callback in self._closers:
-            callback()
+            try:
+                callback()
+            except Exception:  # what a layer above holds must not keep the log open
+                log.exception("closing %r failed", callback)
         self._closers.clear()
         with self._pipeline_lock:
             pipeline, self._pipeline = self._pipeline, None
