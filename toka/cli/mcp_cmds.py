@@ -153,18 +153,21 @@ def _target(server) -> str:
 
 
 def cmd_list(ctx: Context) -> int:
+    from collections import Counter
+
     import msgspec
 
     from toka.cli.output import fmt_s, table_or
 
     state = ctx.runtime.state
     servers = list(state.mcp_table().values())
-    imported = {s.name: 0 for s in servers}
-    for versions in state.tools.values():
-        for tool in versions.values():
-            if tool.binding is not None and tool.binding.server in imported:
-                imported[tool.binding.server] += 1
-                break
+    # Tools imported from each server (a tool with several versions counts once).
+    imported = Counter(
+        tool.binding.server
+        for versions in state.tools.values()
+        for tool in list(versions.values())[:1]
+        if tool.binding is not None
+    )
     rows = []
     for s in servers:
         secrets = sorted({*s.env_secrets.values(), *s.header_secrets.values()})

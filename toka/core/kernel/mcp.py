@@ -22,7 +22,7 @@ from toka.core.kernel.auth import authorize, required_caps
 from toka.core.kernel.context import Ctx, Evolver, value_problem
 from toka.core.model import events as ev
 from toka.core.model import mcp, ops, places
-from toka.core.model.state import McpServer, Tool, WorldState, table_drop, table_put
+from toka.core.model.state import McpServer, WorldState, table_drop, table_put
 
 MAX_ARGV = 256
 MAX_TEXT_BYTES = 4096
@@ -147,18 +147,6 @@ def check_not_imported(op: ops.RegisterTool) -> None:
         raise InvalidOperation(
             f"name: {op.name!r}: a '.' in a tool name is for tools imported from MCP servers"
         )
-
-
-def serving(state: WorldState, tool: Tool) -> McpServer:
-    """The registered server an imported tool's calls go to (NotFound once removed)."""
-    binding = tool.binding
-    assert binding is not None
-    server = state.mcp_table().get(binding.server)
-    if server is None:
-        raise NotFound(
-            f"MCP server {binding.server} of tool {tool.name} was removed (see `toka mcp list`)"
-        )
-    return server
 
 
 # -- evolvers ----------------------------------------------------------------------
