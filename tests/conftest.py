@@ -1,10 +1,13 @@
-"""Shared fixtures: a fresh Toka home, its runtime and the operator's client."""
+"""Shared fixtures: a fresh Toka home, its runtime and the operator's client; the
+console's seeded worlds (tests/snapshots/world.py; a file needing another overrides)."""
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from snapshots.world import effects_world, seeded_world
 from toka_cli import run_toka  # noqa: F401  (use `from toka_cli import run_toka` in tests)
 
 from toka.core.runtime import Runtime
@@ -29,6 +32,20 @@ def runtime(home: Home):
 @pytest.fixture
 def operator(runtime: Runtime) -> Client:
     return Client(runtime)
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    """The console's seeded world: agents, tasks, grants, tools and their events."""
+    with closing(seeded_world(tmp_path / "home")) as w:
+        yield w
+
+
+@pytest.fixture
+def effects(tmp_path: Path):
+    """The seeded world with a mount and calls with an effect, ended and open."""
+    with closing(effects_world(tmp_path / "effects-home")) as w:
+        yield w
 
 
 @pytest.fixture(autouse=True)

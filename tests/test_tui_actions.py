@@ -3,10 +3,7 @@ through the Client; a refused one changes nothing and shows the kernel's reason.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from snapshots.world import World, seeded_world
+from snapshots.world import World
 from textual.pilot import Pilot
 from textual.widgets import Static
 from tui_support import console, drive, press, settle
@@ -18,13 +15,6 @@ from toka.tui.screens.console import ConsoleScreen
 from toka.tui.screens.forms import SpawnAgentForm
 from toka.tui.screens.invoke_form import InvokeRequest, InvokeToolForm
 from toka.tui.widgets import EventStream, ResourceTable
-
-
-@pytest.fixture
-def world(tmp_path: Path):
-    w = seeded_world(tmp_path / "home")
-    yield w
-    w.close()
 
 
 def operations(world: World) -> list[tuple[str, str, str, SignedOperation]]:

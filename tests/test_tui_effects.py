@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from snapshots.world import World, effects_world, seeded_world
+from snapshots.world import World
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static, TextArea
 from tui_support import console, drive, press, screen_text, settle
@@ -22,20 +22,6 @@ from toka.tui.screens.detail import DetailScreen
 from toka.tui.screens.invoke_form import InvokeRequest, InvokeToolForm
 from toka.tui.screens.resolve_form import ResolveCallForm
 from toka.tui.widgets import EventStream, ResourceTable, StatusLine
-
-
-@pytest.fixture
-def effects(tmp_path: Path):
-    w = effects_world(tmp_path / "effects-home")
-    yield w
-    w.close()
-
-
-@pytest.fixture
-def world(tmp_path: Path):
-    w = seeded_world(tmp_path / "home")
-    yield w
-    w.close()
 
 
 @pytest.fixture

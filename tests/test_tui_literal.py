@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import sys
 import unicodedata
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,8 @@ TUI = Path(__file__).resolve().parents[1] / "toka" / "tui"
 
 @pytest.fixture
 def world(tmp_path: Path):
-    w = hostile_world(tmp_path / "home")
-    yield w
-    w.close()
+    with closing(hostile_world(tmp_path / "home")) as w:
+        yield w
 
 
 @pytest.fixture

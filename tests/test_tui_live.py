@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 import apsw
-import pytest
-from snapshots.world import HOME_LABEL, World, seeded_world
+from snapshots.world import HOME_LABEL, World
 from textual.pilot import Pilot
 from toka_cli import run_toka
 
@@ -20,13 +18,6 @@ from toka.core.runtime.client import Client
 from toka.tui.app import make_app
 from toka.tui.screens.console import ConsoleScreen
 from toka.tui.widgets import EventStream, ResourceTable, StatusLine
-
-
-@pytest.fixture
-def world(tmp_path: Path):
-    w = seeded_world(tmp_path / "home")
-    yield w
-    w.close()
 
 
 def drive(app, scenario, *, notifications: bool = False) -> None:

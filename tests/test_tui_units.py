@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from snapshots.world import World, seeded_world
+from snapshots.world import World
 
 from toka.core.errors import TokaError
 from toka.core.model import ops
@@ -23,14 +23,6 @@ from toka.tui.host import ConsoleHost
 from toka.tui.permissions import Permissions
 from toka.tui.stylesheet import stylesheet_path
 from toka.tui.view import TableDiff
-
-
-@pytest.fixture
-def world(tmp_path: Path):
-    w = seeded_world(tmp_path / "home")
-    yield w
-    w.close()
-
 
 # -- the stylesheet ----------------------------------------------------------------------
 

@@ -10,21 +10,21 @@ Update with ``pytest tests/snapshots --snapshot-update`` and look at every chang
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from snapshots.world import (
     EVIL,
     World,
-    effects_world,
     first_run_world,
     hostile_world,
     mcp_world,
     notes_offers,
-    seeded_world,
 )
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
+from tui_support import settle
 
 from toka.cli.tui_cmds import demo_loader
 from toka.core.model import ops
@@ -57,45 +57,22 @@ def keys(*presses: str):
     return run
 
 
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-@pytest.fixture
-def world(tmp_path: Path):
-    w = seeded_world(tmp_path / "home")
-    yield w
-    w.close()
-
-
 @pytest.fixture
 def fresh(tmp_path: Path):
-    w = first_run_world(tmp_path / "home")
-    yield w
-    w.close()
-
-
-@pytest.fixture
-def effects(tmp_path: Path):
-    w = effects_world(tmp_path / "home")
-    yield w
-    w.close()
+    with closing(first_run_world(tmp_path / "home")) as w:
+        yield w
 
 
 @pytest.fixture
 def mcp(tmp_path: Path):
-    w = mcp_world(tmp_path / "home")
-    yield w
-    w.close()
+    with closing(mcp_world(tmp_path / "home")) as w:
+        yield w
 
 
 @pytest.fixture
 def hostile(tmp_path: Path):
-    w = hostile_world(tmp_path / "home")
-    yield w
-    w.close()
+    with closing(hostile_world(tmp_path / "home")) as w:
+        yield w
 
 
 class TestPanes:
