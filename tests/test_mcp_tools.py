@@ -310,3 +310,15 @@ def test_an_import_that_cannot_be_registered_registers_nothing(tmp_path):
         assert missing.returncode == ExitCode.INVALID
         assert "does not offer nope" in missing.stderr
     assert [e for e in toka.events("tool.registered") if "." in e["payload"]["name"]] == []
+
+
+def test_a_server_that_exited_is_started_again_for_the_next_call(tmp_path):
+    toka = Toka(tmp_path / "home")
+    with notes_server(toka, tmp_path / "world", "stdio") as notes:
+        _import(notes, "crash")
+        _import(notes, "wordcount", side_effect="read_only")
+        with Runtime(Home(toka.home)) as runtime:
+            client = Client(runtime)
+            assert invoke_as(client, "notes.crash", {}).status == "unknown"
+            assert invoke_as(client, "notes.wordcount", WORDS).ok
+    assert notes.lines() == ["crash"]
