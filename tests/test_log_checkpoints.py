@@ -8,7 +8,7 @@ from log_support import make_home, populate, run_toka, scalar, tamper, toka_json
 
 from toka.core.errors import TokaError
 from toka.core.log import snapshots
-from toka.core.log.store import EventLog
+from toka.core.log.sqlite import SqliteStore as EventLog
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home

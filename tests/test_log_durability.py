@@ -18,10 +18,9 @@ import pytest
 from log_support import make_home, run_toka, toka_json
 
 from toka.core.errors import TokaError
-from toka.core.log.store import EventLog
+from toka.core.log.sqlite import SqliteStore as EventLog
 from toka.core.model import ops
 from toka.core.runtime import Runtime
-from toka.core.runtime import _runtime as runtime_module
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
 
@@ -82,10 +81,11 @@ def test_full_durability_syncs_the_wal_on_every_commit(
 ):
     home = make_home(tmp_path / "home", checkpoint_interval=1000)
 
-    def counting_log(path, durability="full", **kwargs):
-        return EventLog(path, durability, vfs=counting_vfs.name, **kwargs)
+    def counting_log(self, durability="full", **kwargs):
+        kwargs.pop("listen", None)
+        return EventLog(self.db_path, durability, vfs=counting_vfs.name, **kwargs)
 
-    monkeypatch.setattr(runtime_module, "EventLog", counting_log)
+    monkeypatch.setattr(Home, "open_store", counting_log)
     with Runtime(home, durability=durability) as rt:
         operator = Client(rt)
         agent, _ = operator.spawn_agent("durable")
@@ -127,10 +127,11 @@ def test_a_commit_whose_sync_fails_is_refused_and_leaves_nothing_behind(tmp_path
     try:
         home = make_home(tmp_path / "home", checkpoint_interval=1000)
 
-        def failing_log(path, durability="full", **kwargs):
-            return EventLog(path, durability, vfs=vfs.name, **kwargs)
+        def failing_log(self, durability="full", **kwargs):
+            kwargs.pop("listen", None)
+            return EventLog(self.db_path, durability, vfs=vfs.name, **kwargs)
 
-        monkeypatch.setattr(runtime_module, "EventLog", failing_log)
+        monkeypatch.setattr(Home, "open_store", failing_log)
         with Runtime(home) as rt:
             operator = Client(rt)
             agent, _ = operator.spawn_agent("durable")

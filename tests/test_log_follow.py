@@ -13,7 +13,7 @@ import pytest
 from log_support import make_home
 
 from toka.core.log.follow import LogFollower
-from toka.core.log.store import EventLog
+from toka.core.log.sqlite import SqliteStore as EventLog
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home

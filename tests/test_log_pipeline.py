@@ -9,8 +9,8 @@ import pytest
 from log_support import make_home, run_toka, tamper, toka_json
 
 from toka.core.errors import NotCovered, ReplayedNonce, TokaError
-from toka.core.log import store as store_module
-from toka.core.log.store import EventLog
+from toka.core.log import sqlite as store_module
+from toka.core.log.sqlite import SqliteStore as EventLog
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Runtime

@@ -96,15 +96,13 @@ def cmd_verify(ctx: Context) -> int:
     from toka.core.errors import IntegrityFailure
     from toka.core.log import audit
     from toka.core.log.checkpoints import ExportedCheckpoint
-    from toka.core.log.store import EventLog
-
     home = ctx.home
     home.require()
     exported = ExportedCheckpoint.load(Path(ctx.args.against)) if ctx.args.against else None
     interval = home.config().checkpoint_interval
     # The log is read directly, not through a Runtime: a damaged log must be reported
     # with the seq where it breaks, not fail while the state is being loaded.
-    log = EventLog(home.db_path, readonly=True)
+    log = home.open_store(readonly=True)
     try:
         with log.read(), _progress("verifying") as progress:
             result = audit.verify_log(

@@ -175,3 +175,16 @@ class Unavailable(TokaError):
     """Something outside Toka (an MCP server) could not be reached or did not answer."""
 
     code = "unavailable"
+
+
+class StoreUnavailable(Unavailable):
+    """The log's database could not be reached, or refused the write; nothing was written."""
+
+    code = "store_unavailable"
+
+
+class CommitUnknown(StoreUnavailable):
+    """The connection was lost while the database committed: the batch may or may not be
+    in the log. Look its operations up by nonce (a resubmission does exactly that)."""
+
+    code = "commit_unknown"

@@ -20,7 +20,7 @@ from toka.core.log.checkpoints import Checkpoint, ExportedCheckpoint
 from toka.core.log.fold import fold_one, folding
 from toka.core.log.redecide import redecide
 from toka.core.log.snapshots import decode_snapshot
-from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow, chain_hash
+from toka.core.log.store import GENESIS_PREV, OperationRow, Store, chain_hash
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import verify_signature
 from toka.core.model.ops import SignedOperation
@@ -139,7 +139,7 @@ def _check_genesis(r: EventRecord) -> None:
             raise IntegrityFailure("event 2: the genesis root grant is not the operator's", 2)
 
 
-def _operation_cursor(log: EventLog) -> tuple[Iterator[OperationRow], list[OperationRow]]:
+def _operation_cursor(log: Store) -> tuple[Iterator[OperationRow], list[OperationRow]]:
     """Applied operations in log order, and the refused ones."""
     applied: list[OperationRow] = []
     refused: list[OperationRow] = []
@@ -149,7 +149,7 @@ def _operation_cursor(log: EventLog) -> tuple[Iterator[OperationRow], list[Opera
 
 
 def verify_log(
-    log: EventLog,
+    log: Store,
     public_key: str | None,
     *,
     signatures: bool = False,
@@ -355,7 +355,7 @@ def _check_checkpoint(
     return actual
 
 
-def _check_snapshots(log: EventLog) -> int:
+def _check_snapshots(log: Store) -> int:
     by_seq = {cp.seq: cp for cp in log.checkpoints()}
     n = 0
     for seq in sorted(log.snapshot_seqs()):
@@ -375,9 +375,7 @@ def _check_snapshots(log: EventLog) -> int:
     return n
 
 
-def replay_check(
-    log: EventLog, live: WorldState, progress: Progress | None = None
-) -> dict[str, Any]:
+def replay_check(log: Store, live: WorldState, progress: Progress | None = None) -> dict[str, Any]:
     """Rebuild from genesis (no snapshots) and compare the state hash at every stored
     checkpoint and, at the head, with ``live``."""
     total = log.count()
@@ -414,7 +412,7 @@ def replay_check(
 
 
 def check_against(
-    log: EventLog, exported: ExportedCheckpoint, home_public_key: str | None
+    log: Store, exported: ExportedCheckpoint, home_public_key: str | None
 ) -> dict[str, Any]:
     """Detect truncation, rollback or a swapped kernel key against a checkpoint the
     operator kept elsewhere."""
@@ -449,7 +447,7 @@ def check_against(
     return {"against_seq": cp.seq, "against_head_hash": cp.head_hash}
 
 
-def effect_records(log: EventLog) -> Iterator[tuple[EventRecord, Any]]:
+def effect_records(log: Store) -> Iterator[tuple[EventRecord, Any]]:
     """Every effect record in the log, in log order, with the event that holds it."""
     ended = ["tool.succeeded", "tool.failed", "tool.unknown"]
     for r in log.query(kinds=ended, limit=max(1, log.count())):
@@ -459,7 +457,7 @@ def effect_records(log: EventLog) -> Iterator[tuple[EventRecord, Any]]:
                 yield r, effect
 
 
-def check_blobs(log: EventLog, blobs: Path, progress: Progress | None = None) -> dict[str, Any]:
+def check_blobs(log: Store, blobs: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Hash again every blob an effect record names (``HOME/blobs/<sha256>``): the bytes
     a call read, wrote or fetched must still be the bytes the log's hash chain covers.
     Raises :class:`IntegrityFailure` at the first event naming a missing or altered one."""
@@ -474,13 +472,15 @@ def check_blobs(log: EventLog, blobs: Path, progress: Progress | None = None) ->
             if sha256 in seen:
                 continue
             try:
-                data = (blobs / sha256).read_bytes()
+                data: bytes | None = (blobs / sha256).read_bytes()
             except FileNotFoundError:
+                data = log.get_blob(sha256)  # kept in a shared log for every host
+            if data is None:
                 raise IntegrityFailure(
                     f"event {r.seq}: blob {sha256} named by its {effect.__struct_config__.tag} "
                     f"record is missing from {blobs}",
                     r.seq,
-                ) from None
+                )
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise IntegrityFailure(
                     f"event {r.seq}: blob {sha256} was altered: its bytes no longer hash "

@@ -1,7 +1,8 @@
-"""Following the log from any process: poll by sequence number, cheaply.
+"""Following the log from any process, on any host: poll by sequence number, cheaply.
 
-``PRAGMA data_version`` changes only when another connection commits, so an idle
-poll costs one pragma and no query; the follower reads rows only after a commit.
+The store's ``data_version`` changes only when someone commits (SQLite: ``PRAGMA
+data_version``; PostgreSQL: a notification, a reconnect, or a new head found by the
+check it makes once a second), so an idle poll reads no rows.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from toka.core.errors import HomeError
-from toka.core.log.store import EventLog
+from toka.core.errors import HomeError, StoreUnavailable
+from toka.core.log.store import Store
 from toka.core.model.events import EventRecord, kind_matches
 
 
 class HasLog(Protocol):
-    """Anything that says where its log is (a ``Home``)."""
+    """Anything that opens its log (a ``Home``)."""
 
-    db_path: Path
+    def open_store(
+        self, durability: str = "full", *, readonly: bool = False, listen: bool = False
+    ) -> Store: ...
 
 
 class LogFollower:
@@ -42,10 +45,15 @@ class LogFollower:
         text: str | None = None,
         batch: int = 1000,
     ):
-        path = Path(source) if isinstance(source, Path | str) else source.db_path
-        if not path.exists():
-            raise HomeError(f"no Toka log at {path}: run `toka init` first")
-        self.log = EventLog(path, readonly=True)
+        if isinstance(source, Path | str):
+            from toka.core.log.sqlite import SqliteStore
+
+            path = Path(source)
+            if not path.exists():
+                raise HomeError(f"no Toka log at {path}: run `toka init` first")
+            self.log: Store = SqliteStore(path, readonly=True)
+        else:
+            self.log = source.open_store(readonly=True, listen=True)
         self.position = after_seq
         self.kinds = list(kinds) if kinds else None
         self.principal = principal
@@ -67,13 +75,19 @@ class LogFollower:
         return self.log.head()[0]
 
     def poll(self) -> list[EventRecord]:
-        """Matching events committed since the last poll (oldest first); [] if none."""
+        """Matching events committed since the last poll (oldest first); [] if none.
+
+        A log that cannot be reached now (a PostgreSQL server restarting, a connection
+        killed) gives [] and is read again, from the same position, once it is back."""
         version = self.log.data_version()
         if version == self._version:
             return []
         out: list[EventRecord] = []
         while True:
-            rows = list(self.log.records(after=self.position, limit=self.batch))
+            try:
+                rows = list(self.log.records(after=self.position, limit=self.batch))
+            except StoreUnavailable:
+                return out  # the version stays old: the next poll reads again
             if not rows:
                 break
             self.position = rows[-1].seq

@@ -14,7 +14,7 @@ import msgspec
 
 from toka.core.errors import IntegrityFailure
 from toka.core.log.checkpoints import Checkpoint
-from toka.core.log.store import EventLog
+from toka.core.log.store import Store
 from toka.core.model.keys import KeyPair
 from toka.core.model.state import WorldState
 
@@ -37,7 +37,7 @@ def decode_snapshot(data: bytes) -> WorldState:
 
 
 def write_checkpoint(
-    log: EventLog,
+    log: Store,
     state: WorldState,
     head_hash: str,
     key: KeyPair,
@@ -57,7 +57,7 @@ def write_checkpoint(
 
 
 def load_snapshot(
-    log: EventLog, public_key: str | None, until: int | None = None
+    log: Store, public_key: str | None, until: int | None = None
 ) -> tuple[WorldState, str] | None:
     """The newest snapshot at or before ``until`` that checks out against its signed
     checkpoint, as (state, head hash); None if there is none. A snapshot that does not
@@ -104,7 +104,7 @@ class CheckpointSchedule:
     def _due(self, seq: int) -> bool:
         return seq // self.interval > self._last_seq // self.interval
 
-    def maybe_write(self, log: EventLog, state: WorldState, head_hash: str) -> None:
+    def maybe_write(self, log: Store, state: WorldState, head_hash: str) -> None:
         """Call inside the write transaction that appended up to ``state.seq``."""
         if not self._due(state.seq):
             return

@@ -18,11 +18,16 @@ from typing import Any
 import msgspec
 
 from toka.core import kernel
-from toka.core.errors import ReplayedNonce, TokaError, TokenInvalid, error_from_code
+from toka.core.errors import (
+    ReplayedNonce,
+    TokaError,
+    TokenInvalid,
+    error_from_code,
+)
 from toka.core.kernel import approvals as approval_rules
 from toka.core.log import snapshots
 from toka.core.log.fold import fold
-from toka.core.log.store import GENESIS_PREV, EventLog, OperationRow
+from toka.core.log.store import GENESIS_PREV, OperationRow
 from toka.core.model import events as ev
 from toka.core.model import ops as opmod
 from toka.core.model.events import EventRecord
@@ -58,7 +63,7 @@ class Runtime(History):
         self.config = home.config()
         self.durability = durability or self.config.durability
         self.clock = clock
-        self.log = EventLog(home.db_path, self.durability)
+        self.log = home.open_store(self.durability)
         self.state = WorldState()
         self.head_hash = GENESIS_PREV
         self._lock = threading.RLock()
@@ -73,6 +78,7 @@ class Runtime(History):
         self._pipeline: CommitPipeline | None = None
         self._pipeline_lock = threading.Lock()
         self._closed = False
+        self._stale = False  # the state may be ahead of the log: rebuild before using it
         self._closers: list[Callable[[], None]] = []
         self._checkpoints = snapshots.CheckpointSchedule(
             self.config.checkpoint_interval,
@@ -83,15 +89,6 @@ class Runtime(History):
         self._start_from_snapshot()
         self.catch_up()
         self.authority = TokenAuthority(home.secret(), self.state.home_id)
-
-    def _start_from_snapshot(self, until: int | None = None) -> None:
-        """Load the newest valid snapshot (at or before ``until``); the tail is folded
-        by catch-up. Without one, state starts empty and the whole log is folded."""
-        loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), until)
-        if loaded is None:
-            self.state, self.head_hash = WorldState(), GENESIS_PREV
-        else:
-            self.state, self.head_hash = loaded
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` on close (what a layer above holds open: MCP connections)."""
@@ -138,20 +135,6 @@ class Runtime(History):
                 callback(records)
             except Exception:
                 log.exception("event subscriber failed")
-
-    def catch_up(self) -> list[EventRecord]:
-        """Fold events other processes appended since we last looked."""
-        with self._lock:
-            new = list(self.log.records(after=self.state.seq))
-            self.state, self.head_hash = fold(new, self.state, self.head_hash)
-        self._publish(new)
-        return new
-
-    def _rebuild(self) -> None:
-        self._start_from_snapshot()
-        self.state, self.head_hash = fold(
-            self.log.records(after=self.state.seq), self.state, self.head_hash
-        )
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -353,7 +336,10 @@ class Runtime(History):
 
     def _commit(self, batch: list[Pending]) -> None:
         new: list[EventRecord] = []
+        start = self.state.seq
         try:
+            if self._stale:
+                self._rebuild()
             with self.log.write():
                 caught = list(self.log.records(after=self.state.seq))
                 self.state, self.head_hash = fold(caught, self.state, self.head_hash)
@@ -368,12 +354,11 @@ class Runtime(History):
                 self._checkpoints.maybe_write(self.log, self.state, self.head_hash)
         except Exception as exc:
             log.exception("commit failed; reloading state from the log")
-            self._rebuild()
             for p in batch:
                 if p.outcome is not None or p.error is None:
                     p.outcome = None
                     p.error = TokaError(f"the log could not be written: {exc}")
-            new = []
+            new = self._recover(batch, start, exc)
         finally:
             for p in batch:
                 p.done = True

@@ -7,34 +7,96 @@ runtime's lock, so submissions go on while a long log is checked.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any
 
+from toka.core.errors import CommitUnknown, TokaError
 from toka.core.kernel.context import KERNEL
 from toka.core.log import audit, checkpoints, snapshots
 from toka.core.log.fold import fold
-from toka.core.log.store import GENESIS_PREV, EventLog
+from toka.core.log.store import GENESIS_PREV, OperationRow, Store
 from toka.core.model import ops
 from toka.core.model.events import EventRecord
 from toka.core.model.keys import KeyPair
 from toka.core.model.state import WorldState
+from toka.core.runtime.admission import Pending
 from toka.core.runtime.home import Config, Home
+
+log = logging.getLogger(__name__)
 
 
 class History:
-    """What ``Runtime`` offers on its log's past, and the kernel's key that signs
-    checkpoints and host statements; mixed into ``Runtime``."""
+    """What ``Runtime`` offers on its log's past: loading the state from it, verify,
+    replay, time travel, and the kernel's key that signs checkpoints and host
+    statements; mixed into ``Runtime``."""
 
     home: Home
     config: Config
-    log: EventLog
+    log: Store
     state: WorldState
     head_hash: str
     _lock: threading.RLock
-    catch_up: Callable[[], list[EventRecord]]
+    _stale: bool
     now_ms: Callable[[], int]
+    _publish: Callable[[list[EventRecord]], None]
+    _replay_outcome: Callable[[Pending, OperationRow], None]
+
+    def _start_from_snapshot(self, until: int | None = None) -> None:
+        """Load the newest valid snapshot (at or before ``until``); the tail is folded
+        by catch-up. Without one, state starts empty and the whole log is folded."""
+        loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), until)
+        if loaded is None:
+            self.state, self.head_hash = WorldState(), GENESIS_PREV
+        else:
+            self.state, self.head_hash = loaded
+
+    def catch_up(self) -> list[EventRecord]:
+        """Fold events other processes (and hosts) appended since we last looked."""
+        with self._lock:
+            if self._stale:
+                self._rebuild()
+            new = list(self.log.records(after=self.state.seq))
+            self.state, self.head_hash = fold(new, self.state, self.head_hash)
+        self._publish(new)
+        return new
+
+    def _rebuild(self) -> None:
+        self._stale = True
+        self._start_from_snapshot()
+        self.state, self.head_hash = fold(
+            self.log.records(after=self.state.seq), self.state, self.head_hash
+        )
+        self._stale = False
+
+    def _recover(self, batch: list[Pending], start: int, exc: Exception) -> list[EventRecord]:
+        """After a failed commit: reload the state from the log and, if the commit's
+        outcome is unknown (the connection was lost during COMMIT), give each operation
+        of the batch that the log holds its recorded outcome. Returns the events after
+        ``start`` (what subscribers have not seen); [] while the log is unreachable."""
+        try:
+            self._rebuild()
+            if not isinstance(exc, CommitUnknown):
+                return []
+            keys = [(p.signed.principal, p.signed.nonce) for p in batch]
+            recorded = self.log.operations_by_nonce(keys)
+            for p, key in zip(batch, keys, strict=True):
+                seen = recorded.get(key)
+                if seen is not None and seen.digest == p.digest:
+                    p.outcome, p.error = None, None
+                    self._replay_outcome(p, seen)
+                else:
+                    p.outcome = None
+                    p.error = TokaError(
+                        f"{exc}; the operation is not in the log, so it was not applied: "
+                        "submit it again"
+                    )
+            return list(self.log.records(after=start))
+        except TokaError:
+            log.exception("the log is unreachable; the state reloads before the next commit")
+            return []
 
     @cached_property
     def host_key(self) -> KeyPair:
@@ -74,8 +136,8 @@ class History:
             return audit.check_against(reader, exported, self.home.kernel_public_key())
 
     @contextlib.contextmanager
-    def _reader(self) -> Iterator[EventLog]:
-        reader = EventLog(self.home.db_path, readonly=True)
+    def _reader(self) -> Iterator[Store]:
+        reader = self.home.open_store(readonly=True)
         try:
             with reader.read():
                 yield reader

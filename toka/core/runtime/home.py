@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import stat
@@ -13,7 +14,14 @@ import msgspec
 
 from toka.core.errors import HomeError, InvalidInput
 from toka.core.kernel.context import KERNEL, MAX_TTL_S, OPERATOR
-from toka.core.log.store import EventLog
+from toka.core.log.store import (
+    DEFAULT_SCHEMA,
+    Store,
+    StoreSpec,
+    check_schema,
+    open_store,
+    parse_location,
+)
 from toka.core.model import events as ev
 from toka.core.model.keys import KeyPair, agent_id_for, check_principal, thumbprint
 from toka.core.model.places import SECRET_NAME_RE
@@ -28,6 +36,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_every: int = 10
     op_max_age_s: int = 24 * 3600
     op_max_skew_s: int = 300
+    store: str = ""
+    store_schema: str = DEFAULT_SCHEMA
+    store_lock_timeout_s: int = 30
+    store_idle_timeout_s: int = 60
 
 
 DEFAULT_CONFIG = """\
@@ -47,6 +59,17 @@ snapshot_every = 10
 # How old (seconds) a signed operation may be when submitted, and how far in the future.
 op_max_age_s = 86400
 op_max_skew_s = 300
+"""
+
+STORE_CONFIG = """
+# The log: a PostgreSQL database shared by every host of this home (no password here:
+# libpq reads ~/.pgpass, PGPASSFILE, PGPASSWORD, a service file or a client certificate).
+store = {url}
+store_schema = {schema}
+# How long a writer waits for the log's lock, and how long a writer may sit idle
+# inside its transaction before the server ends it (seconds).
+store_lock_timeout_s = 30
+store_idle_timeout_s = 60
 """
 
 
@@ -181,8 +204,17 @@ class SecretStore:
 class Home:
     """Paths and files of one Toka installation."""
 
-    def __init__(self, root: Path | str | None = None):
+    def __init__(
+        self,
+        root: Path | str | None = None,
+        *,
+        store: str | None = None,
+        store_schema: str | None = None,
+    ):
         self.root = Path(root).expanduser() if root is not None else default_home()
+        # Where the log is for this invocation, over the config (--store, TOKA_STORE).
+        self._store = store or os.environ.get("TOKA_STORE") or None
+        self._store_schema = store_schema or os.environ.get("TOKA_STORE_SCHEMA") or None
         self.db_path = self.root / "toka.db"
         self.secret_path = self.root / "kernel.secret"
         self.config_path = self.root / "config.toml"
@@ -194,7 +226,39 @@ class Home:
         self.kernel_key_path = self.root / "kernel.key"
 
     def exists(self) -> bool:
-        return self.db_path.exists() and self.secret_path.exists()
+        if not self.secret_path.exists():
+            return False
+        return self.store_spec().is_postgres or self.db_path.exists()
+
+    def store_spec(self) -> StoreSpec:
+        """Where this home's log is: the override, else the config, else ``HOME/toka.db``."""
+        if self._store:
+            return parse_location(self._store, self._store_schema)
+        cfg = self.config()
+        if cfg.store:
+            return parse_location(cfg.store, self._store_schema or cfg.store_schema)
+        return StoreSpec("")
+
+    def open_store(
+        self, durability: str = "full", *, readonly: bool = False, listen: bool = False
+    ) -> Store:
+        cfg = self.config()
+        return open_store(
+            self.store_spec(),
+            self.db_path,
+            durability,
+            readonly=readonly,
+            listen=listen,
+            timeouts=(cfg.store_lock_timeout_s, cfg.store_idle_timeout_s),
+        )
+
+    def store_location(self) -> str:
+        spec = self.store_spec()
+        if spec.is_postgres:
+            from toka.core.log.postgres import redact
+
+            return f"{redact(spec.url)} (schema {spec.schema})"
+        return spec.url.removeprefix("sqlite://") or str(self.db_path)
 
     def require(self) -> None:
         if not self.exists():
@@ -234,6 +298,34 @@ class Home:
         except FileNotFoundError:
             return None
 
+    def configure_store(self, store: StoreSpec) -> None:
+        """Keep ``store`` in the config (written once; a different one is refused)."""
+        if store.is_postgres:
+            from toka.core.log.postgres import has_password
+
+            if has_password(store.url):
+                raise InvalidInput(
+                    "the store URL holds a password, which would be kept in the config: "
+                    "leave it out and let libpq find it (~/.pgpass, PGPASSFILE, PGPASSWORD, "
+                    "a service file or a client certificate)"
+                )
+        if self.config_path.exists():
+            current = self.config()
+            configured = (
+                parse_location(current.store, current.store_schema) if current.store else None
+            )
+            if configured != store:
+                raise HomeError(
+                    f"{self.config_path} already names another log; "
+                    "edit it, or use a new home for this store"
+                )
+        else:
+            text = DEFAULT_CONFIG + STORE_CONFIG.format(
+                url=json.dumps(store.url), schema=json.dumps(store.schema)
+            )
+            write_private(self.config_path, text.encode())
+        self._store, self._store_schema = store.url, store.schema
+
     def config(self) -> Config:
         try:
             text = self.config_path.read_text()
@@ -246,6 +338,14 @@ class Home:
             raise InvalidInput(f"{self.config_path}: checkpoint_interval must be at least 1")
         if cfg.snapshot_every < 1:
             raise InvalidInput(f"{self.config_path}: snapshot_every must be at least 1")
+        if cfg.store:
+            parse_location(cfg.store)
+        check_schema(cfg.store_schema)
+        if cfg.store_lock_timeout_s < 1 or cfg.store_idle_timeout_s < 1:
+            raise InvalidInput(
+                f"{self.config_path}: store_lock_timeout_s and store_idle_timeout_s "
+                "must be at least 1"
+            )
         return cfg
 
     def init(
@@ -254,16 +354,27 @@ class Home:
         operator_key: KeyPair | None = None,
         now: float | None = None,
         home_id: str | None = None,
+        store: StoreSpec | None = None,
     ) -> bool:
-        """Create the home. Returns False (and changes nothing) if it already exists.
+        """Create the home (its log in ``store``: default, the home's SQLite file).
+        Returns False (and changes nothing) if it already exists.
 
         Safe to re-run after an interrupted init: it completes what is missing and
         never replaces a secret, a key or an event.
         """
         private_dir(self.root)
-        log = EventLog(self.db_path)
+        if store is not None and store.url:
+            self.configure_store(store)
+        fresh = not self.secret_path.exists()
+        log = self.open_store()
         try:
             if log.head()[0] > 0:
+                if fresh and self.store_spec().is_postgres:
+                    raise HomeError(
+                        f"the log at {log.location} already belongs to home "
+                        f"{log.meta('home_id')}: join it with `toka init --store URL --join "
+                        "FILE` (FILE from `toka home export-kernel` on one of its hosts)"
+                    )
                 if not self.secret_path.exists() or not self.keystore.has(OPERATOR):
                     raise HomeError(
                         f"{self.root} has a log but its kernel secret or operator key is missing"

@@ -10,7 +10,7 @@ many were suppressed.
 from __future__ import annotations
 
 from toka.core.errors import ReplayedNonce, TokaError
-from toka.core.log.store import EventLog, OperationRow
+from toka.core.log.store import OperationRow, Store
 from toka.core.model import events as ev
 from toka.core.model.keys import check_principal
 from toka.core.model.ops import MAX_SIGNED_BYTES
@@ -23,7 +23,7 @@ REJECTIONS_PER_MIN = 200
 class RefusalAudit:
     """Records refusals in one log; call inside its write transaction."""
 
-    def __init__(self, log: EventLog):
+    def __init__(self, log: Store):
         self.log = log
         self._suppressed: dict[str, int] = {}
 
