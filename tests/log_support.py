@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
@@ -47,18 +50,47 @@ def toka_json(*args: str, home: Path, expect: int = 0) -> dict:
     return json.loads(result.stdout)
 
 
-def tamper(home: Home, sql: str, args: tuple = ()) -> None:
-    """Change the database behind the runtime's back, as an attacker with file access."""
-    conn = apsw.Connection(str(home.db_path))
+class _PostgresLog:
+    """Raw SQL on a home's PostgreSQL log, as the database's superuser: triggers and
+    foreign keys are off (``session_replication_role = replica``), as for an attacker
+    who owns the database. ``?`` placeholders are accepted, as with SQLite."""
+
+    def __init__(self, spec):
+        import psycopg
+
+        self.conn = psycopg.connect(spec.url, autocommit=True)
+        self.conn.execute(
+            "SELECT set_config('search_path', %s, false),"
+            " set_config('session_replication_role', 'replica', false)",
+            (spec.schema,),
+        )
+
+    def execute(self, sql: str, args: tuple | list = ()):
+        if re.search(r"\?\d", sql):
+            raise ValueError("numbered ? placeholders are SQLite's: use plain ?")
+        return self.conn.execute(sql.replace("%", "%%").replace("?", "%s"), args)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@contextlib.contextmanager
+def raw_log(home: Home) -> Iterator:
+    """A raw connection to ``home``'s log, whichever the backend (SQLite's is apsw's)."""
+    spec = home.store_spec()
+    conn = _PostgresLog(spec) if spec.is_postgres else apsw.Connection(str(home.db_path))
     try:
-        conn.execute(sql, args)
+        yield conn
     finally:
         conn.close()
+
+
+def tamper(home: Home, sql: str, args: tuple = ()) -> None:
+    """Change the database behind the runtime's back, as an attacker with file access."""
+    with raw_log(home) as conn:
+        conn.execute(sql, args)
 
 
 def scalar(home: Home, sql: str, args: tuple = ()):
-    conn = apsw.Connection(str(home.db_path))
-    try:
+    with raw_log(home) as conn:
         return conn.execute(sql, args).fetchone()[0]
-    finally:
-        conn.close()

@@ -18,6 +18,8 @@ from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
 
+pytestmark = pytest.mark.stores
+
 
 @pytest.fixture
 def home(tmp_path) -> Home:

@@ -16,7 +16,9 @@ def run_toka(
     timeout: float = 60,
 ) -> subprocess.CompletedProcess:
     """Run the real ``toka`` command in a subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
+    # The log's backend for this test (conftest's store_backend) is kept; nothing else.
+    keep = ("TOKA_STORE", "TOKA_STORE_SCHEMA")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_") or k in keep}
     if home is not None:
         full_env["TOKA_HOME"] = str(home)
     full_env.update(env or {})

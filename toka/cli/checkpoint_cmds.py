@@ -96,6 +96,7 @@ def cmd_verify(ctx: Context) -> int:
     from toka.core.errors import IntegrityFailure
     from toka.core.log import audit
     from toka.core.log.checkpoints import ExportedCheckpoint
+
     home = ctx.home
     home.require()
     exported = ExportedCheckpoint.load(Path(ctx.args.against)) if ctx.args.against else None
