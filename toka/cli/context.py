@@ -20,7 +20,7 @@ class Context:
     def home(self):
         from toka.core.runtime.home import Home
 
-        return Home(self.args.home)
+        return Home(self.args.home, store=self.args.store)
 
     @cached_property
     def runtime(self):
@@ -81,6 +81,13 @@ def common_options(defaults: bool, *, principal: bool = True) -> argparse.Argume
         )
     p.add_argument(
         "--json", action="store_true", default=d(False), help="print one JSON document on stdout"
+    )
+    p.add_argument(
+        "--store",
+        default=d(None),
+        metavar="URL",
+        help="the log for this invocation: postgresql://... or a SQLite file "
+        "(default: $TOKA_STORE, else the home's config)",
     )
     p.add_argument(
         "--durability",

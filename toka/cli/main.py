@@ -20,6 +20,7 @@ from toka.cli import (
     place_cmds,
     run_cmds,
     setup_cmds,
+    store_cmds,
     tool_cmds,
     tui_cmds,
 )
@@ -32,6 +33,7 @@ COMMAND_MODULES = [
     grant_cmds,
     log_cmds,
     checkpoint_cmds,
+    store_cmds,
     op_cmds,
     demo_cmds,
     tool_cmds,
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="toka",
         description="Toka: a capability-secured agent runtime with a tamper-evident event log.",
-        epilog="Environment: TOKA_HOME, TOKA_TOKEN (token string), TOKA_KEY (private key file). "
+        epilog="Environment: TOKA_HOME, TOKA_STORE (and TOKA_STORE_SCHEMA), TOKA_TOKEN (token string), TOKA_KEY (private key file). "
         "Exit codes: 0 ok, 1 failed, 2 usage, 3 denied, 4 invalid input, 5 integrity failure.",
         parents=[common_options(True)],
     )

@@ -87,10 +87,18 @@ def cmd_run(ctx: Context) -> int:
                     say(f"{p['task']} {r.kind.split('.')[1]} by {r.principal}: {short(what)}")
                     sys.stdout.flush()
 
+    if a.agent is not None and not runner.holds_key(a.agent):
+        runner.close()
+        raise InvalidInput(
+            f"agent {a.agent}'s key is not on this host: run it where it was spawned"
+        )
     unsubscribe = rt.subscribe(on_events)
+    skipped = runner.skipped()
     if not ctx.json:
         mode = "until idle" if a.until_idle else "until Ctrl-C"
         info(f"toka: runner {runner.runner_id} driving {a.agent or 'all agents'} ({mode})")
+        for agent_id, why in skipped.items():
+            info(f"toka: skipping {agent_id} ({why})")
     try:
         advanced = runner.run(until_idle=a.until_idle, stop_event=stop)
     finally:
@@ -112,6 +120,7 @@ def cmd_run(ctx: Context) -> int:
         "finished": finished,
         "open": open_tasks,
         "stuck": runner.stuck,
+        "skipped": {**skipped, **runner.skipped()},
         "stopped": stop.is_set(),
     }
 
@@ -121,6 +130,7 @@ def cmd_run(ctx: Context) -> int:
             f"{len(open_tasks)} still open" + (" (waiting, paused or stuck)" if open_tasks else "")
         ]
         lines += [f"  stuck {task}: {why}" for task, why in runner.stuck.items()]
+        lines += [f"  skipped {agent}: {why}" for agent, why in data["skipped"].items()]
         return "\n".join(lines)
 
     if ctx.json:

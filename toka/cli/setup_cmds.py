@@ -6,7 +6,23 @@ from toka.cli.context import Context
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("init", parents=[common], help="create the Toka home (safe to re-run)")
+    p = sub.add_parser(
+        "init",
+        parents=[common],
+        help="create the Toka home (safe to re-run)",
+        description="Create the Toka home: kernel secret, kernel key, operator key, config "
+        "and the log's genesis. With --store postgresql://..., the log goes into that "
+        "database (schema --schema) and the config keeps the URL (never a password: libpq "
+        "reads ~/.pgpass, PGPASSFILE, PGPASSWORD, a service file or a client certificate). "
+        "With --join FILE (from `toka home export-kernel` on a host of that log), this new "
+        "home joins an existing shared log instead.",
+    )
+    p.add_argument("--schema", metavar="S", help="the PostgreSQL schema of the log (default toka)")
+    p.add_argument(
+        "--join",
+        metavar="FILE",
+        help="join the existing log at --store with the kernel bundle FILE",
+    )
     p.set_defaults(handler=cmd_init)
     p = sub.add_parser("info", parents=[common], help="show the home, the log head and identities")
     p.set_defaults(handler=cmd_info)
@@ -23,12 +39,27 @@ def register(sub, common) -> None:
 
 
 def cmd_init(ctx: Context) -> int:
+    from pathlib import Path
+
     from toka.cli.output import info
+    from toka.core.errors import InvalidInput
+    from toka.core.log.store import parse_location
     from toka.core.runtime.client import Client
+    from toka.core.runtime.kernel_bundle import join
     from toka.core.tools import register_builtins
 
+    a = ctx.args
     home = ctx.home
-    created = home.init()
+    store = parse_location(a.store, a.schema) if a.store else None
+    if store is None and (a.schema or a.join):
+        raise InvalidInput(f"--{'schema' if a.schema else 'join'} needs --store URL")
+    if a.join:
+        if store is None or not store.is_postgres:
+            raise InvalidInput("--join needs --store postgresql://... (the shared log)")
+        join(home, Path(a.join), store)
+        created = True
+    else:
+        created = home.init(store=store)
     runtime = ctx.runtime
     # The built-in tools are registered by signed operations of the operator.
     tools_registered = register_builtins(Client(runtime))
@@ -40,6 +71,8 @@ def cmd_init(ctx: Context) -> int:
         "operator_key": runtime.state.principals["operator"],
         "head_seq": runtime.state.seq,
         "token_file": str(home.token_path),
+        "store": home.store_location(),
+        "joined": bool(a.join),
         "tools_registered": tools_registered,
     }
     if not created and not tools_registered:
@@ -47,8 +80,9 @@ def cmd_init(ctx: Context) -> int:
     ctx.emit(
         data,
         lambda: (
-            f"initialized Toka home {home.root}\n"
+            f"{'joined' if a.join else 'initialized'} Toka home {home.root}\n"
             f"  home id       {data['home_id']}\n"
+            f"  log           {data['store']}\n"
             f"  operator key  {data['operator_key']}\n"
             f"  root token    {home.token_path}\n"
             f"  tools         {', '.join(tools_registered) or '-'}\n"
@@ -76,6 +110,7 @@ def cmd_info(ctx: Context) -> int:
         "home": str(home.root),
         "home_id": st.home_id,
         "db": str(home.db_path),
+        "store": home.store_location(),
         "durability": rt.durability,
         "head_seq": seq,
         "head_hash": head_hash,

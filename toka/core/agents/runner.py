@@ -94,6 +94,7 @@ class Runner:
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._blocked: dict[str, str] = {}
+        self._keys: dict[str, bool] = {}  # agent id -> whether this host holds its key
         # Tasks waiting for a time (a tool call's deadline), not for the log to change.
         self._timers: dict[str, int] = {}
         self._unblock = threading.Event()
@@ -146,8 +147,28 @@ class Runner:
             and agent.status == "running"
             and agent.behaviour in self.behaviours
             and (self.agent is None or agent.id == self.agent)
+            and self.holds_key(agent.id)
             and not self._leased_by_other(task, now)
         )
+
+    def holds_key(self, agent_id: str) -> bool:
+        """Whether this host has the agent's key: agents spawned on another host sharing
+        the log are that host's runners' to drive (keys never travel)."""
+        held = self._keys.get(agent_id)
+        if held is None:
+            held = self._keys[agent_id] = self.runtime.home.keystore.has(agent_id)
+        return held
+
+    def skipped(self) -> dict[str, str]:
+        """Running agents this runner would drive but cannot sign for, with why."""
+        return {
+            a.id: f"{a.name}'s key is not on this host: it was spawned by another host of the log"
+            for a in self.runtime.state.agents.values()
+            if a.status == "running"
+            and a.behaviour in self.behaviours
+            and (self.agent is None or a.id == self.agent)
+            and not self.holds_key(a.id)
+        }
 
     def _leased_by_other(self, task: Task, now: int) -> bool:
         return (

@@ -716,3 +716,28 @@ class PostgresStore:
                 for p, a, c, s in holders
             ],
         }
+
+    def probe(self) -> dict[str, float]:
+        """How far this host is from the log: a query's round trip, the clock offset
+        (server minus this host) and how long a commit notification takes to arrive
+        (what a follower here waits beyond the commit)."""
+        psycopg = self._psycopg
+        conn = self._reader()
+        t0 = time.time()
+        with self._errors():
+            (server_s,) = conn.execute(
+                "SELECT extract(epoch FROM clock_timestamp())::float8"
+            ).fetchone()
+        t1 = time.time()
+        channel = f"toka_probe_{os.getpid()}"
+        with self._errors(), psycopg.connect(self.url, autocommit=True) as listener:
+            listener.execute(f"LISTEN {channel}")
+            sent = time.perf_counter()
+            conn.execute("SELECT pg_notify(%s, '')", (channel,))
+            got = next(iter(listener.notifies(timeout=5, stop_after=1)), None)
+            notify_ms = (time.perf_counter() - sent) * 1000 if got is not None else float("nan")
+        return {
+            "round_trip_ms": round((t1 - t0) * 1000, 3),
+            "clock_offset_ms": round((server_s - (t0 + t1) / 2) * 1000, 1),
+            "notify_ms": round(notify_ms, 3),
+        }

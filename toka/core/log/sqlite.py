@@ -472,3 +472,19 @@ class SqliteStore:
                 " ORDER BY first_seq IS NULL, first_seq, rowid"
             )
         )
+
+    def server_report(self) -> dict:
+        """What `toka store check` shows for a SQLite log."""
+        (journal,) = self.conn.execute("PRAGMA journal_mode").fetchone()
+        (sync,) = self.conn.execute("PRAGMA synchronous").fetchone()
+        return {
+            "backend": "sqlite",
+            "location": self.location,
+            "server_version": f"SQLite {apsw.sqlite_lib_version()}",
+            "settings": {
+                "journal_mode": journal,
+                "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, sync),
+                "bytes": self.path.stat().st_size,
+            },
+            "writer_lock": [],
+        }

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -129,6 +129,7 @@ class Store(Protocol):
     def snapshot(self, seq: int) -> bytes | None: ...
     def get_blob(self, sha256: str) -> bytes | None: ...
     def blob_names(self) -> list[str]: ...
+    def server_report(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 

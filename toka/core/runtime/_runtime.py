@@ -25,7 +25,7 @@ from toka.core.errors import (
     error_from_code,
 )
 from toka.core.kernel import approvals as approval_rules
-from toka.core.log import snapshots
+from toka.core.log import shared_blobs, snapshots
 from toka.core.log.fold import fold
 from toka.core.log.store import GENESIS_PREV, OperationRow
 from toka.core.model import events as ev
@@ -86,6 +86,7 @@ class Runtime(History):
             home.kernel_key,
             self.log.last_checkpoint_seq(),
         )
+        shared_blobs.share(home.blobs, self.log)  # a shared log keeps blobs for every host
         self._start_from_snapshot()
         self.catch_up()
         self.authority = TokenAuthority(home.secret(), self.state.home_id)
@@ -106,6 +107,7 @@ class Runtime(History):
             self._closed = True
         if pipeline is not None:
             pipeline.close()
+        shared_blobs.unshare(self.home.blobs, self.log)
         with self._lock:
             self.log.close()
 

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from toka.core.log import shared_blobs
+
 
 def module_path(home_blobs: Path, sha256: str) -> Path:
     return home_blobs / f"{sha256}.wasm"
@@ -25,7 +27,24 @@ def store_module(blobs: Path, wasm: bytes, sha256: str) -> Path:
         pass
     blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_synced(path, wasm)
+    shared_blobs.put(blobs, sha256, wasm)
     return path
+
+
+def read_module(blobs: Path, sha256: str) -> bytes:
+    """The module's bytes from the home, else (a shared log) from the log's database,
+    then cached in the home. Raises FileNotFoundError if neither has it; the caller
+    checks the hash of what the home had."""
+    path = module_path(blobs, sha256)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        wasm = shared_blobs.fetch(blobs, sha256)
+        if wasm is None:
+            raise
+        blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_synced(path, wasm)
+        return wasm
 
 
 def write_synced(path: Path, data: bytes) -> None:

@@ -43,7 +43,7 @@ from toka.core.tools.invocation import Invocation
 from toka.core.tools.manifest import LoadedManifest, builtin_manifests, load_manifest
 from toka.core.tools.mcp import perform as mcp_perform
 from toka.core.tools.mcp.connection import Pool
-from toka.core.tools.modules import blobs_lock, module_path, store_module
+from toka.core.tools.modules import blobs_lock, module_path, read_module, store_module
 from toka.core.tools.native import run_native
 from toka.core.tools.sandbox import InvalidModule, Limits, ToolFailure, WasmSandbox
 
@@ -328,7 +328,7 @@ class ToolRunner:
             return wasm
         path = module_path(self.runtime.home.blobs, sha256)
         try:
-            wasm = path.read_bytes()
+            wasm = read_module(self.runtime.home.blobs, sha256)
         except FileNotFoundError:
             raise HomeError(
                 f"tool {tool.name}@{tool.version}: its module {path} is missing from the home"

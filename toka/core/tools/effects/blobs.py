@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toka.core.errors import IntegrityFailure
+from toka.core.log import shared_blobs
 from toka.core.tools.modules import blobs_lock, write_synced
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
@@ -83,6 +84,7 @@ def store_blob(blobs: Path, data: bytes, sha256: str | None = None) -> str:
     # leftovers of interrupted writes.
     with blobs_lock(blobs, exclusive=False):
         write_synced(path, data)
+    shared_blobs.put(blobs, sha256, data)
     _recent.put(blobs, sha256, data)
     return sha256
 
@@ -97,7 +99,13 @@ def read_blob(blobs: Path, sha256: str) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise IntegrityFailure(f"blob {sha256} is missing from {blobs}") from None
+        shared = shared_blobs.fetch(blobs, sha256)  # checked against its name
+        if shared is None:
+            raise IntegrityFailure(f"blob {sha256} is missing from {blobs}") from None
+        with blobs_lock(blobs, exclusive=False):
+            write_synced(path, shared)  # cached in the home
+        _recent.put(blobs, sha256, shared)
+        return shared
     if hashlib.sha256(data).hexdigest() != sha256:
         raise IntegrityFailure(f"blob {sha256} does not match its sha256: it was altered")
     return data
