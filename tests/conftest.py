@@ -83,11 +83,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     node = metafunc.definition
-    if (
-        "store_backend" in metafunc.fixturenames
-        and node.get_closest_marker("stores")
-        and not node.get_closest_marker("sqlite_only")
-    ):
+    if "store_backend" not in metafunc.fixturenames or not node.get_closest_marker("stores"):
+        return
+    if node.get_closest_marker("pg_only"):
+        metafunc.parametrize("store_backend", ["postgresql"], indirect=True)
+    elif not node.get_closest_marker("sqlite_only"):
         metafunc.parametrize("store_backend", ["sqlite", "postgresql"], indirect=True)
 
 

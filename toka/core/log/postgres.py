@@ -190,8 +190,8 @@ class PostgresStore:
         self.server_version = ""
         conn = self._reader()
         if not readonly:
+            self._check_durability(conn)  # before anything is written to it
             self._create_schema(conn)
-            self._check_durability(conn)
         elif self._table_missing(conn):
             raise HomeError(f"no Toka log at {self.location}: run `toka init --store` first")
         self._lock_key = self._one(
@@ -336,18 +336,20 @@ class PostgresStore:
             self._wconn = self._connect(writer=True)
         conn = self._wconn
         try:
-            with self._errors():
-                conn.execute("BEGIN")
-                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, self._lock_key))
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, self._lock_key))
         except psycopg.errors.LockNotAvailable:
             self._rollback(conn)
             raise StoreUnavailable(
                 f"another writer held the log's lock for over {self.lock_timeout_s} s "
-                "(`toka store check` shows who)"
+                "(`toka store check` shows who); nothing was written"
             ) from None
-        except StoreUnavailable:
-            self._wconn = None
-            raise
+        except psycopg.Error as exc:
+            self._rollback(conn)
+            raise StoreUnavailable(
+                f"cannot write to the log at {self.location}: {_first_line(exc)}; "
+                "nothing was written"
+            ) from None
         self._writer = threading.get_ident()
         self._head_seq = 0
         try:

@@ -355,7 +355,10 @@ class Runtime(History):
                     new.extend(self._process(p, ts, known))
                 self._checkpoints.maybe_write(self.log, self.state, self.head_hash)
         except Exception as exc:
-            log.exception("commit failed; reloading state from the log")
+            if isinstance(exc, TokaError):  # the log's database: reported to each caller
+                log.info("commit failed (%s); reloading state from the log", exc.message)
+            else:
+                log.exception("commit failed; reloading state from the log")
             for p in batch:
                 if p.outcome is not None or p.error is None:
                     p.outcome = None
