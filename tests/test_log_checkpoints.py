@@ -8,10 +8,11 @@ from log_support import make_home, populate, run_toka, scalar, tamper, toka_json
 
 from toka.core.errors import TokaError
 from toka.core.log import snapshots
-from toka.core.log.sqlite import SqliteStore as EventLog
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
+
+pytestmark = pytest.mark.stores
 
 
 @pytest.fixture
@@ -21,16 +22,29 @@ def home(tmp_path) -> Home:
     return h
 
 
-def record_reads(monkeypatch) -> list[int]:
-    """The ``after`` of every ``EventLog.records`` call: where folding started."""
+def snapshot_seqs(home: Home) -> list[int]:
+    """The stored snapshots' seqs, newest first, read as any reader of the log would."""
+    log = home.open_store(readonly=True)
+    try:
+        return log.snapshot_seqs()
+    finally:
+        log.close()
+
+
+def record_reads(monkeypatch, home: Home) -> list[int]:
+    """The ``after`` of every ``records`` call on ``home``'s kind of store (SQLite's or
+    PostgreSQL's): where folding started."""
+    log = home.open_store(readonly=True)
+    store = type(log)
+    log.close()
     starts: list[int] = []
-    original = EventLog.records
+    original = store.records
 
     def spy(self, after=0, until=None, limit=None):
         starts.append(after)
         return original(self, after, until, limit)
 
-    monkeypatch.setattr(EventLog, "records", spy)
+    monkeypatch.setattr(store, "records", spy)
     return starts
 
 
@@ -73,8 +87,8 @@ def test_checkpoint_commits_with_the_events_or_not_at_all(home, monkeypatch):
 
 
 def test_startup_from_a_snapshot_equals_a_full_replay(home, monkeypatch):
-    newest = EventLog(home.db_path).snapshot_seqs()[0]
-    starts = record_reads(monkeypatch)
+    newest = snapshot_seqs(home)[0]
+    starts = record_reads(monkeypatch, home)
     with Runtime(home) as rt:
         assert starts[0] == newest
         full = rt.replay()
@@ -90,15 +104,14 @@ def test_snapshots_are_bounded(home):
 
 
 def test_corrupted_snapshot_is_ignored_not_trusted(home, monkeypatch):
-    log = EventLog(home.db_path)
-    newest, previous = log.snapshot_seqs()[:2]
-    log.close()
+    newest, previous = snapshot_seqs(home)[:2]
+    state = bytes(scalar(home, "SELECT state FROM snapshots WHERE seq = ?", (newest,)))
     tamper(
         home,
-        "UPDATE snapshots SET state = substr(state, 1, 40) || x'00ff' WHERE seq = ?",
-        (newest,),
+        "UPDATE snapshots SET state = ? WHERE seq = ?",
+        (state[:40] + b"\x00\xff", newest),
     )
-    starts = record_reads(monkeypatch)
+    starts = record_reads(monkeypatch, home)
     with Runtime(home) as rt:
         assert starts[0] == previous
         assert rt.state.state_hash() == rt.replay().state_hash()
@@ -107,7 +120,7 @@ def test_corrupted_snapshot_is_ignored_not_trusted(home, monkeypatch):
 def test_forged_snapshot_that_decodes_is_not_trusted(home, monkeypatch):
     """A well-formed snapshot whose content differs (an agent revived) fails the signed
     state hash and start-up falls back."""
-    log = EventLog(home.db_path)
+    log = home.open_store(readonly=True)
     newest = log.snapshot_seqs()[0]
     state = snapshots.decode_snapshot(log.snapshot(newest))
     log.close()
@@ -118,7 +131,7 @@ def test_forged_snapshot_that_decodes_is_not_trusted(home, monkeypatch):
         "UPDATE snapshots SET state = ? WHERE seq = ?",
         (snapshots.encode_snapshot(state), newest),
     )
-    starts = record_reads(monkeypatch)
+    starts = record_reads(monkeypatch, home)
     with Runtime(home) as rt:
         assert starts[0] < newest
         assert rt.state.agents[agent.id].status == "running"
@@ -126,8 +139,8 @@ def test_forged_snapshot_that_decodes_is_not_trusted(home, monkeypatch):
 
 
 def test_without_any_valid_snapshot_startup_replays_from_genesis(home, monkeypatch):
-    tamper(home, "UPDATE snapshots SET state = x'00'")
-    starts = record_reads(monkeypatch)
+    tamper(home, "UPDATE snapshots SET state = ?", (b"\x00",))
+    starts = record_reads(monkeypatch, home)
     with Runtime(home) as rt:
         assert starts[0] == 0
         assert rt.state.state_hash() == rt.replay().state_hash()
@@ -137,7 +150,7 @@ def test_state_at_uses_the_nearest_snapshot_and_matches_replay(home, monkeypatch
     with Runtime(home) as rt:
         head = rt.state.seq
         snapshots = sorted(rt.log.snapshot_seqs())
-        starts = record_reads(monkeypatch)
+        starts = record_reads(monkeypatch, home)
         for seq in (1, 5, snapshots[0] - 1, snapshots[0], snapshots[0] + 3, head):
             starts.clear()
             expected = max([s for s in snapshots if s <= seq], default=0)

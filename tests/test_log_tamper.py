@@ -1,4 +1,7 @@
-"""Tampering with the log is detected by ``toka verify`` (exit 5, naming the seq)."""
+"""Tampering with the log is detected by ``toka verify`` (exit 5, naming the seq).
+
+Each test runs on both backends: on PostgreSQL the attacker owns the database (``raw_log``
+turns its append-only triggers and foreign keys off), so the same edits go through."""
 
 from __future__ import annotations
 
@@ -8,10 +11,9 @@ import pty
 import subprocess
 import sys
 
-import apsw
 import msgspec
 import pytest
-from log_support import make_home, populate, run_toka, scalar, tamper, toka_json
+from log_support import make_home, populate, raw_log, run_toka, scalar, tamper, toka_json
 
 from toka.core.log.checkpoints import Checkpoint
 from toka.core.log.store import chain_hash
@@ -19,6 +21,8 @@ from toka.core.model.ops import SignedOperation
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
+
+pytestmark = pytest.mark.stores
 
 
 @pytest.fixture
@@ -29,14 +33,49 @@ def home(tmp_path) -> Home:
 
 
 def observation_seqs(home: Home) -> list[int]:
-    conn = apsw.Connection(str(home.db_path))
-    try:
+    with raw_log(home) as conn:
         rows = conn.execute(
             "SELECT seq FROM events WHERE kind = 'observation.emitted' ORDER BY seq"
         ).fetchall()
-    finally:
-        conn.close()
     return [r[0] for r in rows]
+
+
+def payload_of(home: Home, seq: int) -> bytes:
+    return bytes(scalar(home, "SELECT payload FROM events WHERE seq = ?", (seq,)))
+
+
+def set_payload(home: Home, seq: int, payload: bytes) -> None:
+    """Overwrite event ``seq``'s payload, leaving its hashes as they were."""
+    tamper(home, "UPDATE events SET payload = ? WHERE seq = ?", (payload, seq))
+
+
+def first_row(home: Home, sql: str, args: tuple = ()) -> tuple:
+    with raw_log(home) as conn:
+        return tuple(conn.execute(sql, args).fetchone())
+
+
+def rewrite_from(home: Home, seq: int, edit) -> None:
+    """As an attacker with the database but no keys: change event ``seq``'s payload with
+    ``edit`` and recompute every hash from there on."""
+    with raw_log(home) as conn:
+        rows = conn.execute(
+            "SELECT seq, ts, kind, principal, grant_jti, op_digest, part, payload"
+            " FROM events WHERE seq >= ? ORDER BY seq",
+            (seq,),
+        ).fetchall()
+        prev = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()[0]
+        conn.execute("BEGIN")
+        for s, ts, kind, principal, grant, digest, part, payload in rows:
+            payload = bytes(payload)
+            if s == seq:
+                payload = edit(payload)
+            new = chain_hash(prev, s, ts, kind, principal, grant, digest, part, payload)
+            conn.execute(
+                "UPDATE events SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (payload, prev, new, s),
+            )
+            prev = new
+        conn.execute("COMMIT")
 
 
 def assert_detected(home: Home, seq: int, *args: str) -> str:
@@ -66,7 +105,9 @@ def test_verify_prints_no_progress_when_piped(home):
 
 
 def test_verify_shows_progress_on_a_terminal(home):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
+    # The log's backend (TOKA_STORE, TOKA_STORE_SCHEMA) is kept, as run_toka does.
+    keep = ("TOKA_STORE", "TOKA_STORE_SCHEMA")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_") or k in keep}
     env.update(TOKA_HOME=str(home.root), TERM="xterm-256color", COLUMNS="100")
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
@@ -94,11 +135,9 @@ def test_verify_shows_progress_on_a_terminal(home):
 
 def test_edited_payload_byte_is_detected(home):
     seq = observation_seqs(home)[5]
-    tamper(
-        home,
-        "UPDATE events SET payload = replace(payload, 'working', 'workinG') WHERE seq = ?",
-        (seq,),
-    )
+    payload = payload_of(home, seq)
+    assert b"working" in payload
+    set_payload(home, seq, payload.replace(b"working", b"workinG"))
     stderr = assert_detected(home, seq)
     assert "hash does not match" in stderr
 
@@ -111,13 +150,10 @@ def test_deleted_row_is_detected(home):
 
 def test_swapped_payloads_are_detected_at_the_first(home):
     first, second = observation_seqs(home)[2], observation_seqs(home)[7]
-    tamper(
-        home,
-        "UPDATE events SET payload = CASE seq"
-        " WHEN ?1 THEN (SELECT payload FROM events WHERE seq = ?2)"
-        " ELSE (SELECT payload FROM events WHERE seq = ?1) END WHERE seq IN (?1, ?2)",
-        (first, second),
-    )
+    first_payload, second_payload = payload_of(home, first), payload_of(home, second)
+    assert first_payload != second_payload
+    set_payload(home, first, second_payload)
+    set_payload(home, second, first_payload)
     assert_detected(home, first)
 
 
@@ -126,24 +162,7 @@ def test_rewritten_chain_is_caught_by_the_signed_checkpoint(home):
     valid; deciding the operation again finds the edited event itself, and even the quick
     chain-only check finds the kernel-signed checkpoint after the edit no longer matches."""
     seq = observation_seqs(home)[4]
-    conn = apsw.Connection(str(home.db_path))
-    rows = conn.execute(
-        "SELECT seq, ts, kind, principal, grant_jti, op_digest, part, payload, prev_hash"
-        " FROM events WHERE seq >= ? ORDER BY seq",
-        (seq - 1,),
-    ).fetchall()
-    prev = scalar(home, "SELECT hash FROM events WHERE seq = ?", (seq - 1,))
-    with conn:
-        for s, ts, kind, principal, grant, digest, part, payload, _ in rows[1:]:
-            if s == seq:
-                payload = payload.replace(b"working", b"idling!")
-            new = chain_hash(prev, s, ts, kind, principal, grant, digest, part, payload)
-            conn.execute(
-                "UPDATE events SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                (payload, prev, new, s),
-            )
-            prev = new
-    conn.close()
+    rewrite_from(home, seq, lambda p: p.replace(b"working", b"idling!"))
     stderr = assert_detected(home, seq)
     assert "is not what operation" in stderr and '"note":"idling!"' in stderr
     checkpoint_seq = -(-seq // 10) * 10
@@ -161,11 +180,7 @@ def test_resigned_checkpoint_with_a_false_state_fails_verify_and_replay_check(ho
     """Even with the kernel key, a checkpoint cannot vouch for a state the log does not
     fold to: verify and replay --check both rebuild it and name the seq."""
     home_id = scalar(home, "SELECT value FROM meta WHERE key = 'home_id'")
-    row = (
-        apsw.Connection(str(home.db_path))
-        .execute("SELECT seq, ts, head_hash FROM checkpoints WHERE seq = 30")
-        .fetchone()
-    )
+    row = first_row(home, "SELECT seq, ts, head_hash FROM checkpoints WHERE seq = 30")
     forged = Checkpoint(home_id, row[0], row[1], row[2], "e" * 64).signed(home.kernel_key())
     tamper(
         home,
@@ -181,33 +196,32 @@ def test_resigned_checkpoint_with_a_false_state_fails_verify_and_replay_check(ho
 
 
 def test_operation_record_that_does_not_match_its_events_is_detected(home):
-    first_seq, signed = (
-        apsw.Connection(str(home.db_path))
-        .execute(
-            "SELECT first_seq, signed FROM operations WHERE kind = 'observation.emit'"
-            " ORDER BY first_seq LIMIT 1 OFFSET 3"
-        )
-        .fetchone()
+    first_seq, signed = first_row(
+        home,
+        "SELECT first_seq, signed FROM operations WHERE kind = 'observation.emit'"
+        " ORDER BY first_seq LIMIT 1 OFFSET 3",
     )
     altered = bytes(signed).replace(b'"working"', b'"resting"')
+    assert altered != bytes(signed)
     tamper(home, "UPDATE operations SET signed = ? WHERE first_seq = ?", (altered, first_seq))
     assert "hashes to" in assert_detected(home, first_seq)
 
 
 def test_forged_operation_signature_is_found_only_with_signatures_flag(home):
-    first_seq, raw = (
-        apsw.Connection(str(home.db_path))
-        .execute(
-            "SELECT first_seq, signed FROM operations WHERE kind = 'task.complete'"
-            " ORDER BY first_seq LIMIT 1"
-        )
-        .fetchone()
+    first_seq, raw = first_row(
+        home,
+        "SELECT first_seq, signed FROM operations WHERE kind = 'task.complete'"
+        " ORDER BY first_seq LIMIT 1",
     )
     signed = SignedOperation.from_json(bytes(raw))
     other = SignedOperation.from_json(
-        apsw.Connection(str(home.db_path))
-        .execute("SELECT signed FROM operations WHERE kind = 'task.schedule' LIMIT 1")
-        .fetchone()[0]
+        bytes(
+            scalar(
+                home,
+                "SELECT signed FROM operations WHERE kind = 'task.schedule'"
+                " ORDER BY first_seq LIMIT 1",
+            )
+        )
     )
     forged = msgspec.structs.replace(signed, sig=other.sig)
     tamper(
@@ -277,40 +291,17 @@ def test_replaced_kernel_key_is_detected(home, tmp_path):
     assert "signature does not verify" in result.stderr
 
 
-def rewrite_from(home: Home, seq: int, edit) -> None:
-    """As an attacker with the database but no keys: change event ``seq``'s payload with
-    ``edit`` and recompute every hash from there on."""
-    conn = apsw.Connection(str(home.db_path))
-    rows = conn.execute(
-        "SELECT seq, ts, kind, principal, grant_jti, op_digest, part, payload"
-        " FROM events WHERE seq >= ? ORDER BY seq",
-        (seq,),
-    ).fetchall()
-    prev = scalar(home, "SELECT hash FROM events WHERE seq = ?", (seq - 1,))
-    with conn:
-        for s, ts, kind, principal, grant, digest, part, payload in rows:
-            if s == seq:
-                payload = edit(payload)
-            new = chain_hash(prev, s, ts, kind, principal, grant, digest, part, payload)
-            conn.execute(
-                "UPDATE events SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                (payload, prev, new, s),
-            )
-            prev = new
-    conn.close()
-
-
 def test_a_rewrite_of_a_young_log_without_checkpoints_is_caught_by_deciding_again(tmp_path):
     """The default interval leaves a young log without any checkpoint: a full rewrite
     of the chain (a forged agent name) passed verify; deciding each operation again
     catches it at the forged event."""
     home = make_home(tmp_path / "home", checkpoint_interval=1000)
     agents = populate(home, tasks=3)
-    spawned = scalar(
-        home,
-        "SELECT seq FROM events WHERE kind = 'agent.spawned' AND CAST(payload AS TEXT) LIKE ?",
-        (f"%{agents['worker']}%",),
-    )
+    with raw_log(home) as conn:
+        rows = conn.execute(
+            "SELECT seq, payload FROM events WHERE kind = 'agent.spawned' ORDER BY seq"
+        ).fetchall()
+    spawned = next(seq for seq, payload in rows if agents["worker"].encode() in bytes(payload))
     rewrite_from(home, spawned, lambda p: p.replace(b'"worker"', b'"mallory"'))
     tamper(home, "DELETE FROM checkpoints")
     tamper(home, "DELETE FROM snapshots")
