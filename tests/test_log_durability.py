@@ -80,9 +80,6 @@ def test_durability_sets_synchronous_commit_on_postgresql(tmp_path, store_backen
     """PostgreSQL's counterpart: ``full`` keeps the server's ``synchronous_commit = on``
     (a commit is flushed to the server's WAL before it is acknowledged), ``normal`` turns
     it off for the writer's session (a server crash may lose the last commits)."""
-    if store_backend != "postgresql":
-        # The `stores` mark runs this on SQLite too: the test above is SQLite's.
-        pytest.skip("PostgreSQL's synchronous_commit (SQLite's PRAGMA is tested above)")
     home = Home(tmp_path / "home")
     home.init()
     for configured, override, setting in [
@@ -218,20 +215,10 @@ def test_deferred_read_then_write_hits_busy_snapshot_but_event_log_write_does_no
 
 
 @pytest.mark.pg_only
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="toka bug: PostgresStore.write() reports its writer-lock timeout as a lost "
-    "connection (psycopg's LockNotAvailable is an OperationalError, which _errors() turns "
-    "into 'lost the connection' before write()'s own LockNotAvailable handler can see it)",
-)
 def test_a_second_writer_gives_up_after_its_lock_timeout_on_postgresql(tmp_path, store_backend):
     """PostgreSQL's counterpart of the second half above: while one store holds the
     writer lock, another cannot sneak in; it waits its lock timeout, then gives up saying
     so, and the holder commits."""
-    if store_backend != "postgresql":
-        # The `stores` mark runs this on SQLite too: the test above is SQLite's.
-        pytest.skip("PostgreSQL's writer lock (SQLite's busy timeout is tested above)")
     home = make_home(tmp_path / "home")
     with home.config_path.open("a") as config:
         config.write("store_lock_timeout_s = 1\n")
@@ -240,11 +227,9 @@ def test_a_second_writer_gives_up_after_its_lock_timeout_on_postgresql(tmp_path,
     try:
         with mine.write():
             head = mine.head()[0]
-            started = time.monotonic()
-            lock = "another writer held the log's lock"
+            lock = "another writer held the log's lock for over 1 s"
             with pytest.raises(StoreUnavailable, match=lock), theirs.write():
                 pass
-            assert 1 <= time.monotonic() - started < 10  # its lock timeout, not forever
             mine.set_meta("head-seen", str(head))
         assert mine.meta("head-seen") == str(head)
         with theirs.write():  # the lock is free again: the other store writes

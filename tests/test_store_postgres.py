@@ -143,7 +143,7 @@ def test_a_tool_registered_on_one_host_runs_on_another(tmp_path, url, schema):
 
 
 def test_a_module_altered_in_the_database_is_refused(tmp_path, url, schema, pg_server):
-    a, b = two_hosts(tmp_path, url, schema)
+    _, b = two_hosts(tmp_path, url, schema)
     pg_server.execute(f"UPDATE {schema}.blobs SET data = data || '\\x00'::bytea")
     result = run_toka("tool", "invoke", "upper", "--args", '{"text": "x"}', home=b)
     assert result.returncode == 5, result.stderr
