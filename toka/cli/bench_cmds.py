@@ -94,7 +94,9 @@ def cmd_bench_kernel(ctx: Context) -> int:
     from toka.core.bench import bench_kernel
 
     a = ctx.args
-    data = bench_kernel(a.ops, a.submitters, a.durability or "full", a.window, _bench_progress(ctx))
+    data = bench_kernel(
+        a.ops, a.submitters, a.durability or "full", a.window, _bench_progress(ctx), a.store
+    )
     n = data["submitters"]
 
     def line(label: str, prefix: str) -> str:
@@ -111,7 +113,7 @@ def cmd_bench_kernel(ctx: Context) -> int:
                 line(f"{n} submitters, waiting for each outcome", "sync_"),
                 line("1 submitter, waiting for each outcome", "single_"),
                 f"({data['ops']} signed, capability-checked operations per run, "
-                f"durability {data['durability']})",
+                f"durability {data['durability']}, log on {data['store']})",
             ]
         ),
     )
@@ -121,11 +123,12 @@ def cmd_bench_kernel(ctx: Context) -> int:
 def cmd_bench_replay(ctx: Context) -> int:
     from toka.core.bench import bench_replay
 
-    data = bench_replay(ctx.args.events, _bench_progress(ctx))
+    data = bench_replay(ctx.args.events, _bench_progress(ctx), ctx.args.store)
     ctx.emit(
         data,
         lambda: (
-            f"replay {data['events']} events from genesis: {data['events_per_s']:.0f} events/s\n"
+            f"replay {data['events']} events from genesis ({data['store']}): "
+            f"{data['events_per_s']:.0f} events/s\n"
             f"raw scan of the same rows: {data['raw_scan_rows_per_s']:.0f} rows/s "
             f"(replay runs at {data['ratio']:.2f} of it)"
         ),

@@ -27,6 +27,8 @@ scan of the same rows, the floor any replay pays.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import tempfile
 import threading
 import time
@@ -39,6 +41,7 @@ from typing import Any
 from toka.core.bench.stats import percentile
 from toka.core.errors import InvalidInput
 from toka.core.log.fold import fold
+from toka.core.log.store import parse_location
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.model.keys import KeyPair
@@ -49,12 +52,31 @@ from toka.core.runtime.home import Home
 Progress = Callable[[str], None]
 
 
-def _scratch_home(root: Path, checkpoint_interval: int | None = None) -> Home:
-    home = Home(root / "home")
-    home.init()
-    if checkpoint_interval is not None:
-        home.config_path.write_text(f"checkpoint_interval = {checkpoint_interval}\n")
-    return home
+@contextlib.contextmanager
+def _scratch_home(store: str | None = None, checkpoint_interval: int | None = None):
+    """A throwaway home: its log in a temporary SQLite file, or in a fresh schema of the
+    PostgreSQL database ``store`` (dropped afterwards)."""
+    spec = None
+    if store is not None:
+        spec = parse_location(store, f"toka_bench_{secrets.token_hex(4)}")
+        if not spec.is_postgres:
+            raise InvalidInput(
+                "the bench makes its own SQLite log; --store takes a postgresql:// URL "
+                "(the bench runs in a scratch schema there, dropped afterwards)"
+            )
+    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
+        home = Home(Path(scratch) / "home")
+        try:
+            home.init(store=spec)
+            if checkpoint_interval is not None:
+                with home.config_path.open("a") as config:
+                    config.write(f"checkpoint_interval = {checkpoint_interval}\n")
+            yield home
+        finally:
+            if spec is not None:
+                from toka.core.log.postgres import drop_log
+
+                drop_log(spec.url, spec.schema)
 
 
 class _Submitter:
@@ -114,30 +136,30 @@ def _sign_all(workers: list[_Submitter]) -> None:
             w.work.append(w.client.sign(op))
 
 
-def _kernel_phase(submitters: int, n_ops: int, durability: str, window: int = 1) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
-        home = _scratch_home(Path(scratch))
-        with Runtime(home, durability=durability) as rt:
-            operator = Client(rt)
-            per = max(1, n_ops // submitters)
-            workers = []
-            for i in range(submitters):
-                agent, _ = operator.spawn_agent(f"bench-{i}", "manual", key=KeyPair.generate())
-                workers.append(_Submitter(rt, agent, per))
-            _sign_all(workers)
-            barrier = threading.Barrier(submitters + 1)
-            threads = [
-                threading.Thread(target=w.run, args=(rt, barrier, window), name=f"bench-{i}")
-                for i, w in enumerate(workers)
-            ]
-            for t in threads:
-                t.start()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - t0
-            head = rt.state.seq
+def _kernel_phase(
+    submitters: int, n_ops: int, durability: str, window: int = 1, store: str | None = None
+) -> dict[str, Any]:
+    with _scratch_home(store) as home, Runtime(home, durability=durability) as rt:
+        operator = Client(rt)
+        per = max(1, n_ops // submitters)
+        workers = []
+        for i in range(submitters):
+            agent, _ = operator.spawn_agent(f"bench-{i}", "manual", key=KeyPair.generate())
+            workers.append(_Submitter(rt, agent, per))
+        _sign_all(workers)
+        barrier = threading.Barrier(submitters + 1)
+        threads = [
+            threading.Thread(target=w.run, args=(rt, barrier, window), name=f"bench-{i}")
+            for i, w in enumerate(workers)
+        ]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        head = rt.state.seq
     latencies = [x for w in workers for x in w.latencies]
     done = len(latencies)
     return {
@@ -156,6 +178,7 @@ def bench_kernel(
     durability: str = "full",
     window: int = 8,
     progress: Progress | None = None,
+    store: str | None = None,
 ) -> dict[str, Any]:
     """Throughput and latency of signed, checked, durable submissions by ``submitters``
     threads sharing one Runtime, each with ``window`` operations in flight
@@ -173,8 +196,9 @@ def bench_kernel(
     ):
         if progress:
             progress(f"{what}: {ops_count} ops, durability {durability}")
-        phases[name] = _kernel_phase(n, ops_count, durability, depth)
+        phases[name] = _kernel_phase(n, ops_count, durability, depth, store)
     data: dict[str, Any] = {
+        "store": "postgresql" if store else "sqlite",
         "durability": durability,
         "ops": phases[""]["ops"],
         "submitters": submitters,
@@ -242,37 +266,35 @@ def build_log(
                 progress(f"built {runtime.state.seq} events")
 
 
-def bench_replay(events: int = 200_000, progress: Progress | None = None) -> dict[str, Any]:
+def bench_replay(
+    events: int = 200_000, progress: Progress | None = None, store: str | None = None
+) -> dict[str, Any]:
     """Time a rebuild from genesis of a log of at least ``events`` events against a raw
     ``SELECT * FROM events ORDER BY seq`` scan of the same rows."""
     if events < 10:
         raise InvalidInput("--events must be at least 10")
-    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
-        home = _scratch_home(Path(scratch))
-        with Runtime(home, durability="normal") as rt:
-            t0 = time.perf_counter()
-            build_log(rt, events, progress=progress)
-            build_s = time.perf_counter() - t0
-            n = rt.state.seq
-            live_hash = rt.state.state_hash()
-            conn = rt.log.conn
-            if progress:
-                progress("scanning")
-            t0 = time.perf_counter()
-            rows = 0
-            for _ in conn.execute("SELECT * FROM events ORDER BY seq"):
-                rows += 1
-            scan_s = time.perf_counter() - t0
-            if progress:
-                progress("replaying from genesis")
-            t0 = time.perf_counter()
-            state, _ = fold(rt.log.records())
-            replay_s = time.perf_counter() - t0
+    with _scratch_home(store) as home, Runtime(home, durability="normal") as rt:
+        t0 = time.perf_counter()
+        build_log(rt, events, progress=progress)
+        build_s = time.perf_counter() - t0
+        n = rt.state.seq
+        live_hash = rt.state.state_hash()
+        if progress:
+            progress("scanning")
+        t0 = time.perf_counter()
+        rows = rt.log.raw_scan()
+        scan_s = time.perf_counter() - t0
+        if progress:
+            progress("replaying from genesis")
+        t0 = time.perf_counter()
+        state, _ = fold(rt.log.records())
+        replay_s = time.perf_counter() - t0
     if state.state_hash() != live_hash:
         raise RuntimeError("replay reached a different state than the live runtime")
     events_per_s = n / replay_s
     scan_per_s = rows / scan_s
     return {
+        "store": "postgresql" if store else "sqlite",
         "events": n,
         "events_per_s": round(events_per_s, 1),
         "raw_scan_rows_per_s": round(scan_per_s, 1),
@@ -288,21 +310,19 @@ def bench_verify(events: int = 200_000, progress: Progress | None = None) -> dic
     ``--signatures``."""
     if events < 10:
         raise InvalidInput("--events must be at least 10")
-    with tempfile.TemporaryDirectory(prefix="toka-bench-") as scratch:
-        home = _scratch_home(Path(scratch))
-        with Runtime(home, durability="normal") as rt:
-            build_log(rt, events, progress=progress)
-            n = rt.state.seq
-            timings: dict[str, float] = {}
-            for name, quick, signatures in (
-                ("quick", True, False),
-                ("default", False, False),
-                ("quick_signatures", True, True),
-                ("default_signatures", False, True),
-            ):
-                if progress:
-                    progress(f"verify {name.replace('_', ' + ')}")
-                t0 = time.perf_counter()
-                rt.verify(quick=quick, signatures=signatures)
-                timings[name] = round(time.perf_counter() - t0, 2)
+    with _scratch_home() as home, Runtime(home, durability="normal") as rt:
+        build_log(rt, events, progress=progress)
+        n = rt.state.seq
+        timings: dict[str, float] = {}
+        for name, quick, signatures in (
+            ("quick", True, False),
+            ("default", False, False),
+            ("quick_signatures", True, True),
+            ("default_signatures", False, True),
+        ):
+            if progress:
+                progress(f"verify {name.replace('_', ' + ')}")
+            t0 = time.perf_counter()
+            rt.verify(quick=quick, signatures=signatures)
+            timings[name] = round(time.perf_counter() - t0, 2)
     return {"events": n, "seconds": timings}

@@ -743,3 +743,19 @@ class PostgresStore:
             "clock_offset_ms": round((server_s - (t0 + t1) / 2) * 1000, 1),
             "notify_ms": round(notify_ms, 3),
         }
+
+    def raw_scan(self) -> int:
+        """Rows of a plain ``SELECT *`` over the events, in order (the bench's yardstick)."""
+        rows = 0
+        with self._errors(), self._reader().cursor() as cur:
+            cur.execute("SELECT * FROM events ORDER BY seq")
+            while batch := cur.fetchmany(_PAGE):
+                rows += len(batch)
+        return rows
+
+
+def drop_log(url: str, schema: str) -> None:
+    """Remove a whole log: its schema and everything in it (scratch logs of benches)."""
+    psycopg = _psycopg()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
