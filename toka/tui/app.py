@@ -21,7 +21,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from toka.core.errors import IntegrityFailure, TokaError
+from toka.core.errors import IntegrityFailure, StoreUnavailable, TokaError
 from toka.core.model.keys import thumbprint
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
@@ -140,6 +140,7 @@ class TokaConsole(App[None]):
         self.feed = feed
         self.call_from_thread(self._attach, feed.world)
         self._deliver(first, worker)
+        unreachable = False
         while self.follow and not worker.is_cancelled and not self._stopping:
             self._wake.wait(self.poll_interval)
             self._wake.clear()
@@ -150,6 +151,12 @@ class TokaConsole(App[None]):
             except IntegrityFailure as exc:
                 self.post_message(self.FeedFailed(exc.message, exc.seq))
                 return
+            except StoreUnavailable as exc:  # a shared log's server away: poll again
+                if not unreachable:
+                    self.call_from_thread(self.notify, visible(exc.message), severity="warning")
+                unreachable = True
+                continue
+            unreachable = False
             if batch is not None:
                 self._deliver(batch, worker)
 

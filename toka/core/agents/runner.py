@@ -29,7 +29,7 @@ from toka.core.agents.steps import (
     TaskRun,
     Waiting,
 )
-from toka.core.errors import InvalidInput, TokaError
+from toka.core.errors import InvalidInput, StoreUnavailable, TokaError
 from toka.core.kernel.context import MAX_NAME_BYTES, check_name
 from toka.core.model import ops
 from toka.core.model.state import OPEN_TASK_STATUSES, Task
@@ -322,7 +322,17 @@ class Runner:
         total = 0
         try:
             while not self._stop.is_set():
-                advanced = self.step()
+                try:
+                    advanced = self.step()
+                except StoreUnavailable as exc:
+                    # A shared log's server is away (restarting, a network cut): wait and
+                    # look again; what was committed is read back on the next pass.
+                    if self.last_error != exc.message:
+                        log.warning("runner %s: %s", self.runner_id, exc.message)
+                    self.last_error = exc.message
+                    self._set_status("idle")
+                    self._stop.wait(max(poll_s, 1.0))
+                    continue
                 total += advanced
                 self._set_status("working" if advanced else "idle")
                 if advanced:

@@ -336,8 +336,10 @@ class PostgresStore:
             self._wconn = self._connect(writer=True)
         conn = self._wconn
         try:
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, self._lock_key))
+            # One round trip, as one simple query: after a pipeline, the server would not
+            # arm idle_in_transaction_session_timeout, and a writer hung right here would
+            # hold the lock forever (both keys are integers of ours).
+            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_CLASS}, {int(self._lock_key)})")
         except psycopg.errors.LockNotAvailable:
             self._rollback(conn)
             raise StoreUnavailable(
@@ -354,28 +356,34 @@ class PostgresStore:
         self._head_seq = 0
         try:
             yield
-            self.flush()
-            if self._head_seq:
-                with self._errors():
-                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(self._head_seq)))
         except BaseException:
             self._events.clear()
             self._operations.clear()
             self._writer = None
             self._rollback(conn)
             raise
-        self._writer = None
         try:
-            conn.execute("COMMIT")
-        except psycopg.OperationalError as exc:
-            self._wconn = None
-            raise CommitUnknown(
-                f"lost the connection to the log at {self.location} during COMMIT: "
-                f"{_first_line(exc)}"
-            ) from None
-        except psycopg.Error as exc:
+            # The rows, the followers' wake-up and COMMIT in one round trip.
+            with conn.pipeline():
+                self.flush()
+                if self._head_seq:
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(self._head_seq)))
+                conn.execute("COMMIT")
+        except (psycopg.Error, StoreUnavailable) as exc:
+            self._events.clear()
+            self._operations.clear()
+            if conn.broken or conn.closed:
+                self._wconn = None
+                raise CommitUnknown(
+                    f"lost the connection to the log at {self.location} while committing: "
+                    f"{_first_line(exc)}"
+                ) from None  # the server may have committed: look the batch up by nonce
             self._rollback(conn)
-            raise StoreUnavailable(f"the log refused the commit: {_first_line(exc)}") from None
+            raise StoreUnavailable(
+                f"the log refused the commit: {_first_line(exc)}; nothing was written"
+            ) from None
+        finally:
+            self._writer = None
 
     def _rollback(self, conn: Any) -> None:
         try:
