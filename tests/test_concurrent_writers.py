@@ -7,10 +7,15 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from toka_cli import run_toka
 
 from toka.core.runtime import Runtime
 from toka.core.runtime.home import Home
+
+# The writers inherit this process's environment, so on PostgreSQL they share the
+# test's schema (TOKA_STORE, TOKA_STORE_SCHEMA).
+pytestmark = pytest.mark.stores
 
 WRITER = textwrap.dedent(
     """

@@ -8,12 +8,13 @@ import queue
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from log_support import make_home
 
+from toka.core.errors import HomeError
 from toka.core.log.follow import LogFollower
-from toka.core.log.sqlite import SqliteStore as EventLog
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
@@ -32,34 +33,55 @@ def rt(home):
         yield runtime
 
 
-def test_follower_returns_new_events_once_in_order(home, rt):
+def after_commit(follower: LogFollower, store_backend: str) -> list:
+    """What ``follower`` reads once a commit has returned. SQLite's data_version shows
+    the commit to the very next poll; PostgreSQL's notification reaches the follower's
+    connection asynchronously, an instant later (at worst the head check a second on)."""
+    if store_backend == "sqlite":
+        return follower.poll()
+    return follower.wait(5)
+
+
+def toka_env(home: Home) -> dict[str, str]:
+    """The environment of a `toka` subprocess on ``home``: no TOKA_ variable of this
+    process but the log's backend (TOKA_STORE, TOKA_STORE_SCHEMA, set for PostgreSQL)."""
+    keep = ("TOKA_STORE", "TOKA_STORE_SCHEMA")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_") or k in keep}
+    env["TOKA_HOME"] = str(home.root)
+    return env
+
+
+def test_follower_returns_new_events_once_in_order(home, rt, store_backend):
     operator = Client(rt)
     with LogFollower(home, after_seq=rt.state.seq) as follower:
         assert follower.poll() == []
         agent, spawned = operator.spawn_agent("followed")
         observed = operator.observe(agent, {"n": 1})
-        got = follower.poll()
+        got = after_commit(follower, store_backend)
         assert [r.seq for r in got] == list(range(spawned.first_seq, observed.last_seq + 1))
         assert follower.poll() == []
         assert follower.position == observed.last_seq
 
 
-def test_an_idle_poll_does_not_query_the_events(home, rt, monkeypatch):
-    with LogFollower(home.db_path) as follower:
+def test_an_idle_poll_does_not_query_the_events(home, rt, monkeypatch, store_backend):
+    with LogFollower(home) as follower:
         follower.poll()
         reads: list[int] = []
-        original = EventLog.records
+        store_class = type(follower.log)  # SqliteStore or PostgresStore
+        original = store_class.records
 
         def spy(self, *args, **kwargs):
             reads.append(1)
             return original(self, *args, **kwargs)
 
-        monkeypatch.setattr(EventLog, "records", spy)
+        monkeypatch.setattr(store_class, "records", spy)
+        # (PostgreSQL's data_version also reads the head once a second, by design: one
+        # index lookup, never the events themselves.)
         for _ in range(5):
             assert follower.poll() == []
         assert reads == []
         Client(rt).spawn_agent("wakes it")
-        assert len(follower.poll()) == 2
+        assert len(after_commit(follower, store_backend)) == 2
         assert reads
 
 
@@ -86,14 +108,14 @@ def test_follower_filters_by_kind_principal_agent_and_text(home, rt):
     assert kinds(text="sleepy") == [("observation.emitted", beta)]
 
 
-def test_follower_skips_filtered_events_for_good(home, rt):
+def test_follower_skips_filtered_events_for_good(home, rt, store_backend):
     operator = Client(rt)
     agent, _ = operator.spawn_agent("skipper")
     with LogFollower(home, after_seq=rt.state.seq, kinds=["task.scheduled"]) as f:
         operator.observe(agent, "ignored")
         assert f.poll() == []
         scheduled = operator.schedule(agent, "wanted")
-        assert [r.seq for r in f.poll()] == [scheduled.first_seq]
+        assert [r.seq for r in after_commit(f, store_backend)] == [scheduled.first_seq]
 
 
 def test_follower_pages_through_a_large_backlog(home, rt):
@@ -114,8 +136,7 @@ def _lines(stream, sink: queue.Queue) -> None:
 def test_events_tail_follow_shows_an_event_written_by_another_process(home, rt):
     operator = Client(rt)
     agent, _ = operator.spawn_agent("tailed")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
-    env["TOKA_HOME"] = str(home.root)
+    env = toka_env(home)
     proc = subprocess.Popen(
         [sys.executable, "-m", "toka", "events", "tail", "-f", "--json", "-n", "1"],
         stdout=subprocess.PIPE,
@@ -141,8 +162,7 @@ def test_events_tail_follow_applies_filters(home, rt):
     operator = Client(rt)
     agent, _ = operator.spawn_agent("picky")
     before = operator.schedule(agent, "already there")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
-    env["TOKA_HOME"] = str(home.root)
+    env = toka_env(home)
     proc = subprocess.Popen(
         [sys.executable, "-m", "toka", "events", "tail", "-f", "--json", "--kind", "task.*"],
         stdout=subprocess.PIPE,
@@ -164,8 +184,12 @@ def test_events_tail_follow_applies_filters(home, rt):
         proc.wait(10)
 
 
-def test_following_a_missing_log_says_so(tmp_path):
-    from toka.core.errors import HomeError
-
+def test_following_a_missing_log_says_so(tmp_path, store_backend):
+    # SQLite: the path of a file that is not there; PostgreSQL: the test's fresh schema,
+    # where no home was ever made.
+    if store_backend == "sqlite":
+        missing: Home | Path = tmp_path / "nowhere" / "toka.db"
+    else:
+        missing = Home(tmp_path / "nowhere")
     with pytest.raises(HomeError, match="no Toka log"):
-        LogFollower(tmp_path / "nowhere" / "toka.db")
+        LogFollower(missing)

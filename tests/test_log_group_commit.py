@@ -7,13 +7,15 @@ import time
 
 import msgspec
 import pytest
-from log_support import make_home
+from log_support import make_home, scalar
 
 from toka.core.errors import BadSignature, InvalidOperation, NotCovered, TokaError
 from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Outcome, Runtime, admission
 from toka.core.runtime.client import Client
+
+pytestmark = pytest.mark.stores
 
 
 @pytest.fixture
@@ -33,6 +35,19 @@ def spy_commits(monkeypatch, rt: Runtime) -> list[int]:
 
     monkeypatch.setattr(rt, "_commit", commit)
     return sizes
+
+
+def spy_transactions(monkeypatch, rt: Runtime) -> list[int]:
+    """One entry per write transaction the runtime opens on its log (either backend)."""
+    opened: list[int] = []
+    original = rt.log.write
+
+    def write():
+        opened.append(1)
+        return original()
+
+    monkeypatch.setattr(rt.log, "write", write)
+    return opened
 
 
 def test_concurrent_submissions_commit_together_and_each_gets_its_own_result(rt, monkeypatch):
@@ -57,6 +72,7 @@ def test_concurrent_submissions_commit_together_and_each_gets_its_own_result(rt,
         return original(batch)
 
     monkeypatch.setattr(rt, "_commit", slow_first_commit)
+    transactions = spy_transactions(monkeypatch, rt)
     results: dict[int, Outcome | TokaError] = {}
 
     def submit(i: int) -> None:
@@ -72,6 +88,7 @@ def test_concurrent_submissions_commit_together_and_each_gets_its_own_result(rt,
         t.join(10)
     # At most two transactions for six submissions: the first leader's, then the rest.
     assert sum(sizes) == 6 and len(sizes) <= 2
+    assert len(transactions) == len(sizes)  # one write transaction per commit
     assert isinstance(results[3], NotCovered)
     applied = [results[i] for i in range(6) if i != 3]
     assert all(isinstance(r, Outcome) for r in applied)
@@ -131,7 +148,7 @@ def test_many_threads_submitting_at_once_all_land_once(rt):
     assert rt.verify()["ok"]
 
 
-def test_submit_many_commits_once_and_reports_each_result(rt, monkeypatch):
+def test_submit_many_commits_once_and_reports_each_result(rt, monkeypatch, store_backend):
     operator = Client(rt)
     agent, _ = operator.spawn_agent("batcher")
     other, _ = operator.spawn_agent("bystander")
@@ -144,8 +161,9 @@ def test_submit_many_commits_once_and_reports_each_result(rt, monkeypatch):
         me.sign(ops.EmitObservation(agent, "three")),
     ]
     sizes = spy_commits(monkeypatch, rt)
+    transactions = spy_transactions(monkeypatch, rt)
     results = rt.submit_many(batch)
-    assert sizes == [5]
+    assert sizes == [5] and transactions == [1]
     assert [type(r) for r in results] == [
         Outcome,
         NotCovered,
@@ -155,6 +173,10 @@ def test_submit_many_commits_once_and_reports_each_result(rt, monkeypatch):
     ]
     seqs = [r.first_seq for r in results if isinstance(r, Outcome)]
     assert seqs == sorted(seqs)
+    if store_backend == "postgresql":
+        # The server's own record: every row of the batch written by one transaction.
+        xids = "SELECT count(DISTINCT xmin::text) FROM events WHERE seq >= ?"
+        assert scalar(rt.home, xids, (seqs[0],)) == 1
     rejected = rt.log.query(kinds=["operation.rejected"])
     assert [msgspec.json.decode(r.payload)["code"] for r in rejected] == [
         "not_covered",

@@ -16,6 +16,8 @@ from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
 from toka.core.runtime.home import Home
 
+pytestmark = pytest.mark.stores
+
 
 @pytest.fixture
 def home(tmp_path) -> Home:
@@ -29,8 +31,7 @@ def rt(home):
 
 
 def counts(rt: Runtime) -> tuple[int, int]:
-    ops_rows = rt.log.conn.execute("SELECT count(*) FROM operations").fetchone()[0]
-    return rt.log.head()[0], ops_rows
+    return rt.log.head()[0], scalar(rt.home, "SELECT count(*) FROM operations")
 
 
 def test_resubmitting_an_applied_operation_returns_its_original_outcome(rt):
@@ -124,6 +125,8 @@ def test_resubmission_after_a_crash_returns_the_original_outcome(home, rt, tmp_p
     signed = operator.sign(ops.ScheduleTask(agent, "survives the crash"))
     path = tmp_path / "op.json"
     path.write_bytes(signed.to_json())
+    # The crasher inherits this process's environment: on PostgreSQL, TOKA_STORE and
+    # TOKA_STORE_SCHEMA, so it commits to the test's schema.
     proc = subprocess.run(
         [sys.executable, "-c", CRASHER, str(home.root), str(path)], capture_output=True
     )
@@ -169,17 +172,21 @@ def test_op_sign_then_submit_twice_is_refused_as_a_replay(home, tmp_path):
     assert len([t for t in tasks["tasks"] if t["description"] == "signed offline"]) == 1
 
 
-def test_op_sign_never_opens_the_log(home, tmp_path):
+def test_op_sign_never_opens_the_log(home, tmp_path, store_backend):
+    sign = ("op", "sign", "--op", '{"type": "agent.spawn", "name": "x", "public_key": "AAAA"}')
+    if store_backend == "postgresql":
+        # The log is out of reach: a server that does not exist (no socket there).
+        away = {"TOKA_STORE": f"postgresql:///postgres?host={tmp_path / 'no-server'}"}
+        unreachable = run_toka("events", "list", home=home.root, env=away)
+        assert unreachable.returncode != 0 and "cannot reach the log" in unreachable.stderr
+        result = run_toka(*sign, home=home.root, env=away)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["principal"] == "operator"
+        return
     moved = tmp_path / "elsewhere.db"
     home.db_path.rename(moved)
     try:
-        result = run_toka(
-            "op",
-            "sign",
-            "--op",
-            '{"type": "agent.spawn", "name": "x", "public_key": "AAAA"}',
-            home=home.root,
-        )
+        result = run_toka(*sign, home=home.root)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["principal"] == "operator"
         assert not home.db_path.exists()

@@ -6,7 +6,7 @@ import threading
 
 import apsw
 import pytest
-from log_support import make_home, run_toka, tamper, toka_json
+from log_support import make_home, run_toka, scalar, tamper, toka_json
 
 from toka.core.errors import NotCovered, ReplayedNonce, TokaError
 from toka.core.log import sqlite as store_module
@@ -15,6 +15,8 @@ from toka.core.model import events as ev
 from toka.core.model import ops
 from toka.core.runtime import Runtime
 from toka.core.runtime.client import Client
+
+pytestmark = pytest.mark.stores
 
 
 @pytest.fixture
@@ -149,6 +151,7 @@ def test_sync_and_in_flight_submitters_share_the_log(home):
 # -- schema ------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # SQLite's own schema history (PostgreSQL has pg_schema_version)
 def test_a_version_1_log_is_migrated_and_still_verifies(home):
     with Runtime(home) as rt:
         operator = Client(rt)
@@ -176,9 +179,7 @@ def test_a_tampered_refusal_record_is_named_by_its_rejection_event(home):
         with pytest.raises(NotCovered):
             Client(rt, agent).observe(other, {"not": "mine"})
         rejection = rt.log.query(kinds=["operation.rejected"])[0]
-        nonce = rt.log.conn.execute(
-            "SELECT nonce FROM operations WHERE status = 'rejected'"
-        ).fetchone()[0]
+        nonce = scalar(home, "SELECT nonce FROM operations WHERE status = 'rejected'")
     tamper(home, "UPDATE operations SET kind = 'agent.spawn' WHERE nonce = ?", (nonce,))
     result = run_toka("verify", home=home.root)
     assert result.returncode == 5
@@ -198,7 +199,7 @@ def test_nonces_lead_with_the_signing_time_so_later_ones_sort_later():
 
 
 def test_reads_from_another_thread_leave_the_writers_pending_rows_alone(home):
-    log = EventLog(home.db_path)
+    log = home.open_store()
     try:
         seq, head, ts = log.head()
         with log.write():

@@ -12,11 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
+import pytest
 from toka_cli import run_toka
 
 from toka.core.model import events as ev
 from toka.core.runtime import Runtime
 from toka.core.runtime.home import Home
+
+pytestmark = pytest.mark.stores
 
 WAIT_S = 60
 
@@ -28,7 +31,9 @@ def toka_json(home: Path, *args: str) -> dict:
 
 
 def start_runner(home: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
+    # No TOKA_ variable of this process but the log's backend (set for PostgreSQL).
+    keep = ("TOKA_STORE", "TOKA_STORE_SCHEMA")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_") or k in keep}
     env["TOKA_HOME"] = str(home)
     return subprocess.Popen(
         [sys.executable, "-m", "toka", "run", *args],
