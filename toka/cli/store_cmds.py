@@ -112,8 +112,9 @@ def cmd_copy(ctx: Context) -> int:
     from toka.cli.checkpoint_cmds import _progress
     from toka.core.errors import HomeError, InvalidInput
     from toka.core.log import audit
+    from toka.core.log.backends import open_store
     from toka.core.log.copy import copy_log, local_blobs
-    from toka.core.log.store import open_store, parse_location
+    from toka.core.log.store import parse_location
 
     a = ctx.args
     src_spec = parse_location(a.src, a.from_schema)

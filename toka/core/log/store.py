@@ -2,8 +2,8 @@
 
 The chain, the event encoding, checkpoints and snapshots are computed here, in Python,
 so a log is byte-identical on either backend: ``SqliteStore`` (``log/sqlite.py``, the
-embedded default, one file in the home) and ``PostgresStore`` (``log/postgres.py``, one
-log shared by runtimes on many hosts). ``open_store`` picks one by location.
+embedded default, one file in the home) and ``PostgresStore`` (``log/postgres/``, one
+log shared by runtimes on many hosts). ``backends.open_store`` picks one by location.
 """
 
 from __future__ import annotations
@@ -170,42 +170,3 @@ def check_schema(schema: str) -> str:
             "lower-case letters, digits and _"
         )
     return schema
-
-
-def open_store(
-    spec: StoreSpec,
-    default_path: Path | None = None,
-    durability: str = "full",
-    *,
-    readonly: bool = False,
-    listen: bool = False,
-    timeouts: tuple[int, int] | None = None,
-) -> Store:
-    """Open the store ``spec`` names (``default_path`` for a home's own SQLite file).
-
-    ``listen`` (PostgreSQL) subscribes to commit notifications for a follower;
-    ``timeouts`` are (lock wait, idle in transaction) seconds for a writer."""
-    if durability not in DURABILITY:
-        raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
-    if spec.is_postgres:
-        from toka.core.log.postgres import PostgresStore
-
-        lock_s, idle_s = timeouts or (30, 60)
-        return PostgresStore(
-            spec.url,
-            spec.schema,
-            durability,
-            readonly=readonly,
-            listen=listen,
-            lock_timeout_s=lock_s,
-            idle_timeout_s=idle_s,
-        )
-    from toka.core.log.sqlite import SqliteStore
-
-    if spec.url:
-        path = Path(spec.url.removeprefix("sqlite://"))
-    elif default_path is not None:
-        path = default_path
-    else:
-        raise ValueError("a SQLite store needs a path")
-    return SqliteStore(path, durability, readonly=readonly)

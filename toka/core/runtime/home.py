@@ -14,12 +14,12 @@ import msgspec
 
 from toka.core.errors import HomeError, InvalidInput
 from toka.core.kernel.context import KERNEL, MAX_TTL_S, OPERATOR
+from toka.core.log import backends
 from toka.core.log.store import (
     DEFAULT_SCHEMA,
     Store,
     StoreSpec,
     check_schema,
-    open_store,
     parse_location,
 )
 from toka.core.model import events as ev
@@ -243,7 +243,7 @@ class Home:
         self, durability: str = "full", *, readonly: bool = False, listen: bool = False
     ) -> Store:
         cfg = self.config()
-        return open_store(
+        return backends.open_store(
             self.store_spec(),
             self.db_path,
             durability,
