@@ -104,7 +104,10 @@ def throwaway_server(*settings: str) -> Iterator[Server]:
     import psycopg
 
     directory = bindir()
-    assert directory is not None
+    if directory is None:
+        import pytest
+
+        pytest.skip("this test starts a server of its own: no PostgreSQL server binaries here")
     run_as: dict = {}
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")

@@ -109,7 +109,7 @@ def cmd_info(ctx: Context) -> int:
         "version": __version__,
         "home": str(home.root),
         "home_id": st.home_id,
-        "db": str(home.db_path),
+        "db": None if home.store_spec().is_postgres else str(home.db_path),
         "store": home.store_location(),
         "durability": rt.durability,
         "head_seq": seq,
