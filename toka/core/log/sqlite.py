@@ -14,7 +14,7 @@ import apsw
 import msgspec
 
 from toka.core.log.checkpoints import Checkpoint
-from toka.core.log.store import GENESIS_PREV, OperationRow, chain_hash
+from toka.core.log.store import GENESIS_PREV, OperationRow, event_filter, event_row
 from toka.core.model.events import EventRecord
 
 SCHEMA_VERSION = 3
@@ -239,31 +239,16 @@ class SqliteStore:
         part: int,
         payload: bytes,
     ) -> str:
-        digest = chain_hash(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
-        self._events.append(
-            (seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest)
-        )
-        return digest
+        row = event_row(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
+        self._events.append(row)
+        return row[-1]
 
     def append_record(self, record: EventRecord) -> None:
         """Append a row as it is, hash included (copying a log verbatim)."""
         self._events.append(msgspec.structs.astuple(record))
 
     def record_operation(self, row: OperationRow) -> None:
-        self._operations.append(
-            (
-                row.nonce,
-                row.digest,
-                row.principal,
-                row.kind,
-                row.signed,
-                row.status,
-                row.first_seq,
-                row.last_seq,
-                row.error_code,
-                row.error,
-            )
-        )
+        self._operations.append(msgspec.structs.astuple(row))
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
@@ -331,24 +316,9 @@ class SqliteStore:
         newest_first: bool = False,
     ) -> list[EventRecord]:
         self.flush()
-        clauses = ["seq > ?"]
-        args: list = [after]
-        if before is not None:
-            clauses.append("seq < ?")
-            args.append(before)
-        if kinds:
-            ors = []
-            for k in kinds:
-                if k.endswith("*") or k.endswith("."):
-                    ors.append("kind LIKE ?")
-                    args.append(k.rstrip("*").rstrip(".") + ".%")
-                else:
-                    ors.append("kind = ?")
-                    args.append(k)
-            clauses.append("(" + " OR ".join(ors) + ")")
-        if principal:
-            clauses.append("principal = ?")
-            args.append(principal)
+        clauses, args = event_filter(
+            kinds=kinds, principal=principal, after=after, before=before, mark="?"
+        )
         if text:
             clauses.append("instr(CAST(payload AS TEXT), ?) > 0")
             args.append(text)

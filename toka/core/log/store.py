@@ -46,6 +46,54 @@ def chain_hash(
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
+def event_row(
+    prev_hash: str,
+    seq: int,
+    ts: int,
+    kind: str,
+    principal: str,
+    grant: str | None,
+    op_digest: str,
+    part: int,
+    payload: bytes,
+) -> tuple:
+    """The events table's row for these columns, its chain hash last."""
+    digest = chain_hash(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
+    return (seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest)
+
+
+def event_filter(
+    *,
+    kinds: list[str] | None,
+    principal: str | None,
+    after: int,
+    before: int | None,
+    mark: str,
+) -> tuple[list[str], list]:
+    """WHERE clauses (joined by AND) and their arguments for ``Store.query``'s filters
+    other than text; ``mark`` is the backend's placeholder. ``kinds`` holds exact kinds
+    or prefixes (``task.*``)."""
+    clauses = [f"seq > {mark}"]
+    args: list = [after]
+    if before is not None:
+        clauses.append(f"seq < {mark}")
+        args.append(before)
+    if kinds:
+        ors = []
+        for k in kinds:
+            if k.endswith("*") or k.endswith("."):
+                ors.append(f"kind LIKE {mark}")
+                args.append(k.rstrip("*").rstrip(".") + ".%")
+            else:
+                ors.append(f"kind = {mark}")
+                args.append(k)
+        clauses.append("(" + " OR ".join(ors) + ")")
+    if principal:
+        clauses.append(f"principal = {mark}")
+        args.append(principal)
+    return clauses, args
+
+
 class OperationRow(msgspec.Struct, frozen=True):
     nonce: str
     digest: str

@@ -13,7 +13,7 @@ from typing import Any
 from toka.core.errors import StoreUnavailable
 from toka.core.log.checkpoints import Checkpoint
 from toka.core.log.postgres.driver import LOCK_CLASS, first_line
-from toka.core.log.store import GENESIS_PREV, OperationRow
+from toka.core.log.store import GENESIS_PREV, OperationRow, event_filter
 from toka.core.model.events import EventRecord
 
 HEAD_CHECK_S = 1.0  # a follower reads the head at least this often, notified or not
@@ -172,24 +172,9 @@ class PostgresReads:
         newest_first: bool = False,
     ) -> list[EventRecord]:
         self.flush()
-        clauses = ["seq > %s"]
-        args: list = [after]
-        if before is not None:
-            clauses.append("seq < %s")
-            args.append(before)
-        if kinds:
-            ors = []
-            for k in kinds:
-                if k.endswith("*") or k.endswith("."):
-                    ors.append("kind LIKE %s")
-                    args.append(k.rstrip("*").rstrip(".") + ".%")
-                else:
-                    ors.append("kind = %s")
-                    args.append(k)
-            clauses.append("(" + " OR ".join(ors) + ")")
-        if principal:
-            clauses.append("principal = %s")
-            args.append(principal)
+        clauses, args = event_filter(
+            kinds=kinds, principal=principal, after=after, before=before, mark="%s"
+        )
         if text:
             clauses.append("position(%s::bytea in payload) > 0")
             args.append(text.encode())

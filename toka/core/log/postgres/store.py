@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from toka.core.errors import CommitUnknown, HomeError, StoreUnavailable
 from toka.core.log.checkpoints import Checkpoint
 from toka.core.log.postgres import schema as tables
@@ -19,7 +21,7 @@ from toka.core.log.postgres.driver import (
     redact,
 )
 from toka.core.log.postgres.reads import COLUMNS, OPERATION_COLUMNS, PostgresReads
-from toka.core.log.store import OperationRow, chain_hash
+from toka.core.log.store import OperationRow, event_row
 from toka.core.model.events import EventRecord
 
 _BACKOFF_S = (0.05, 2.0)
@@ -223,36 +225,17 @@ class PostgresStore(PostgresReads):
         part: int,
         payload: bytes,
     ) -> str:
-        digest = chain_hash(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
-        self._events.append(
-            (seq, ts, kind, principal, grant, op_digest, part, payload, prev_hash, digest)
-        )
+        row = event_row(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
+        self._events.append(row)
         self._head_seq = seq
-        return digest
+        return row[-1]
 
     def append_record(self, record: EventRecord) -> None:
-        r = record
-        self._events.append(
-            (r.seq, r.ts, r.kind, r.principal, r.grant, r.op_digest, r.part, r.payload,
-             r.prev_hash, r.hash)
-        )  # fmt: skip
-        self._head_seq = r.seq
+        self._events.append(msgspec.structs.astuple(record))
+        self._head_seq = record.seq
 
     def record_operation(self, row: OperationRow) -> None:
-        self._operations.append(
-            (
-                row.nonce,
-                row.digest,
-                row.principal,
-                row.kind,
-                row.signed,
-                row.status,
-                row.first_seq,
-                row.last_seq,
-                row.error_code,
-                row.error,
-            )
-        )
+        self._operations.append(msgspec.structs.astuple(row))
 
     def _execute(self, sql: str, args: Any = ()) -> None:
         self.flush()
