@@ -121,6 +121,12 @@ def cmd_copy(ctx: Context) -> int:
     dst_spec = parse_location(a.dst, a.to_schema)
     if src_spec == dst_spec:
         raise InvalidInput("SRC and DST are the same log")
+    for spec, what in ((src_spec, "SRC"), (dst_spec, "DST")):
+        path = None if spec.is_postgres else _path(spec.url)
+        if what == "SRC" and path is not None and not path.is_file():
+            raise InvalidInput(f"SRC {path} is not a SQLite log (no such file)")
+        if what == "DST" and path is not None and not path.parent.is_dir():
+            raise InvalidInput(f"DST {path}: the directory {path.parent} does not exist")
     home = ctx.home
     public_key = home.kernel_public_key() if home.exists() else None
     src = open_store(src_spec, readonly=True)
