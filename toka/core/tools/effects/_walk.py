@@ -166,6 +166,11 @@ def _refusal(d: int, name: str, shown: str, where: str, err: OSError, *, want_di
         st = None
     if err.errno == errno.ELOOP or (st is not None and stat.S_ISLNK(st.st_mode)):
         return FsError("refused", f"{shown}: {who}is a symbolic link; links are not followed")
+    if err.errno == errno.ENOENT:
+        # Gone when it was opened, back by the time of lstat (renamed away and back).
+        return FsError("not_found", f"{shown}: {who}does not exist")
+    if err.errno == errno.ENOTDIR:
+        return FsError("refused", f"{shown}: {who}is not a directory")
     if st is not None and want_dir and not stat.S_ISDIR(st.st_mode):
         return FsError("refused", f"{shown}: {who}is {_what(st)}, not a directory")
     if st is not None and not want_dir and not stat.S_ISREG(st.st_mode):
