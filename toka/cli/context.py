@@ -56,8 +56,10 @@ class Context:
                 output.say(text)
 
     def close(self) -> None:
-        if "runtime" in self.__dict__:
-            self.runtime.close()
+        """Close the runtime if one was built; closing twice is harmless."""
+        runtime = self.__dict__.pop("runtime", None)
+        if runtime is not None:
+            runtime.close()
 
 
 def common_options(defaults: bool, *, principal: bool = True) -> argparse.ArgumentParser:

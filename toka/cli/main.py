@@ -23,6 +23,7 @@ from toka.cli import (
     store_cmds,
     tool_cmds,
     tui_cmds,
+    web_cmds,
 )
 from toka.cli.context import Context, common_options
 
@@ -44,6 +45,7 @@ COMMAND_MODULES = [
     run_cmds,
     approval_cmds,
     tui_cmds,
+    web_cmds,
 ]
 
 

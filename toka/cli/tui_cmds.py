@@ -33,22 +33,26 @@ def home_label(path) -> str:
         return str(path)
 
 
+# What textual-serve sets in each browser session's environment (`toka web`).
+WEB_DRIVER = "textual.drivers.web_driver:WebDriver"
+
+
 def cmd_tui(ctx: Context) -> int:
+    import os
     import sys
 
     from toka.core.errors import TokaError
 
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    # Under textual's web driver stdin and stdout are the pipes to the web server: that
+    # driver needs no terminal. Any other pipe still gets the error.
+    in_browser = os.environ.get("TEXTUAL_DRIVER") == WEB_DRIVER
+    if not in_browser and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise TokaError("toka tui needs a terminal; for scripts use the headless commands")
+    greeting = open_home(ctx)
+    if in_browser:
+        signing = f"Signing as {ctx.principal} from a browser session."
+        greeting = f"{signing} {greeting}" if greeting else signing
     home = ctx.home
-    greeting = None
-    if not home.exists():
-        from toka.core.runtime.client import Client
-        from toka.core.tools import register_builtins
-
-        home.init()
-        register_builtins(Client(ctx.runtime))
-        greeting = f"Created a new Toka home at {home_label(home.root)}. Press s to spawn an agent."
     from toka.tui.app import make_app
 
     app = make_app(
@@ -62,6 +66,19 @@ def cmd_tui(ctx: Context) -> int:
     app.run()
     # Textual shows the traceback of a crash and sets the return code; pass it on.
     return 0 if not app.return_code else 1
+
+
+def open_home(ctx: Context) -> str | None:
+    """Create the home (with the built-in tools) on first use; say so, or None."""
+    home = ctx.home
+    if home.exists():
+        return None
+    from toka.core.runtime.client import Client
+    from toka.core.tools import register_builtins
+
+    home.init()
+    register_builtins(Client(ctx.runtime))
+    return f"Created a new Toka home at {home_label(home.root)}. Press s to spawn an agent."
 
 
 def demo_loader():
