@@ -317,3 +317,23 @@ def settled(browser, wait, *, unlike: bytes) -> bytes:
 
     wait.until(still)
     return shots[-1]
+
+
+def test_a_session_runs_toka_tui_on_the_home_as_the_chosen_principal(tmp_path):
+    import argparse
+    import shlex
+
+    from toka.cli.context import Context
+    from toka.cli.web_cmds import child_command
+
+    home = tmp_path / "a home; $(rm -rf)"
+    args = argparse.Namespace(
+        home=str(home), as_principal="ops", store=None, durability=None, runner=False
+    )
+    words = shlex.split(child_command(Context(args), "/usr/bin/python3"))
+    assert words == [
+        "/usr/bin/python3", "-m", "toka", "--home", str(home.resolve()), "--as", "ops",
+        "tui", "--no-runner",
+    ]  # fmt: skip
+    args.runner = True
+    assert shlex.split(child_command(Context(args), "py"))[-1] == "tui"

@@ -45,7 +45,7 @@ def register(sub, common) -> None:
         help="serve the operator console to a browser (token-gated, loopback only by default)",
         description="Serve `toka tui` to a browser. Each browser tab is its own console "
         "process, signing as --as (default: operator). Open the URL printed at start: its "
-        "one-time token becomes a cookie. To reach it from elsewhere, forward the port "
+        "token (new at every start) becomes a cookie. To reach it from elsewhere, forward the port "
         "(ssh -L 8765:127.0.0.1:8765 HOST) or put a TLS proxy with a host name of its own "
         "in front and pass --public-url https://NAME.",
     )
