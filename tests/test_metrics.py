@@ -2,7 +2,8 @@
 
 Expected numbers come from the scenario itself and from the log read independently
 (events and the operations table, not the metrics' own fold); the server is the real
-one, scraped over HTTP and parsed with prometheus-client's own parser.
+one, scraped over HTTP and parsed with prometheus-client's own parser. The tests about
+the log run on SQLite and on PostgreSQL (``stores``).
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def scrape_until(url: str, done, timeout: float = 20.0) -> Samples:
         time.sleep(0.02)
 
 
+@pytest.mark.stores
 def test_a_scrape_counts_what_the_log_holds(runtime: Runtime, operator: Client):
     ids = run_scenario(runtime, operator)
     with start_metrics_server(runtime.home, "127.0.0.1:0", runtime=runtime) as server:
@@ -171,6 +173,7 @@ def test_no_label_carries_an_identifier(runtime: Runtime, operator: Client):
     assert values and not values & identifiers
 
 
+@pytest.mark.stores
 def test_the_server_follows_the_log_and_times_this_processs_commits(
     runtime: Runtime, operator: Client
 ):
@@ -200,6 +203,7 @@ def test_the_server_follows_the_log_and_times_this_processs_commits(
     assert runtime.commit_observer is None  # detached on close
 
 
+@pytest.mark.stores
 def test_a_restarted_server_in_a_new_process_gives_the_same_counters(
     runtime: Runtime, operator: Client
 ):
@@ -215,6 +219,7 @@ def test_a_restarted_server_in_a_new_process_gives_the_same_counters(
     )
 
 
+@pytest.mark.stores
 def test_toka_metrics_json_agrees_with_a_scrape(runtime: Runtime, operator: Client):
     run_scenario(runtime, operator)
     with start_metrics_server(runtime.home, "127.0.0.1:0") as server:

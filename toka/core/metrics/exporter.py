@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from toka.core.errors import InvalidInput, MissingExtra, TokaError
@@ -121,19 +120,20 @@ class TallyCollector:
             "Events in the log not yet counted by this process's metrics",
             head - folded,
         )
-        yield _labelled(GaugeMetricFamily, "toka_agents", "Agents by status", "status", agents)
-        yield _labelled(
-            GaugeMetricFamily, "toka_tasks_open", "Open tasks by status", "status", tasks
+        yield _by_status(
+            GaugeMetricFamily("toka_agents", "Agents by status", labels=["status"]), agents
+        )
+        yield _by_status(
+            GaugeMetricFamily("toka_tasks_open", "Open tasks by status", labels=["status"]), tasks
         )
         yield GaugeMetricFamily(
             "toka_approvals_pending", "Operations waiting for an approver", approvals
         )
 
 
-def _labelled(family: Callable, name: str, doc: str, label: str, values: dict[str, int]):
-    metric = family(name, doc, labels=[label])
-    for value, n in values.items():
-        metric.add_metric([value], n)
+def _by_status(metric, counts: dict[str, int]):
+    for status, n in counts.items():
+        metric.add_metric([status], n)
     return metric
 
 
@@ -228,7 +228,13 @@ def read_metrics(home: HasLog) -> dict[str, Any]:
 class MetricsServer:
     """A running ``/metrics`` endpoint; ``close()`` stops it and its follower."""
 
-    def __init__(self, registry, live: LiveTally, observer: CommitObserver | None, warning):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        live: LiveTally,
+        observer: CommitObserver | None,
+        warning: str | None,
+    ):
         self.registry = registry
         self.live = live
         self.observer = observer

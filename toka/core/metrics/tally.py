@@ -101,22 +101,26 @@ class LogTally:
             self.operations[OperationKey(op_label(e.op), "refused", code_label(e.code))] += 1
             self.refusals_unlogged += e.suppressed
             return
+        # The one read (it may fail) comes before any count changes.
+        op_kind = self._operation_kind(r.seq) if r.part == 0 else None
         if kind.startswith("tool."):
             self._count_tool(r)
         elif kind in ("operation.approved", "operation.denied"):
             e = r.data()
             outcome = "approved" if kind == "operation.approved" else "denied"
             self.operations[OperationKey(op_label(e.op_kind), outcome, "")] += 1
-        if r.part != 0:
-            return
-        op_kind = self._kinds_at.get(r.seq)
-        if op_kind is None:
-            row = self.log.operation_at(r.seq)
-            if row is None:  # the genesis: no operation wrote it
-                return
-            op_kind = row.kind
-        outcome = "pending" if kind == "operation.pending" else "accepted"
-        self.operations[OperationKey(op_label(op_kind), outcome, "")] += 1
+        if op_kind is not None:
+            outcome = "pending" if kind == "operation.pending" else "accepted"
+            self.operations[OperationKey(op_label(op_kind), outcome, "")] += 1
+
+    def _operation_kind(self, first_seq: int) -> str | None:
+        """The kind of the applied operation whose events start at ``first_seq``; None
+        for what ``init`` wrote (the genesis, the operator's grant), which no operation did."""
+        kind = self._kinds_at.get(first_seq)
+        if kind is None:
+            row = self.log.operation_at(first_seq)
+            kind = row.kind if row is not None else None
+        return kind
 
     def _count_tool(self, r: EventRecord) -> None:
         if r.kind not in ("tool.succeeded", "tool.failed", "tool.unknown"):
