@@ -75,6 +75,8 @@ class Runtime(History):
         self._refusals = RefusalAudit(self.log)
         self._arguments = admission.ArgumentChecks()
         self._subscribers: list[Callable[[list[EventRecord]], None]] = []
+        # Called with (operations, seconds) after each commit (toka.core.metrics); must not raise.
+        self.commit_observer: Callable[[int, float], None] | None = None
         self._pipeline: CommitPipeline | None = None
         self._pipeline_lock = threading.Lock()
         self._closed = False
@@ -339,6 +341,8 @@ class Runtime(History):
     def _commit(self, batch: list[Pending]) -> None:
         new: list[EventRecord] = []
         start = self.state.seq
+        observe = self.commit_observer
+        began = time.perf_counter() if observe is not None else 0.0
         try:
             if self._stale:
                 self._rebuild()
@@ -367,6 +371,8 @@ class Runtime(History):
         finally:
             for p in batch:
                 p.done = True
+        if observe is not None:
+            observe(len(batch), time.perf_counter() - began)
         self._publish(new)
 
     def _process(
