@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -165,6 +167,18 @@ class TestSessions:
         server = start_web(home.root, tmp_path / "server.log", "--max-sessions", "2")
         try:
             assert asyncio.run(self.third_of_two(server)) == 503
+        finally:
+            assert stop_web(server) == 0
+
+    def test_metrics_beside_the_console_count_what_the_log_holds(self, home, tmp_path):
+        server = start_web(home.root, tmp_path / "server.log", "--metrics", "127.0.0.1:0")
+        try:
+            found = re.search(r"metrics at (http://\S+)", server.log_text())
+            assert found, server.log_text()
+            with urllib.request.urlopen(found.group(1), timeout=10) as response:
+                scraped = response.read().decode()
+            head = home.open_store(readonly=True).head()[0]
+            assert f"toka_log_head_seq {float(head)}" in scraped
         finally:
             assert stop_web(server) == 0
 

@@ -79,6 +79,12 @@ def register(sub, common) -> None:
         action="store_true",
         help="let each session drive agents too (by default they do not: run `toka run` once)",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="also serve Prometheus metrics counted from the log (as `toka metrics serve`; "
+        "loopback unless told otherwise)",
+    )
     p.set_defaults(handler=cmd_web)
 
 
@@ -155,8 +161,14 @@ def cmd_web(ctx: Context) -> int:
         principal=principal,
         max_sessions=args.max_sessions,
     )
-    # `toka web --metrics ADDR` (to come) attaches here: a listener on
-    # console.listeners (sessions open) and a second site beside the console's.
+    metrics = None
+    if args.metrics:
+        from toka.core.metrics import start_metrics_server
+
+        metrics = start_metrics_server(ctx.home, args.metrics)
+        if metrics.warning:
+            output.info(metrics.warning)
+        output.info(f"toka web: metrics at {metrics.url}")
     url = f"{public.origin}/?token={console.gate.token}"
     if not address.is_loopback(args.host):
         output.info(
@@ -179,5 +191,9 @@ def cmd_web(ctx: Context) -> int:
     # The server's own Runtime (if it made the home) is not needed while serving.
     ctx.close()
     server.configure_logging(sys.stderr)
-    server.serve(console, sock)
+    try:
+        server.serve(console, sock)
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0
