@@ -51,12 +51,12 @@ def cmd_stats(ctx: Context) -> int:
         _duration(parse_duration, a.bucket, "--bucket") if a.bucket else default_bucket_s(since_s)
     )
     try:
-        window = activity.Window.ending_at(
-            int(ctx.runtime.clock() * 1000), since_s * 1000, bucket_s * 1000
-        )
+        activity.Window.check(since_s * 1000, bucket_s * 1000)
     except InvalidInput as exc:
         given = f"--since {a.since}" + (f" --bucket {a.bucket}" if a.bucket else "")
         raise InvalidInput(f"{given}: {exc.message}") from None
+    now_ms = int(ctx.runtime.clock() * 1000)
+    window = activity.Window.ending_at(now_ms, since_s * 1000, bucket_s * 1000)
     found = activity.count(ctx.runtime.log, window)
     ctx.emit(_as_json(found, since_s), lambda: chart(found, _columns()))
     return 0
@@ -110,7 +110,7 @@ def sparkline(values: list[int]) -> str:
     if top == 0:
         return BARS[0] * len(values)
     return "".join(
-        BARS[0] if v == 0 else BARS[1 + round((v / top) * (len(BARS) - 2))] for v in values
+        BARS[0] if v == 0 else BARS[max(1, round(v / top * (len(BARS) - 1)))] for v in values
     )
 
 

@@ -30,10 +30,17 @@ class Window(NamedTuple):
 
     @classmethod
     def ending_at(cls, now_ms: int, span_ms: int, bucket_ms: int) -> Window:
-        """The aligned buckets covering at least ``span_ms``, the newest holding ``now_ms``.
+        """The aligned buckets covering at least ``span_ms``, the newest holding ``now_ms``
+        (raises InvalidInput as ``check`` does)."""
+        buckets = cls.check(span_ms, bucket_ms)
+        newest = now_ms - now_ms % bucket_ms
+        return cls(newest - (buckets - 1) * bucket_ms, bucket_ms, buckets)
 
-        Raises InvalidInput for a span or bucket that is not positive, a bucket longer than
-        the span, or more than MAX_BUCKETS buckets."""
+    @staticmethod
+    def check(span_ms: int, bucket_ms: int) -> int:
+        """How many buckets of ``bucket_ms`` cover ``span_ms``. Raises InvalidInput for a
+        span or bucket that is not positive, a bucket longer than the span, or more than
+        MAX_BUCKETS buckets."""
         if span_ms <= 0 or bucket_ms <= 0:
             raise InvalidInput("the window and its buckets must be longer than 0s")
         if bucket_ms > span_ms:
@@ -43,8 +50,7 @@ class Window(NamedTuple):
             raise InvalidInput(
                 f"{buckets} buckets is too many (at most {MAX_BUCKETS}): use longer buckets"
             )
-        newest = now_ms - now_ms % bucket_ms
-        return cls(newest - (buckets - 1) * bucket_ms, bucket_ms, buckets)
+        return buckets
 
     @property
     def end_ms(self) -> int:
