@@ -47,7 +47,7 @@ def test_json_gives_the_bucketed_counts_and_totals(refused_home: Path):
 
 
 def test_text_shows_both_charts_with_their_totals(refused_home: Path):
-    result = run_toka("stats", "--since", "10m", home=refused_home)
+    result = run_toka("stats", "--since", "10m", home=refused_home, env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     header, events, refusals = result.stdout.splitlines()
     assert "60 buckets of 10s" in header

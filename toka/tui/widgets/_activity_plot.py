@@ -36,7 +36,7 @@ class ActivityStrip(Horizontal):
         yield Static("", id="activity-refusals-total", classes="activity-total")
 
     def show(self, activity: Activity) -> None:
-        self.query_one(".activity-caption", Static).update(f"last {window_text(activity)}")
+        self.query_one(".activity-caption", Static).update(Text(f"last {window_text(activity)}"))
         self.query_one("#activity-events", Sparkline).data = activity.events
         self.query_one("#activity-refusals", Sparkline).data = activity.refusals
         self.query_one("#activity-events-total", Static).update(str(activity.total_events))
@@ -73,4 +73,4 @@ class ActivityPlot(Vertical):
         self.query_one(".activity-plot-bars", Sparkline).data = activity.events
         ago = span(window.buckets * window.bucket_ms // 1000)
         every = span(window.bucket_ms // 1000)
-        self.query_one(".activity-plot-from", Static).update(f"{ago} ago · {every} buckets")
+        self.query_one(".activity-plot-from", Static).update(Text(f"{ago} ago · {every} buckets"))
