@@ -42,14 +42,11 @@ def default_bucket_s(since_s: int) -> int:
 
 def cmd_stats(ctx: Context) -> int:
     from toka.core import activity
-    from toka.core.durations import parse_duration
     from toka.core.errors import InvalidInput
 
     a = ctx.args
-    since_s = _duration(parse_duration, a.since, "--since")
-    bucket_s = (
-        _duration(parse_duration, a.bucket, "--bucket") if a.bucket else default_bucket_s(since_s)
-    )
+    since_s = _duration(a.since, "--since")
+    bucket_s = _duration(a.bucket, "--bucket") if a.bucket else default_bucket_s(since_s)
     try:
         activity.Window.check(since_s * 1000, bucket_s * 1000)
     except InvalidInput as exc:
@@ -62,11 +59,13 @@ def cmd_stats(ctx: Context) -> int:
     return 0
 
 
-def _duration(parse, text: str, option: str) -> int:
+def _duration(text: str, option: str) -> int:
+    """``text`` as seconds, more than 0, or InvalidInput naming ``option``."""
+    from toka.core.durations import parse_duration
     from toka.core.errors import InvalidInput
 
     try:
-        seconds = parse(text)
+        seconds = parse_duration(text)
     except InvalidInput as exc:
         raise InvalidInput(f"{option}: {exc.message}") from None
     if seconds <= 0:
