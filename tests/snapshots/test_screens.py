@@ -17,6 +17,7 @@ import pytest
 from snapshots.world import (
     EVIL,
     World,
+    busy_world,
     first_run_world,
     hostile_world,
     mcp_world,
@@ -70,6 +71,12 @@ def mcp(tmp_path: Path):
 
 
 @pytest.fixture
+def busy(tmp_path: Path):
+    with closing(busy_world(tmp_path / "home")) as w:
+        yield w
+
+
+@pytest.fixture
 def hostile(tmp_path: Path):
     with closing(hostile_world(tmp_path / "home")) as w:
         yield w
@@ -107,6 +114,24 @@ class TestDetail:
 
     def test_agent_detail(self, snap_compare, world: World):
         assert snap_compare(world.app(), terminal_size=WIDE, run_before=keys("enter"))
+
+
+class TestActivity:
+    """An hour of work: scout observing in slow waves, then in a fast one over the last
+    five minutes; courier refused now and then, twice in the last five minutes."""
+
+    def test_header_strip_plots_events_and_refusals(self, snap_compare, busy: World):
+        assert snap_compare(busy.app(), terminal_size=WIDE, run_before=keys("2"))
+
+    def test_header_strip_at_80x24(self, snap_compare, busy: World):
+        assert snap_compare(busy.app(), terminal_size=(80, 24), run_before=keys("2"))
+
+    def test_agent_detail_pane_plots_its_hour(self, snap_compare, busy: World):
+        assert snap_compare(busy.app(), terminal_size=WIDE, run_before=keys())
+
+    def test_agent_detail_screen_plots_its_hour(self, snap_compare, busy: World):
+        press = ("down", "enter")  # courier: refused now and then
+        assert snap_compare(busy.app(), terminal_size=WIDE, run_before=keys(*press))
 
 
 class TestForms:

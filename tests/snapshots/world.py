@@ -406,3 +406,40 @@ def mcp_world(root: Path) -> World:
     )
     world.now = T1 + 90
     return world
+
+
+# An hour of work after the first run, in ten-second steps (T1 is a whole hour, so every
+# bucket of the plots starts on a step). Ends BUSY_END_S after T1.
+BUSY_STEPS = 360
+BUSY_END_S = 60 + BUSY_STEPS * 10
+
+
+def busy_observations(step: int) -> int:
+    """scout's observations at ``step``: a slow wave over the hour (quiet for five minutes
+    in every twenty), then in the last five minutes a fast one, every two minutes."""
+    if step >= BUSY_STEPS - 30:
+        return abs(step % 12 - 6)
+    return (step // 30) % 4
+
+
+def busy_refused(step: int) -> bool:
+    """Whether courier (no grant to spawn) tries to spawn an agent at ``step``: now and
+    then over the hour, twice in the last five minutes."""
+    return step % 45 == 0 or step in (BUSY_STEPS - 25, BUSY_STEPS - 10)
+
+
+def busy_world(root: Path) -> World:
+    """The first-run world, then scout observing and courier being refused for an hour."""
+    world = first_run_world(root)
+    scout = world.spawn("scout")
+    world.spawn("courier")
+    rogue = ops.SpawnAgent("rogue", KeyPair.from_seed(b"rogue").public_key)
+    for step in range(BUSY_STEPS):
+        world.now = T1 + 60 + step * 10
+        for n in range(busy_observations(step)):
+            world.submit(ops.EmitObservation(scout, {"step": step, "n": n}))
+        if busy_refused(step):
+            with contextlib.suppress(NotCovered):
+                world.submit(rogue, world.as_agent("courier"))
+    world.now = T1 + BUSY_END_S - 5
+    return world

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
+from toka.core.activity import Activity, ActivityTracker, Window, count
 from toka.core.log.follow import LogFollower
 from toka.core.model.events import EventRecord
 from toka.core.model.state import McpServer, Tool, WorldState, version_key
@@ -29,6 +30,12 @@ from toka.tui.view import AgentRow, Detail, EventRow, GrantRow, Row, TableDiff
 BUFFER = 2000
 PAGE = 1000
 RATE_WINDOW_S = 2.0
+# The header's plots: the last five minutes in ten-second buckets, redrawn once a second.
+ACTIVITY_SPAN_MS = 300_000
+ACTIVITY_BUCKET_MS = 10_000
+# An agent's detail: its last hour in two-minute buckets.
+AGENT_SPAN_MS = 3_600_000
+AGENT_BUCKET_MS = 120_000
 # At start (and when travelling): how many of the newest call endings are read to learn
 # each tool's last call; from then on every new ending updates it.
 LAST_CALLS_READ = 1000
@@ -52,6 +59,7 @@ class Batch(NamedTuple):
     arrived: int
     calls: tuple[CallRow, ...] | None = None  # open calls with an effect; None: unchanged
     mcp_servers: tuple[str, ...] | None = None  # registered MCP servers; None: unchanged
+    activity: Activity | None = None  # the header's plots; None: unchanged
 
 
 class World:
@@ -80,7 +88,11 @@ class World:
             now_s = self._now_s()
             if pane == "agents":
                 agent = state.agents.get(key)
-                return view.agent_detail(state, agent, now_s) if agent else None
+                if agent is None:
+                    return None
+                window = Window.ending_at(now_s * 1000, AGENT_SPAN_MS, AGENT_BUCKET_MS)
+                plot = count(self._runtime.log, window, until=self.until, agent=agent.id)
+                return view.agent_detail(state, agent, now_s, plot)
             if pane == "grants":
                 grant = state.grants.get(key)
                 return view.grant_detail(state, grant, now_s) if grant else None
@@ -150,6 +162,8 @@ class Feed:
         self._rows: dict[str, dict[str, Row]] = {"agents": {}, "grants": {}, "tools": {}}
         self._rate = _Rate()
         self._seen_s: int | None = None
+        self._activity = ActivityTracker(ACTIVITY_SPAN_MS, ACTIVITY_BUCKET_MS)
+        self._activity_s: int | None = None  # the second the plots were last sent
         self._follower = LogFollower(runtime.home, runtime.state.seq)
 
     def close(self) -> None:
@@ -171,6 +185,8 @@ class Feed:
             self._rows = {"agents": {}, "grants": {}, "tools": {}}
             self._last_calls.clear()
             self._last_calls.update(self._load_last_calls(self.runtime.state.seq))
+            self._activity.load(self.runtime.log, self.runtime.now_ms(), self.runtime.state.seq)
+            self._activity_s = None
             return self._batch(self._load_events(self.runtime.state.seq), True, 0)
 
     def poll(self) -> Batch | None:
@@ -181,6 +197,7 @@ class Feed:
             records = self.runtime.catch_up() if self._follower.poll() else []
             if not records and self._now_s() == self._seen_s:
                 return None
+            self._activity.add(records)
             for record in records:
                 ended = last_call_of(record)
                 if ended is not None:
@@ -228,9 +245,16 @@ class Feed:
             0,
             call_rows(past, past.ts),
             tuple(past.mcp_table()),
+            self.activity_at(seq, past.ts),
         )
         world = World(self.runtime, lambda: past, threading.Lock(), lambda: now_s, last_calls, seq)
         return batch, world
+
+    def activity_at(self, seq: int, now_ms: int) -> Activity:
+        """The header's plots as they were at ``seq`` (stamped ``now_ms``)."""
+        window = Window.ending_at(now_ms, ACTIVITY_SPAN_MS, ACTIVITY_BUCKET_MS)
+        with self.lock:
+            return count(self.runtime.log, window, until=seq)
 
     def _load_last_calls(self, until: int) -> dict[str, LastCall]:
         """Each tool version's last call up to ``until``, from the newest call endings."""
@@ -296,4 +320,13 @@ class Feed:
             arrived,
             call_rows(state, int(now * 1000)),
             tuple(state.mcp_table()),
+            self._activity_due(now),
         )
+
+    def _activity_due(self, now: float) -> Activity | None:
+        """The plots once per second at most: under a flood of events the buckets fill
+        on every poll, but redrawing them more often would show nothing new."""
+        if int(now) == self._activity_s:
+            return None
+        self._activity_s = int(now)
+        return self._activity.activity(int(now * 1000))

@@ -13,6 +13,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
+from toka.core.activity import Activity
 from toka.core.describe import (
     active_grants_by_subject,
     budget_use,
@@ -98,11 +99,13 @@ class TableDiff(NamedTuple, Generic[RowT]):
 
 
 class Detail(NamedTuple):
-    """Everything about one selected thing: a title, labelled fields, titled text blocks."""
+    """Everything about one selected thing: a title, labelled fields, titled text blocks,
+    and for an agent its activity over time (plotted between the fields and the blocks)."""
 
     title: str
     fields: list[tuple[str, str]]
     sections: list[tuple[str, str]]
+    activity: Activity | None = None
 
     def plain(self) -> str:
         width = max((len(k) for k, _ in self.fields), default=0)
@@ -240,7 +243,9 @@ def _limited(lines: list[str]) -> str:
     return "\n".join(lines)
 
 
-def agent_detail(state: WorldState, agent: Agent, now_s: int) -> Detail:
+def agent_detail(
+    state: WorldState, agent: Agent, now_s: int, activity: Activity | None = None
+) -> Detail:
     tasks = [t for t in state.tasks.values() if t.agent == agent.id]
     grants = [g for g in state.grants.values() if g.subject == agent.id]
     live = [g for g in grants if grant_status(state, g, now_s) == "active"]
@@ -273,6 +278,7 @@ def agent_detail(state: WorldState, agent: Agent, now_s: int) -> Detail:
             (f"tasks ({len(tasks)})", _limited(task_lines)),
             (f"grants ({len(grants)})", _limited(grant_lines)),
         ],
+        activity,
     )
 
 

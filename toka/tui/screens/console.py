@@ -33,7 +33,14 @@ from toka.tui.screens.detail import DetailScreen
 from toka.tui.screens.mcp_actions import McpActions
 from toka.tui.tool_view import TOOL_COLUMNS, ToolRow
 from toka.tui.view import AGENT_COLUMNS, GRANT_COLUMNS, PANES, TITLES, AgentRow, Detail, GrantRow
-from toka.tui.widgets import DetailView, EventStream, ResourceTable, Status, StatusLine
+from toka.tui.widgets import (
+    ActivityStrip,
+    DetailView,
+    EventStream,
+    ResourceTable,
+    Status,
+    StatusLine,
+)
 
 COMPACT_WIDTH = 100
 COMPACT_HEIGHT = 30
@@ -81,6 +88,7 @@ class ConsoleScreen(OperatorActions, McpActions, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
+        yield ActivityStrip(id="activity")
         if self.read_only:
             yield Static(
                 Text(
@@ -180,6 +188,8 @@ class ConsoleScreen(OperatorActions, McpActions, Screen[None]):
         self.head_seq = batch.head_seq
         if batch.rate is not None:
             self.rate = batch.rate
+        if batch.activity is not None:
+            self.query_one(ActivityStrip).show(batch.activity)
         if not self.loaded:
             self.loaded = True
             stream = self.query_one(EventStream)

@@ -6,11 +6,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
 
 from toka.tui.literal import literal
 from toka.tui.view import Detail
-from toka.tui.widgets import render_detail
+from toka.tui.widgets import detail_parts
 
 
 class DetailScreen(ModalScreen[None]):
@@ -28,7 +27,7 @@ class DetailScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog detail-dialog") as box:
             box.border_title = literal(self.detail.title)
             box.border_subtitle = "esc to close"
-            yield Static(render_detail(self.detail, title=False))
+            yield from detail_parts(self.detail)
 
     def action_close(self) -> None:
         self.dismiss(None)
