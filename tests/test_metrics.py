@@ -352,3 +352,39 @@ class ServedByCli:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def test_a_runner_serves_the_latency_and_size_of_its_own_commits(home: Home):
+    """Commits happen in the runner's process: there, and only there, the histograms
+    have samples."""
+    with Runtime(home) as rt:
+        operator = Client(rt)
+        agent, _ = operator.spawn_agent("worker", "echo")
+        operator.schedule(agent, "a job")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "toka", "--home", str(home.root), "run", "--metrics", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        url = None
+        for line in runner.stderr:  # bounded by the test timeout
+            if "metrics at " in line:
+                url = line.split("metrics at ", 1)[1].strip()
+                break
+        assert url, "the runner printed no metrics address"
+        deadline = time.monotonic() + 30
+        while True:
+            samples = scrape(url)
+            done = samples.get(("toka_tasks_open", (("status", "scheduled"),)), 1) == 0
+            if done and samples.get(("toka_commit_batch_operations_count", ()), 0) >= 2:
+                break
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.1)
+        assert samples[("toka_commit_duration_seconds_count", ())] >= 2
+    finally:
+        runner.terminate()
+        runner.wait(30)

@@ -36,6 +36,12 @@ def register(sub, common) -> None:
         help="wait this long before each new step, to watch agents work (default 0)",
     )
     p.add_argument("--runner-id", metavar="ID", help="this runner's name in task leases")
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics while running, this runner's commit latency and "
+        "batch size included (loopback unless told otherwise)",
+    )
     p.set_defaults(handler=cmd_run)
 
 
@@ -64,6 +70,14 @@ def cmd_run(ctx: Context) -> int:
                 f"agent {agent.id} has behaviour {agent.behaviour!r}, which no runner drives"
             )
     lease_s = parse_duration(a.lease)
+    metrics = None
+    if a.metrics:
+        from toka.core.metrics import start_metrics_server
+
+        metrics = start_metrics_server(ctx.home, a.metrics, runtime=rt)
+        if metrics.warning:
+            info(metrics.warning)
+        info(f"toka: metrics at {metrics.url}")
     runner = Runner(rt, runner_id=a.runner_id, agent=a.agent, lease_s=lease_s, pace_s=a.pace)
     stop = threading.Event()
 
@@ -104,6 +118,8 @@ def cmd_run(ctx: Context) -> int:
     finally:
         unsubscribe()
         runner.close()
+        if metrics is not None:
+            metrics.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     state = rt.state
