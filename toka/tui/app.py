@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -230,6 +231,10 @@ class TokaConsole(App[None]):
             return
         try:
             self.live.apply_batch(message.batch)
+        except NoMatches:
+            # Mounted, then its widgets went: the app is closing and a last batch was
+            # still on its way. There is nothing left to show it in.
+            pass
         finally:
             self._applied.set()
 

@@ -88,6 +88,7 @@ class Connection:
         self._portal_cm: Any = None
         self._portal: Any = None
         self._client: Any = None
+        self._protocol = ""
         self._stop: Any = None
         self._holder: concurrent.futures.Future[Any] | None = None
         self._lock = threading.Lock()
@@ -109,6 +110,9 @@ class Connection:
         self._holder = self._portal.start_task_soon(self._hold, ready)
         try:
             self._client, self._stop = ready.result(timeout=timeout_s)
+            # Kept now: once the connection is lost the SDK's client has no session left
+            # to ask, and a lost call's record still names the protocol it spoke.
+            self._protocol = str(getattr(self._client, "protocol_version", "") or "")
         except concurrent.futures.TimeoutError:
             self._abort()
             raise Unavailable(
@@ -294,7 +298,8 @@ class Connection:
 
     @property
     def protocol(self) -> str:
-        return str(getattr(self._client, "protocol_version", "") or "")
+        """The protocol version negotiated when the connection opened."""
+        return self._protocol
 
 
 class Pool:
