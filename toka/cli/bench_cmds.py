@@ -50,6 +50,16 @@ def register(sub, common) -> None:
     p.set_defaults(handler=cmd_bench_verify)
 
     p = b.add_parser(
+        "cli",
+        parents=[common],
+        help="wall time of read-only commands (agent list, task list, events list) "
+        "in fresh processes, against python -c pass and toka --version",
+    )
+    p.add_argument("--events", type=int, default=100_000, help="log size to build (default 100000)")
+    p.add_argument("--runs", type=int, default=5, help="timed runs of each command (default 5)")
+    p.set_defaults(handler=cmd_bench_cli)
+
+    p = b.add_parser(
         "tui",
         parents=[common],
         help="the console's key-to-screen latency, idle and under a stream of events",
@@ -134,6 +144,35 @@ def cmd_bench_replay(ctx: Context) -> int:
         ),
     )
     return 0
+
+
+def cmd_bench_cli(ctx: Context) -> int:
+    from toka.core.bench.cli import bench_cli
+
+    data = bench_cli(ctx.args.events, ctx.args.runs, _bench_progress(ctx), ctx.args.store)
+
+    def lines() -> str:
+        out = [
+            f"{label:<30} median {c['median_ms']:>7.1f} ms  min {c['min_ms']:>7.1f} ms"
+            + ("" if not any(c["exit_codes"]) else f"  EXIT {c['exit_codes']}")
+            for label, c in data["commands"].items()
+        ]
+        b = data["breakdown_ms"]
+        out.append(
+            f"({data['events']} events, {data['store']}, {data['runs']} runs each; "
+            f"interpreter {b['interpreter_start']:.0f} ms, CLI import {b['cli_import_and_parser']:.0f} ms, "
+            f"agent list beyond --version {b['agent_list_beyond_version']:.0f} ms)"
+        )
+        imports = data["importtime"]
+        out.append(f"imports of one agent list: {imports['total_self_ms']:.0f} ms; top cumulative:")
+        out += [
+            f"  {m['cumulative_ms']:>7.1f} ms  {m['module']}" for m in imports["top_cumulative"]
+        ]
+        return "\n".join(out)
+
+    ctx.emit(data, lines)
+    failed = any(any(c["exit_codes"]) for c in data["commands"].values())
+    return 1 if failed else 0
 
 
 def cmd_bench_verify(ctx: Context) -> int:
