@@ -31,6 +31,13 @@ def register(sub, common) -> None:
         default=8,
         help="operations each submitter keeps in flight in the first run (default 8)",
     )
+    p.add_argument(
+        "--vs-eventsourcing",
+        action="store_true",
+        help="also run the same count of spawn/schedule commands on the eventsourcing "
+        "library (SQLite, no authentication) and measure Ed25519 verification; "
+        "needs pip install 'toka[bench]'",
+    )
     p.set_defaults(handler=cmd_bench_kernel)
 
     p = b.add_parser(
@@ -104,9 +111,18 @@ def cmd_bench_kernel(ctx: Context) -> int:
     from toka.core.bench import bench_kernel
 
     a = ctx.args
-    data = bench_kernel(
-        a.ops, a.submitters, a.durability or "full", a.window, _bench_progress(ctx), a.store
-    )
+    progress = _bench_progress(ctx)
+    if a.vs_eventsourcing:
+        from toka.core.bench.peer import _peer_model
+
+        _peer_model()  # MissingExtra before minutes of Toka's runs, not after
+    data = bench_kernel(a.ops, a.submitters, a.durability or "full", a.window, progress, a.store)
+    if a.vs_eventsourcing:
+        from toka.core.bench.peer import vs_eventsourcing
+
+        if progress:
+            progress(f"eventsourcing peer: {a.ops} ops, {a.submitters} threads, then 1")
+        data["vs_eventsourcing"] = vs_eventsourcing(data, a.ops, a.submitters)
     n = data["submitters"]
 
     def line(label: str, prefix: str) -> str:
@@ -124,10 +140,39 @@ def cmd_bench_kernel(ctx: Context) -> int:
                 line("1 submitter, waiting for each outcome", "single_"),
                 f"({data['ops']} signed, capability-checked operations per run, "
                 f"durability {data['durability']}, log on {data['store']})",
+                *(_peer_lines(data) if "vs_eventsourcing" in data else []),
             ]
         ),
     )
     return 0
+
+
+def _peer_lines(data: dict) -> list[str]:
+    vs = data["vs_eventsourcing"]
+    peer, ed, r = vs["eventsourcing"], vs["ed25519"], vs["ratios"]
+    n, sq = peer["submitters"], peer["sqlite"]
+    toka_sq = vs["toka_sqlite"]
+    return [
+        f"eventsourcing {peer['version']} (SQLite, aggregate cache, no authentication):",
+        f"  {n} threads, each waiting for its commit  {peer['multi']['ops_per_s']:>6.0f} ops/s",
+        f"  1 client, waiting for each commit      {peer['single']['ops_per_s']:>6.0f} ops/s",
+        f"  ({peer['multi']['ops']} and {peer['single']['ops']} spawn/schedule commands; "
+        f"journal_mode={sq['journal_mode']} synchronous={sq['synchronous']}, read from its "
+        "connection; Toka: "
+        + (
+            f"journal_mode={toka_sq['journal_mode']} synchronous={toka_sq['synchronous']}"
+            if toka_sq
+            else data["store"]
+        )
+        + ("" if vs["durability_comparable"] else "; NOT the same durability")
+        + ")",
+        f"Toka/eventsourcing: {r['toka_vs_peer_submitters']:.2f}x with {n} submitters "
+        f"({r['toka_sync_vs_peer_submitters']:.2f}x with each waiting), "
+        f"{r['toka_vs_peer_single']:.2f}x for 1 waiting client",
+        f"Ed25519 verification, {ed['threads']} threads (libsodium): "
+        f"{ed['verify_per_s']:.0f}/s; Toka's {data['ops_per_s']:.0f} ops/s is "
+        f"{r['toka_of_ed25519']:.1%} of it",
+    ]
 
 
 def cmd_bench_replay(ctx: Context) -> int:
