@@ -7,8 +7,8 @@ import json
 import sys
 
 import pytest
+from toka_cli import run_toka
 
-from tests.toka_cli import run_toka
 from toka.core.errors import MissingExtra
 
 pytest.importorskip("eventsourcing")
