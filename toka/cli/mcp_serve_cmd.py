@@ -41,15 +41,9 @@ def add_serve_parser(subparsers, common) -> None:
 
 def parse_address(text: str) -> tuple[str, int]:
     """``PORT``, ``:PORT``, ``HOST:PORT`` or ``[IPV6]:PORT`` as ``(host, port)``."""
-    from toka.core.errors import InvalidInput
+    from toka.core.endpoints import parse_host_port
 
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    host = host.removeprefix("[").removesuffix("]") or DEFAULT_HOST
-    if not port.isdecimal() or int(port) > 65535:
-        raise InvalidInput(f"--http {text!r}: expected [HOST:]PORT with PORT in 0..65535")
-    return host, int(port)
+    return parse_host_port(text, "--http", default_host=DEFAULT_HOST)
 
 
 def cmd_serve(ctx: Context) -> int:

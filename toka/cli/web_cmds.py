@@ -121,7 +121,8 @@ def cmd_web(ctx: Context) -> int:
 
     from toka.cli import output
     from toka.cli.tui_cmds import open_home
-    from toka.core.errors import InvalidInput, MissingExtra, NotFound, TokaError
+    from toka.core.endpoints import is_loopback, listening_socket
+    from toka.core.errors import InvalidInput, MissingExtra, NotFound
 
     try:
         from toka.web import address, gate, server
@@ -145,12 +146,7 @@ def cmd_web(ctx: Context) -> int:
             f"no private key for {principal!r} in this home: browser sessions would have "
             "nothing to sign with (--as names a principal of this home)"
         )
-    try:
-        sock = server.listen(args.host, args.port)
-    except OSError as exc:
-        raise TokaError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-        ) from None
+    sock = listening_socket(args.host, args.port)
     port = sock.getsockname()[1]
     bound = address.bound_address(args.host, port)
     public = public or bound
@@ -170,14 +166,14 @@ def cmd_web(ctx: Context) -> int:
             output.info(metrics.warning)
         output.info(f"toka web: metrics at {metrics.url}")
     url = f"{public.origin}/?token={console.gate.token}"
-    if not address.is_loopback(args.host):
+    if not is_loopback(args.host):
         output.info(
             f"warning: listening on {args.host}: the console, which signs as {principal}, is "
             "reachable from the network and only the token stands in the way. Prefer "
             f"`ssh -L {port}:127.0.0.1:{port} HOST` to a loopback console, or a TLS proxy "
             "on a host name of its own with --public-url https://NAME."
         )
-    if not public.secure and not address.is_loopback(args.host):
+    if not public.secure and not is_loopback(args.host):
         output.info(
             "warning: plain http off this host: the token and cookie cross the network in clear"
         )

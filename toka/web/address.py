@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from toka.core.endpoints import host_for_url
 from toka.core.errors import InvalidInput
 
 
@@ -21,29 +21,10 @@ class PublicAddress(NamedTuple):
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def host_for_url(host: str) -> str:
-    """``host`` as written in a URL: an IPv6 literal in brackets."""
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{host}]"
-    except ValueError:
-        pass
-    return host.lower()
-
-
 def netloc(scheme: str, host: str, port: int) -> str:
     """``host[:port]`` with the scheme's default port left out, as browsers send it."""
     shown = host_for_url(host)
     return shown if DEFAULT_PORTS[scheme] == port else f"{shown}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bound_address(host: str, port: int) -> PublicAddress:

@@ -239,13 +239,6 @@ def configure_logging(stream) -> None:
         logger.propagate = False
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host``:``port`` (0: any free port), bound before the URL is
-    printed so the URL names the real port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, reuse_port=False)
-
-
 def serve(console: WebConsole, sock: socket.socket) -> None:
     """Run until SIGINT or SIGTERM; sessions are closed (their children quit) on the way out."""
     web.run_app(

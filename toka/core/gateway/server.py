@@ -7,9 +7,7 @@ never stalls ``tools/list`` or another call.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +27,7 @@ from mcp.types import (
 )
 
 from toka import __version__
-from toka.core.errors import TokaError
+from toka.core.endpoints import host_for_url, is_loopback, listening_socket
 from toka.core.gateway.bearer import BearerGate
 from toka.core.gateway.facade import Gateway, OfferedTool, Reply
 
@@ -112,47 +110,18 @@ async def serve_stdio(gateway: Gateway) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_header(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def transport_security(host: str, port: int) -> TransportSecuritySettings:
     """DNS-rebinding protection, on whatever the bind address: the Host header must name
     a loopback address or the bound one, and an Origin, if sent, the same."""
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     if not is_loopback(host):
-        bound = _host_header(host, port)
+        bound = f"{host_for_url(host)}:{port}"
         hosts.append(bound)
         origins += [f"http://{bound}", f"https://{bound}"]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
     )
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening TCP socket (port 0: any free port; ask the socket which)."""
-    sock = None
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        if sock is not None:
-            sock.close()
-        raise TokaError(f"cannot listen on {_host_header(host, port)}: {exc}") from None
-    return sock
 
 
 async def serve_http(
@@ -180,6 +149,6 @@ async def serve_http(
         log_level="warning",
         lifespan="on",
     )
-    ready(f"http://{_host_header(host, port)}{PATH}")
+    ready(f"http://{f'{host_for_url(host)}:{port}'}{PATH}")
     with sock:
         await uvicorn.Server(config).serve(sockets=[sock])

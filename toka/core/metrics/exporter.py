@@ -7,11 +7,11 @@ process when it commits (``observe_commits``).
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
+from toka.core.endpoints import is_loopback, parse_host_port
 from toka.core.errors import InvalidInput, MissingExtra, TokaError
 from toka.core.log.follow import HasLog
 from toka.core.metrics.live import LiveTally
@@ -43,17 +43,6 @@ def require_client():
 # -- where to listen ------------------------------------------------------------------
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPV6]:PORT`` (``PORT`` 0 picks a free one) as ``(host, port)``."""
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdecimal() or int(port) > 65535:
-        raise InvalidInput(
-            f"--listen {text!r}: expected HOST:PORT (PORT in 0..65535), e.g. {DEFAULT_LISTEN}"
-        )
-    return host, int(port)
-
-
 def resolve(host: str, port: int) -> str:
     """The address ``host`` binds to (what prometheus-client binds: the first found)."""
     try:
@@ -61,10 +50,6 @@ def resolve(host: str, port: int) -> str:
     except socket.gaierror as exc:
         raise InvalidInput(f"cannot listen on {host!r}: {exc.strerror}") from None
     return str(infos[0][4][0])
-
-
-def is_loopback(address: str) -> bool:
-    return ipaddress.ip_address(address.split("%")[0]).is_loopback
 
 
 # -- the collector --------------------------------------------------------------------
@@ -281,7 +266,7 @@ def start_metrics_server(
     and batch size). ``warning`` is set (for the caller to show) when the address is
     not loopback. Raises InvalidInput for a bad address, TokaError if it cannot bind."""
     prometheus_client = require_client()
-    host, port = parse_listen(listen)
+    host, port = parse_host_port(listen, "--listen", example=DEFAULT_LISTEN)
     address = resolve(host, port)
     warning = None if is_loopback(address) else LOOPBACK_WARNING.format(address=listen)
     registry = prometheus_client.CollectorRegistry(auto_describe=False)
