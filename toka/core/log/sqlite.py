@@ -14,7 +14,7 @@ import apsw
 import msgspec
 
 from toka.core.log.checkpoints import Checkpoint
-from toka.core.log.store import GENESIS_PREV, OperationRow, event_filter, event_row
+from toka.core.log.store import GENESIS_PREV, OperationRow, RowBuffer, event_filter
 from toka.core.model.events import EventRecord
 
 SCHEMA_VERSION = 3
@@ -96,7 +96,7 @@ def _insert_rows(conn: apsw.Connection, table: str, columns: str, rows: list[tup
         conn.execute(_insert_sql(table, columns, len(chunk)), list(itertools.chain(*chunk)))
 
 
-class SqliteStore:
+class SqliteStore(RowBuffer):
     """One connection to a Toka log in a SQLite file. Writers go through :meth:`write`."""
 
     shares_blobs = False  # the home's blobs directory is the only copy
@@ -127,8 +127,7 @@ class SqliteStore:
         # Rows appended inside a write transaction wait here and go to SQLite in a few
         # multi-row INSERTs (before any read and at COMMIT): fewer calls into SQLite,
         # each of which lets go of the GIL and must win it back.
-        self._events: list[tuple] = []
-        self._operations: list[tuple] = []
+        self._clear_rows()
         self._writer: int | None = None  # the thread inside write(): only it appends
         self.conn.setbusytimeout(30_000)
         if not readonly:
@@ -189,8 +188,7 @@ class SqliteStore:
             yield
             self.flush()
         except BaseException:
-            self._events.clear()
-            self._operations.clear()
+            self._clear_rows()
             self._writer = None
             self.conn.execute("ROLLBACK")
             raise
@@ -226,29 +224,6 @@ class SqliteStore:
             yield
         finally:
             self.conn.execute("COMMIT")
-
-    def append(
-        self,
-        prev_hash: str,
-        seq: int,
-        ts: int,
-        kind: str,
-        principal: str,
-        grant: str | None,
-        op_digest: str,
-        part: int,
-        payload: bytes,
-    ) -> str:
-        row = event_row(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
-        self._events.append(row)
-        return row[-1]
-
-    def append_record(self, record: EventRecord) -> None:
-        """Append a row as it is, hash included (copying a log verbatim)."""
-        self._events.append(msgspec.structs.astuple(record))
-
-    def record_operation(self, row: OperationRow) -> None:
-        self._operations.append(msgspec.structs.astuple(row))
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))

@@ -107,6 +107,45 @@ class OperationRow(msgspec.Struct, frozen=True):
     error: str | None
 
 
+class RowBuffer:
+    """What both backends share for writing: the rows appended inside a write
+    transaction wait here, to go to the database in a few statements (before the
+    writer's own reads, and at COMMIT). ``_last_seq`` is the last seq appended."""
+
+    _events: list[tuple]
+    _operations: list[tuple]
+    _last_seq: int
+
+    def _clear_rows(self) -> None:
+        self._events, self._operations, self._last_seq = [], [], 0
+
+    def append(
+        self,
+        prev_hash: str,
+        seq: int,
+        ts: int,
+        kind: str,
+        principal: str,
+        grant: str | None,
+        op_digest: str,
+        part: int,
+        payload: bytes,
+    ) -> str:
+        """Append the event row; returns its chain hash."""
+        row = event_row(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
+        self._events.append(row)
+        self._last_seq = seq
+        return row[-1]
+
+    def append_record(self, record: EventRecord) -> None:
+        """Append a row as it is, hash included (copying a log verbatim)."""
+        self._events.append(msgspec.structs.astuple(record))
+        self._last_seq = record.seq
+
+    def record_operation(self, row: OperationRow) -> None:
+        self._operations.append(msgspec.structs.astuple(row))
+
+
 class Store(Protocol):
     """What the runtime, followers, audit, replay, snapshots and checkpoints use.
 

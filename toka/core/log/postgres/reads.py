@@ -7,7 +7,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from toka.core.errors import StoreUnavailable
@@ -39,12 +39,9 @@ class PostgresReads:
     _head_checked: tuple[float, int]
     _lock_key: int
     url: str
-
-    def _connect(self, *, writer: bool) -> Any:
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        raise NotImplementedError
+    # Defined by PostgresStore: opening a connection, and sending the writer's rows.
+    _connect: Callable[..., Any]
+    flush: Callable[[], None]
 
     def _usable(self, conn: Any) -> bool:
         return conn is not None and not conn.closed and not conn.broken

@@ -8,8 +8,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import msgspec
-
 from toka.core.errors import CommitUnknown, HomeError, StoreUnavailable
 from toka.core.log.checkpoints import Checkpoint
 from toka.core.log.postgres import schema as tables
@@ -21,13 +19,12 @@ from toka.core.log.postgres.driver import (
     redact,
 )
 from toka.core.log.postgres.reads import COLUMNS, OPERATION_COLUMNS, PostgresReads
-from toka.core.log.store import OperationRow, event_row
-from toka.core.model.events import EventRecord
+from toka.core.log.store import RowBuffer
 
 _BACKOFF_S = (0.05, 2.0)
 
 
-class PostgresStore(PostgresReads):
+class PostgresStore(PostgresReads, RowBuffer):
     """One log in one PostgreSQL schema: a connection for reads (it also listens, for a
     follower) and, unless read-only, one for the write transaction."""
 
@@ -57,9 +54,7 @@ class PostgresStore(PostgresReads):
         self._rconn: Any = None
         self._wconn: Any = None
         self._writer: int | None = None  # the thread inside write()
-        self._events: list[tuple] = []
-        self._operations: list[tuple] = []
-        self._head_seq = 0  # the last seq appended in the open write
+        self._clear_rows()
         self._retry_at = 0.0
         self._backoff = _BACKOFF_S[0]
         self._epoch = 0  # bumped on each reconnect: a follower reads again after one
@@ -155,12 +150,11 @@ class PostgresStore(PostgresReads):
                 "nothing was written"
             ) from None
         self._writer = threading.get_ident()
-        self._head_seq = 0
+        self._clear_rows()
         try:
             yield
         except BaseException:
-            self._events.clear()
-            self._operations.clear()
+            self._clear_rows()
             self._writer = None
             self._rollback(conn)
             raise
@@ -168,12 +162,11 @@ class PostgresStore(PostgresReads):
             # The rows, the followers' wake-up and COMMIT in one round trip.
             with conn.pipeline():
                 self.flush()
-                if self._head_seq:
-                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(self._head_seq)))
+                if self._last_seq:
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(self._last_seq)))
                 conn.execute("COMMIT")
         except (psycopg.Error, StoreUnavailable) as exc:
-            self._events.clear()
-            self._operations.clear()
+            self._clear_rows()
             if conn.broken or conn.closed:
                 self._wconn = None
                 raise CommitUnknown(
@@ -212,30 +205,6 @@ class PostgresStore(PostgresReads):
                     self._operations,
                 )
                 self._operations.clear()
-
-    def append(
-        self,
-        prev_hash: str,
-        seq: int,
-        ts: int,
-        kind: str,
-        principal: str,
-        grant: str | None,
-        op_digest: str,
-        part: int,
-        payload: bytes,
-    ) -> str:
-        row = event_row(prev_hash, seq, ts, kind, principal, grant, op_digest, part, payload)
-        self._events.append(row)
-        self._head_seq = seq
-        return row[-1]
-
-    def append_record(self, record: EventRecord) -> None:
-        self._events.append(msgspec.structs.astuple(record))
-        self._head_seq = record.seq
-
-    def record_operation(self, row: OperationRow) -> None:
-        self._operations.append(msgspec.structs.astuple(row))
 
     def _execute(self, sql: str, args: Any = ()) -> None:
         self.flush()
