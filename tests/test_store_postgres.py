@@ -152,6 +152,7 @@ def test_a_module_altered_in_the_database_is_refused(tmp_path, url, schema, pg_s
 
 def test_tail_follow_on_one_host_shows_what_another_commits(tmp_path, url, schema):
     a, b = two_hosts(tmp_path, url, schema)
+    before = toka_ok("agent", "spawn", "before-the-tail", home=a)["id"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
     env["TOKA_HOME"] = str(b)
     tail = subprocess.Popen(
@@ -162,10 +163,11 @@ def test_tail_follow_on_one_host_shows_what_another_commits(tmp_path, url, schem
         env=env,
     )
     try:
-        time.sleep(1.0)  # the follower is listening
+        # The tail's own listing comes first: once it is printed, what follows can only
+        # reach B's tail by following A's commit.
+        assert json.loads(tail.stdout.readline())["payload"]["agent"] == before
         spawned = toka_ok("agent", "spawn", "seen-from-b", home=a)["id"]
-        line = tail.stdout.readline()
-        assert json.loads(line)["payload"]["agent"] == spawned
+        assert json.loads(tail.stdout.readline())["payload"]["agent"] == spawned
     finally:
         tail.terminate()
         tail.wait(10)
