@@ -93,16 +93,22 @@ def verify_signature(public_key: str, signature: str, data: bytes) -> None:
     Ed25519 here, it lets go of the GIL while it works, and it refuses non-canonical
     signatures and small-order keys. Keys and signing stay with ``cryptography``."""
     try:
-        sig = unb64(signature)
-        if len(sig) != 64:
-            raise ValueError("an Ed25519 signature is 64 bytes")
-        nacl.bindings.crypto_sign_open(sig + data, _raw_public_key(public_key))
+        nacl.bindings.crypto_sign_open(raw_signature(signature) + data, raw_public_key(public_key))
     except (nacl.exceptions.CryptoError, ValueError, TypeError, InvalidInput) as exc:
         raise BadSignature("the operation's signature does not verify") from exc
 
 
+def raw_signature(signature: str) -> bytes:
+    """The 64 bytes of a base64url signature (ValueError or InvalidInput if it is not one)."""
+    sig = unb64(signature)
+    if len(sig) != 64:
+        raise ValueError("an Ed25519 signature is 64 bytes")
+    return sig
+
+
 @functools.lru_cache(maxsize=4096)
-def _raw_public_key(public_key: str) -> bytes:
+def raw_public_key(public_key: str) -> bytes:
+    """The 32 bytes of a base64url public key (ValueError or InvalidInput if it is not one)."""
     # Decoded keys are immutable; caching them takes base64 off the hot path.
     raw = unb64(public_key)
     if len(raw) != 32:

@@ -39,8 +39,9 @@ from toka.core.runtime.admission import Pending
 from toka.core.runtime.history import History
 from toka.core.runtime.home import Home
 from toka.core.runtime.outcome import Outcome
-from toka.core.runtime.pipeline import CommitPipeline
+from toka.core.runtime.pipeline import CommitPipeline, settle
 from toka.core.runtime.refusals import RefusalAudit
+from toka.core.runtime.signatures import SignatureStage
 from toka.core.runtime.tokens import TokenAuthority
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Runtime(History):
         # Called with (operations, seconds) after each commit (toka.core.metrics); must not raise.
         self.commit_observer: Callable[[int, float], None] | None = None
         self._pipeline: CommitPipeline | None = None
+        self._signatures: SignatureStage  # set with the pipeline
         self._pipeline_lock = threading.Lock()
         self._closed = False
         self._stale = False  # the state may be ahead of the log: rebuild before using it
@@ -108,6 +110,7 @@ class Runtime(History):
             pipeline, self._pipeline = self._pipeline, None
             self._closed = True
         if pipeline is not None:
+            self._signatures.close()  # hands on what it holds first
             pipeline.close()
         shared_blobs.unshare(self.home.blobs, self.log)
         with self._lock:
@@ -185,25 +188,27 @@ class Runtime(History):
         return (or raise) once the operation is committed and, with ``full``
         durability, on disk. One client can so keep many operations in flight.
 
-        The checks that need no state (token, signature, freshness) run in the
-        calling thread, as in ``submit``; a refusal still comes through the future,
-        after it is logged like any other. Subscribers are called on the committing
+        The token and freshness are checked in the calling thread; the signature, in
+        batches by the signature stage (``runtime.signatures``) on its way to the
+        commit thread. A refusal still comes through the future, after it is logged
+        like any other. Subscribers are called on the committing
         thread: one must not wait on a future there (the thread would wait for itself)."""
         pending = Pending(signed, prepared)
-        self._precheck(pending)
+        self._precheck(pending, defer_signature=True)
         pending.future = Future()
         # Running from now on: a queued operation cannot be called back by cancel().
         pending.future.set_running_or_notify_cancel()
         if self._commit_in_place(pending):
-            self._settle(pending)
+            settle(pending)
             return pending.future
         with self._pipeline_lock:
             if self._closed:
                 raise TokaError("the runtime is closed; the operation was not submitted")
             if self._pipeline is None:
-                self._pipeline = CommitPipeline(self._commit_locked, self._settle)
-            pipeline = self._pipeline
-        pipeline.put(pending)
+                self._pipeline = CommitPipeline(self._commit_locked)
+                self._signatures = SignatureStage(self._pipeline.put_many)
+            stage = self._signatures
+        stage.put(pending)
         return pending.future
 
     def _commit_in_place(self, pending: Pending) -> bool:
@@ -219,14 +224,6 @@ class Runtime(History):
     def _commit_locked(self, batch: list[Pending]) -> None:
         with self._lock:
             self._commit(batch)  # looked up on each call: tests replace it
-
-    @staticmethod
-    def _settle(p: Pending) -> None:
-        assert p.future is not None
-        if p.error is not None:
-            p.future.set_exception(p.error)
-        else:
-            p.future.set_result(p.outcome)  # type: ignore[arg-type]
 
     def _lead(self) -> None:
         """Commit the queued batch, then hand leadership on and wake the batch."""
@@ -321,11 +318,12 @@ class Runtime(History):
             self._commit(batch)
         return [p.error if p.error is not None else p.outcome for p in batch]  # type: ignore[misc]
 
-    def _precheck(self, p: Pending) -> None:
+    def _precheck(self, p: Pending, *, defer_signature: bool = False) -> None:
         # Only a host statement needs the kernel's key: nothing else loads it.
         key = self.host_key.public_key if p.signed.principal == kernel.KERNEL else None
         now_s = int(self.clock())
-        admission.precheck(p, self.authority, self.state.principals, self.config, now_s, key)
+        principals, authority = self.state.principals, self.authority
+        admission.precheck(p, authority, principals, self.config, now_s, key, defer_signature)
         if p.error is not None:
             return
         target = None

@@ -2,8 +2,9 @@
 
 Token (HMAC, claims, expiry), binding to the signer's key (``cnf``), the Ed25519
 signature and freshness need no state but the signer's public key, so they run in
-the submitter's own thread, in parallel with other submitters; the kernel then
-decides under the write lock. So do the checks of tool arguments against input
+the submitter's own thread, in parallel with other submitters (the signatures of
+operations in flight are checked in batches instead, ``runtime.signatures``); the
+kernel then decides under the write lock. So do the checks of tool arguments against input
 schemas (``ArgumentChecks``): they need only a registered tool version, which never
 changes, and they are the one costly part of deciding, so no other writer waits on
 them. The kernel takes their verdict from ``Ctx.checked``.
@@ -45,6 +46,7 @@ class Pending:
         "outcome",
         "prepared",
         "signed",
+        "signer_key",
         "wake",
     )
 
@@ -59,6 +61,8 @@ class Pending:
         self.digest = hashlib.sha256(self.body).hexdigest()
         self.claims: Claims | None = None
         self.authenticated = False
+        # Set when the signature check was left to the signature stage: the key to use.
+        self.signer_key: str | None = None
         self.checked: dict[str, str | None] | None = None
         self.error: TokaError | None = None
         self.outcome: Outcome | None = None
@@ -77,12 +81,15 @@ def precheck(
     config: Config,
     now_s: int,
     kernel_key: str | None = None,
+    defer_signature: bool = False,
 ) -> None:
     """Run the stateless checks on ``p``; a refusal is kept in ``p.error``, not raised.
 
     The signature is checked now when the signer's key is already known; a principal
     spawned in the same batch is authenticated by the kernel pass instead. A host
-    statement (principal ``kernel``) is checked against ``kernel_key``."""
+    statement (principal ``kernel``) is checked against ``kernel_key``. With
+    ``defer_signature``, the token's binding to the key is checked now and the key is
+    left in ``p.signer_key`` for the signature stage (``runtime.signatures``)."""
     s = p.signed
     try:
         if s.principal == KERNEL:
@@ -98,12 +105,20 @@ def precheck(
                 f"token {claims.jti} was issued to {claims.sub}, not {s.principal}"
             )
         key = principals.get(s.principal)
-        if key is not None:
+        if key is not None and defer_signature:
+            check_binding(claims, key)
+            p.signer_key = key
+        elif key is not None:
             check_key(s, claims, key, p.body)
             p.authenticated = True
         check_fresh(s, now_s, config)
     except TokaError as exc:
         p.error = exc
+        if p.signer_key is not None:
+            # A refusal records whether its signer was proven: prove it now, as
+            # without the deferral (a refused operation goes to no signature stage).
+            p.authenticated = signature_holds(s, p.signer_key, p.body)
+            p.signer_key = None
 
 
 def check_host_statement(s: SignedOperation, kernel_key: str | None, body: bytes) -> None:
@@ -121,9 +136,22 @@ def check_key(
     s: SignedOperation, claims: Claims, public_key: str, body: bytes | None = None
 ) -> None:
     """The token must be bound to this key, and the key must have signed the operation."""
+    check_binding(claims, public_key)
+    verify_signature(public_key, s.sig, s.signing_bytes() if body is None else body)
+
+
+def check_binding(claims: Claims, public_key: str) -> None:
+    """The token must be bound to this key (``cnf``)."""
     if thumbprint(public_key) != claims.jkt:
         raise BindingMismatch(f"token {claims.jti} is bound to another key (cnf mismatch)")
-    verify_signature(public_key, s.sig, s.signing_bytes() if body is None else body)
+
+
+def signature_holds(s: SignedOperation, public_key: str, body: bytes) -> bool:
+    try:
+        verify_signature(public_key, s.sig, body)
+    except TokaError:
+        return False
+    return True
 
 
 def check_fresh(s: SignedOperation, now_s: int, config: Config) -> None:

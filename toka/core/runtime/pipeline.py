@@ -22,9 +22,8 @@ class CommitPipeline:
     larger the next batch that one sync serves.
     """
 
-    def __init__(self, commit: Callable[[list[Pending]], None], settle: Callable[[Pending], None]):
+    def __init__(self, commit: Callable[[list[Pending]], None]):
         self._commit = commit
-        self._settle = settle
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[Pending] = []
         self._closing = False
@@ -32,10 +31,13 @@ class CommitPipeline:
         self._thread.start()
 
     def put(self, pending: Pending) -> None:
+        self.put_many([pending])
+
+    def put_many(self, batch: list[Pending]) -> None:
         with self._cond:
             if self._closing:
                 raise TokaError("the runtime is closing; the operation was not submitted")
-            self._queue.append(pending)
+            self._queue.extend(batch)
             self._cond.notify()
 
     def _run(self) -> None:
@@ -53,7 +55,7 @@ class CommitPipeline:
                 for p in batch:
                     p.outcome, p.error = None, TokaError(f"internal error while committing: {exc}")
             for p in batch:
-                self._settle(p)
+                settle(p)
 
     def close(self) -> None:
         """Commit everything queued, then stop."""
@@ -61,3 +63,12 @@ class CommitPipeline:
             self._closing = True
             self._cond.notify()
         self._thread.join()
+
+
+def settle(p: Pending) -> None:
+    """Resolve ``p``'s future with its outcome or its error."""
+    assert p.future is not None
+    if p.error is not None:
+        p.future.set_exception(p.error)
+    else:
+        p.future.set_result(p.outcome)  # type: ignore[arg-type]
