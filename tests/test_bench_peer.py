@@ -38,8 +38,11 @@ def test_vs_eventsourcing_json_counts_every_op():
         "toka_sync_vs_peer_submitters",
         "toka_vs_peer_single",
         "toka_of_ed25519",
+        "toka_single_of_commits",
+        "peer_single_of_commits",
     }
     assert all(r > 0 for r in vs["ratios"].values())
+    assert vs["commits"]["commits"] == 3000 and vs["commits"]["commits_per_s"] > 0
 
 
 def test_vs_eventsourcing_text_names_both_rates_and_ratios():
@@ -48,6 +51,7 @@ def test_vs_eventsourcing_text_names_both_rates_and_ratios():
     out = proc.stdout
     assert "eventsourcing" in out and "synchronous=" in out
     assert "Toka/eventsourcing:" in out and "Ed25519 verification" in out
+    assert "Durable commits on this disk" in out
 
 
 def test_missing_eventsourcing_is_a_missing_extra(monkeypatch):

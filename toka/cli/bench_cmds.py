@@ -149,7 +149,7 @@ def cmd_bench_kernel(ctx: Context) -> int:
 
 def _peer_lines(data: dict) -> list[str]:
     vs = data["vs_eventsourcing"]
-    peer, ed, r = vs["eventsourcing"], vs["ed25519"], vs["ratios"]
+    peer, ed, r, commits = vs["eventsourcing"], vs["ed25519"], vs["ratios"], vs["commits"]
     n, sq = peer["submitters"], peer["sqlite"]
     toka_sq = vs["toka_sqlite"]
     return [
@@ -172,6 +172,10 @@ def _peer_lines(data: dict) -> list[str]:
         f"Ed25519 verification, {ed['threads']} threads (libsodium): "
         f"{ed['verify_per_s']:.0f}/s; Toka's {data['ops_per_s']:.0f} ops/s is "
         f"{r['toka_of_ed25519']:.1%} of it",
+        f"Durable commits on this disk (SQLite WAL, synchronous=FULL, 1 row each): "
+        f"{commits['commits_per_s']:.0f}/s, the most one waiting client can reach; "
+        f"Toka's is {r['toka_single_of_commits']:.1%} of it, eventsourcing's "
+        f"{r['peer_single_of_commits']:.1%}",
     ]
 
 

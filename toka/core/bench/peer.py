@@ -11,6 +11,10 @@ each waiting for its commit (the library's API is synchronous), then with one
 client alone. The SQLite ``journal_mode`` and ``synchronous`` it commits with are
 read from one of its own connections and reported, next to Toka's.
 
+``commits``: the disk's ceiling for one waiting client: raw single-row APSW
+transactions, WAL with ``synchronous=FULL`` (what ``full`` durability syncs), one
+after the other. Neither Toka's waiting client nor the peer's can commit more often.
+
 ``ed25519``: signatures verified per second by two threads through PyNaCl's
 ``crypto_sign_open`` (libsodium), as ``toka.core.model.keys.verify_signature`` does
 for every submitted operation, on a message of an operation's typical size.
@@ -175,9 +179,31 @@ def bench_ed25519(count: int = 20_000, threads: int = 2, size: int = 400) -> dic
     }
 
 
+def bench_commits(count: int = 3000, size: int = 300) -> dict[str, Any]:
+    """Durable single-row commits/s on this disk: SQLite WAL, ``synchronous=FULL``."""
+    import apsw
+
+    with tempfile.TemporaryDirectory(prefix="toka-bench-commits-") as scratch:
+        conn = apsw.Connection(str(Path(scratch) / "commits.db"))
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("CREATE TABLE t(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+            row = b"x" * size
+            t0 = time.perf_counter()
+            for _ in range(count):
+                conn.execute("BEGIN IMMEDIATE; INSERT INTO t(payload) VALUES (?); COMMIT", (row,))
+            elapsed = time.perf_counter() - t0
+        finally:
+            conn.close()
+    return {"commits": count, "row_bytes": size, "commits_per_s": round(count / elapsed, 1)}
+
+
 def vs_eventsourcing(toka: dict[str, Any], ops_count: int, submitters: int) -> dict[str, Any]:
-    """The peer, the verification rate and the ratios, added to ``bench_kernel``'s data."""
+    """The peer, the disk's commit rate, the verification rate and the ratios, added to
+    ``bench_kernel``'s data."""
     peer = bench_peer(ops_count, submitters)
+    commits = bench_commits()
     ed = bench_ed25519()
     if toka["store"] == "sqlite":
         sync = {"full": "FULL", "normal": "NORMAL"}[toka["durability"]]
@@ -191,13 +217,17 @@ def vs_eventsourcing(toka: dict[str, Any], ops_count: int, submitters: int) -> d
         "eventsourcing": peer,
         "toka_sqlite": toka_sqlite,
         "durability_comparable": comparable,
+        "commits": commits,
         "ed25519": ed,
-        "ratios": compare(toka, peer, ed),
+        "ratios": compare(toka, peer, ed, commits),
     }
 
 
-def compare(toka: dict[str, Any], peer: dict[str, Any], ed: dict[str, Any]) -> dict[str, Any]:
-    """Toka's rates over the peer's, and over the verification rate."""
+def compare(
+    toka: dict[str, Any], peer: dict[str, Any], ed: dict[str, Any], commits: dict[str, Any]
+) -> dict[str, Any]:
+    """Toka's rates over the peer's, over the verification rate, and the waiting
+    clients' over the disk's commit rate."""
 
     def ratio(a: float, b: float) -> float | None:
         return round(a / b, 3) if b else None
@@ -209,4 +239,6 @@ def compare(toka: dict[str, Any], peer: dict[str, Any], ed: dict[str, Any]) -> d
         "toka_sync_vs_peer_submitters": ratio(toka["sync_ops_per_s"], peer["multi"]["ops_per_s"]),
         "toka_vs_peer_single": ratio(toka["single_ops_per_s"], peer["single"]["ops_per_s"]),
         "toka_of_ed25519": ratio(toka["ops_per_s"], ed["verify_per_s"]),
+        "toka_single_of_commits": ratio(toka["single_ops_per_s"], commits["commits_per_s"]),
+        "peer_single_of_commits": ratio(peer["single"]["ops_per_s"], commits["commits_per_s"]),
     }

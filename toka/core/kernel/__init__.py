@@ -97,9 +97,12 @@ def arguments_to_check(
     return None if tool is None else tools.ArgsToCheck(tool, op.args)
 
 
+_INVOKES_TOOL = (ops.InvokeTool, ops.ApproveOperation)
+
+
 def invokes_tool(op: ops.Operation) -> bool:
     """Might deciding ``op`` check tool arguments (see ``arguments_to_check``)?"""
-    return isinstance(op, ops.InvokeTool | ops.ApproveOperation)
+    return isinstance(op, _INVOKES_TOOL)  # a tuple: on every submission's path
 
 
 DECIDERS: Mapping[type[ops.Operation], Decider] = {

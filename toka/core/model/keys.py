@@ -41,9 +41,15 @@ def agent_id_for(public_key: str) -> str:
 
 
 def check_principal(name: str) -> str:
-    if not _PRINCIPAL.match(name or ""):
+    if not _valid_principal(name):
         raise InvalidInput(f"invalid principal id {name!r}")
     return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_principal(name: object) -> bool:
+    # On every submission's path; a host has few principals, so the verdicts are cached.
+    return isinstance(name, str) and _PRINCIPAL.match(name) is not None
 
 
 class KeyPair:
