@@ -28,17 +28,25 @@ def emit_line(data: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    rows = list(rows)
+    # Column by column (a listing can have thousands of rows): each cell as text, the
+    # missing cells of a short row as empty ones (stripped off its line like its padding).
+    columns = [
+        ["" if v is None else str(v) for v in column] for column in itertools.zip_longest(*rows)
+    ]
     # Escaped cell by cell, so the columns line up on what is shown; a table with
     # nothing to escape (newlines and tabs are shown as they are) is checked in one scan.
-    if not shown_as_is("\n".join(["\n".join(row) for row in rows])):
-        rows = [[visible(v) for v in row] for row in rows]
+    if not shown_as_is("\n".join(itertools.chain.from_iterable(columns))):
+        columns = [[visible(v) for v in column] for column in columns]
     widths = [len(h) for h in headers]
-    for i, column in enumerate(itertools.zip_longest(*rows, fillvalue="")):
+    for i, column in enumerate(columns):
         widths[i] = max(widths[i], max(map(len, column)))
+    padded = [[v.ljust(w) for v in column] for column, w in zip(columns, widths, strict=False)]
     lines = ["  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in rows:  # a short row (fewer cells than headers) ends early
-        lines.append("  ".join([v.ljust(w) for v, w in zip(row, widths, strict=False)]).rstrip())
+    if padded:
+        lines += ["  ".join(cells).rstrip() for cells in zip(*padded, strict=True)]
+    else:  # rows without cells
+        lines += [""] * len(rows)
     return "\n".join(lines)
 
 
