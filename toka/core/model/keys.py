@@ -115,11 +115,10 @@ def public_key_from_pem(data: bytes) -> str:
     .public_key``), for a reader that only checks signatures: the key as ``to_pem``
     writes it is derived with PyNaCl, without importing ``cryptography``; any other
     encoding goes through ``KeyPair.from_pem`` (and its errors)."""
-    text = data.strip()
-    if text.startswith(_PEM_BEGIN) and text.endswith(_PEM_END):
-        body = b"".join(text[len(_PEM_BEGIN) : -len(_PEM_END)].split())
+    lines = data.strip().splitlines()
+    if len(lines) > 2 and lines[0] == _PEM_BEGIN and lines[-1] == _PEM_END:
         try:
-            der = base64.b64decode(body, validate=True)
+            der = base64.b64decode(b"".join(line.strip() for line in lines[1:-1]), validate=True)
         except binascii.Error:
             der = b""
         if len(der) == 48 and der.startswith(_PKCS8_ED25519_PREFIX):
