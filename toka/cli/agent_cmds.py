@@ -285,7 +285,7 @@ def cmd_tasks(ctx: Context) -> int:
                     t.status,
                     log_time(t.updated_ms),
                     shorten(t.description, 40),
-                    shorten(t.error or "", 60),
+                    shorten(t.error, 60) if t.error else "",
                 ]
                 for t in tasks
             ],
