@@ -119,8 +119,8 @@ def cmd_list(ctx: Context) -> int:
     from toka.cli.output import table_or
     from toka.core.describe import active_grants_by_subject
 
-    st = ctx.runtime.state
-    active = active_grants_by_subject(st, ctx.runtime.now_ms() // 1000)
+    st = ctx.view.state
+    active = active_grants_by_subject(st, ctx.view.now_ms() // 1000)
     rows = [
         _agent_row(a, active)
         for a in st.agents.values()
@@ -263,28 +263,31 @@ def cmd_tasks(ctx: Context) -> int:
     from toka.core.model.state import OPEN_TASK_STATUSES
 
     want = ctx.args.status
-    rows = [
-        msgspec.to_builtins(t)
-        for t in ctx.runtime.state.tasks.values()
+    tasks = [
+        t
+        for t in ctx.view.state.tasks.values()
         if (ctx.args.agent is None or t.agent == ctx.args.agent)
         and (
             want is None or t.status == want or (want == "open" and t.status in OPEN_TASK_STATUSES)
         )
     ]
+    if ctx.json:  # as plain data in one call; the table reads the tasks as they are
+        ctx.emit({"tasks": msgspec.to_builtins(tasks)})
+        return 0
     ctx.emit(
-        {"tasks": rows},
+        None,
         lambda: table_or(
             ["id", "agent", "status", "updated", "description", "why"],
             [
                 [
-                    t["id"],
-                    t["agent"],
-                    t["status"],
-                    log_time(t["updated_ms"]),
-                    shorten(t["description"], 40),
-                    shorten(t["error"] or "", 60),
+                    t.id,
+                    t.agent,
+                    t.status,
+                    log_time(t.updated_ms),
+                    shorten(t.description, 40),
+                    shorten(t.error, 60) if t.error else "",
                 ]
-                for t in rows
+                for t in tasks
             ],
             "no tasks",
         ),

@@ -29,6 +29,14 @@ class Context:
         return Runtime(self.home, durability=self.args.durability)
 
     @cached_property
+    def view(self):
+        """The home's state and log, read-only: what a command that only lists needs,
+        loaded as the runtime loads it but without building one (toka.core.runtime.view)."""
+        from toka.core.runtime.view import StateView
+
+        return StateView(self.home, durability=self.args.durability)
+
+    @cached_property
     def principal(self) -> str:
         return self.args.as_principal or os.environ.get("TOKA_AS") or "operator"
 
@@ -56,10 +64,11 @@ class Context:
                 output.say(text)
 
     def close(self) -> None:
-        """Close the runtime if one was built; closing twice is harmless."""
-        runtime = self.__dict__.pop("runtime", None)
-        if runtime is not None:
-            runtime.close()
+        """Close the runtime and the view if they were built; closing twice is harmless."""
+        for name in ("runtime", "view"):
+            opened = self.__dict__.pop(name, None)
+            if opened is not None:
+                opened.close()
 
 
 def common_options(defaults: bool, *, principal: bool = True) -> argparse.ArgumentParser:

@@ -57,7 +57,7 @@ def _matches_agent(record, agent: str | None) -> bool:
 def cmd_events(ctx: Context) -> int:
     from toka.cli import output
 
-    rt = ctx.runtime
+    rt = ctx.view
     a = ctx.args
     filters = _filters(ctx)
     # Where following starts when nothing matches yet; read before the query, so an

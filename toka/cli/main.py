@@ -6,51 +6,8 @@ import argparse
 import os
 
 from toka import __version__
-from toka.cli import (
-    agent_cmds,
-    approval_cmds,
-    bench_cmds,
-    checkpoint_cmds,
-    demo_cmds,
-    effect_cmds,
-    grant_cmds,
-    log_cmds,
-    mcp_cmds,
-    metrics_cmds,
-    op_cmds,
-    place_cmds,
-    run_cmds,
-    setup_cmds,
-    stats_cmds,
-    store_cmds,
-    tool_cmds,
-    tui_cmds,
-    web_cmds,
-)
+from toka.cli.commands import OnDemandSubparsers
 from toka.cli.context import Context, common_options
-
-# Each module defines ``register(subparsers, common)``, in the order `toka --help` lists them.
-COMMAND_MODULES = [
-    setup_cmds,
-    agent_cmds,
-    grant_cmds,
-    log_cmds,
-    stats_cmds,
-    checkpoint_cmds,
-    store_cmds,
-    op_cmds,
-    demo_cmds,
-    tool_cmds,
-    place_cmds,
-    effect_cmds,
-    mcp_cmds,
-    bench_cmds,
-    metrics_cmds,
-    run_cmds,
-    approval_cmds,
-    tui_cmds,
-    web_cmds,
-]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -71,11 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common_options(True)],
     )
     parser.add_argument("--version", action="version", version=f"toka {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Each command's parser is built when it is looked up (toka.cli.commands).
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", action=OnDemandSubparsers, common=common_options(False)
+    )
     sub.required = True
-    common = common_options(False)
-    for module in COMMAND_MODULES:
-        module.register(sub, common)
     return parser
 
 

@@ -8,13 +8,14 @@ JSON needs nothing: its encoder escapes them already.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from toka.core.model.text import visible
+from toka.core.model.text import shown_as_is, visible
 
 
 def emit_json(data: Any) -> None:
@@ -27,15 +28,25 @@ def emit_line(data: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    # Escaped cell by cell, so the columns line up on what is shown.
-    rows = [["" if v is None else visible(str(v)) for v in row] for row in rows]
+    rows = list(rows)
+    # Column by column (a listing can have thousands of rows): each cell as text, the
+    # missing cells of a short row as empty ones (stripped off its line like its padding).
+    columns = [
+        ["" if v is None else str(v) for v in column] for column in itertools.zip_longest(*rows)
+    ]
+    # Escaped cell by cell, so the columns line up on what is shown; a table with
+    # nothing to escape (newlines and tabs are shown as they are) is checked in one scan.
+    if not shown_as_is("\n".join(itertools.chain.from_iterable(columns))):
+        columns = [[visible(v) for v in column] for column in columns]
     widths = [len(h) for h in headers]
-    for row in rows:
-        for i, v in enumerate(row):
-            widths[i] = max(widths[i], len(v))
+    for i, column in enumerate(columns):
+        widths[i] = max(widths[i], max(map(len, column)))
+    padded = [[v.ljust(w) for v in column] for column, w in zip(columns, widths, strict=False)]
     lines = ["  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+    if padded:
+        lines += ["  ".join(cells).rstrip() for cells in zip(*padded, strict=True)]
+    else:  # rows without cells
+        lines += [""] * len(rows)
     return "\n".join(lines)
 
 

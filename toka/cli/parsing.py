@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from toka.core.errors import InvalidInput
-from toka.core.kernel.context import MAX_JSON_DEPTH, json_depth
 
 # What the options may read from the environment (TOKA_HOME is read as a path).
 _ENVIRONMENT = ("TOKA_HOME", "TOKA_AS", "TOKA_TOKEN", "TOKA_KEY")
@@ -59,6 +56,11 @@ class NotJson(InvalidInput):
 
 
 def _decode(data: bytes, label: str) -> Any:
+    # Imported here: every command checks its arguments (check_arguments), few parse JSON.
+    import msgspec
+
+    from toka.core.kernel.context import MAX_JSON_DEPTH, json_depth
+
     try:
         data.decode()
     except UnicodeDecodeError as exc:

@@ -3,6 +3,7 @@ event, and the full text of a tool call's intent and effect records."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -110,7 +111,14 @@ def log_time(ms: int | None) -> str:
     """A log timestamp (ms since the epoch) in UTC, to the millisecond; ``-`` for none."""
     if not ms:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+    return _log_second(ms // 1000) + f".{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _log_second(s: int) -> str:
+    # Cached: a listing of thousands of rows logged within a few seconds formats each
+    # second once.
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s))
 
 
 def short(value: Any, width: int = 60) -> str:

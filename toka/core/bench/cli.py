@@ -37,8 +37,15 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def _env() -> dict[str, str]:
     """The caller's environment without TOKA_* settings: the scratch home's own config
-    (which names its log) is what the commands read."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("TOKA_")}
+    (which names its log) is what the commands read. Nor PYTHONDONTWRITEBYTECODE: the
+    unmeasured first run writes the bytecode caches a user's runs have (an install
+    compiles them; a source checkout writes them on its first run), where with it every
+    measured run would compile Toka's sources again."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TOKA_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
 
 
 def _run(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:

@@ -7,7 +7,6 @@ the tail of the log after it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import msgspec
@@ -17,8 +16,6 @@ from toka.core.log.checkpoints import Checkpoint
 from toka.core.log.store import Store
 from toka.core.model.keys import KeyPair
 from toka.core.model.state import WorldState
-
-logger = logging.getLogger(__name__)
 
 KEEP_SNAPSHOTS = 3
 
@@ -78,7 +75,9 @@ def load_snapshot(
             if record is None or record.hash != cp.head_hash:
                 raise IntegrityFailure(f"checkpoint at seq {seq} does not match the log", seq)
         except Exception as exc:
-            logger.warning("ignoring snapshot at seq %d: %s", seq, exc)
+            import logging  # here: a command that reads the state has no other use for it
+
+            logging.getLogger(__name__).warning("ignoring snapshot at seq %d: %s", seq, exc)
             continue
         return state, cp.head_hash
     return None

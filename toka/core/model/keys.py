@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
 import nacl.bindings
 import nacl.exceptions
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from toka.core.errors import BadSignature, InvalidInput
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# ``cryptography`` (key generation, PEM, signing) is imported by the methods that use
+# it: importing its serialization costs more than a read-only command's whole query,
+# and verifying (PyNaCl) needs none of it.
 
 _PRINCIPAL = re.compile(r"^[a-z][a-z0-9\-]{1,63}\Z")
 
@@ -56,6 +63,8 @@ class KeyPair:
     """An Ed25519 signing key and its public half."""
 
     def __init__(self, private: Ed25519PrivateKey):
+        from cryptography.hazmat.primitives import serialization
+
         self._private = private
         raw = private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -64,15 +73,22 @@ class KeyPair:
 
     @classmethod
     def generate(cls) -> KeyPair:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def from_seed(cls, seed: bytes) -> KeyPair:
         """Deterministic keys, for tests and reproducible demos."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest()))
 
     @classmethod
     def from_pem(cls, data: bytes) -> KeyPair:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError) as exc:
@@ -82,6 +98,8 @@ class KeyPair:
         return cls(key)
 
     def to_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self._private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -90,6 +108,29 @@ class KeyPair:
 
     def sign(self, data: bytes) -> str:
         return b64(self._private.sign(data))
+
+
+# An unencrypted Ed25519 private key in PKCS #8 (RFC 8410), as ``to_pem`` writes it:
+# this DER prefix, then the 32-byte seed.
+_PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BEGIN, _PEM_END = b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----"
+
+
+def public_key_from_pem(data: bytes) -> str:
+    """The public half of the PEM private key ``data`` (as ``KeyPair.from_pem(data)
+    .public_key``), for a reader that only checks signatures: the key as ``to_pem``
+    writes it is derived with PyNaCl, without importing ``cryptography``; any other
+    encoding goes through ``KeyPair.from_pem`` (and its errors)."""
+    lines = data.strip().splitlines()
+    if len(lines) > 2 and lines[0] == _PEM_BEGIN and lines[-1] == _PEM_END:
+        try:
+            der = base64.b64decode(b"".join(line.strip() for line in lines[1:-1]), validate=True)
+        except binascii.Error:
+            der = b""
+        if len(der) == 48 and der.startswith(_PKCS8_ED25519_PREFIX):
+            public, _ = nacl.bindings.crypto_sign_seed_keypair(der[16:])
+            return b64(public)
+    return KeyPair.from_pem(data).public_key
 
 
 def verify_signature(public_key: str, signature: str, data: bytes) -> None:

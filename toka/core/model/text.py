@@ -54,6 +54,12 @@ def visible(text: str) -> str:
     return _SHOWN_ESCAPED.sub(_escape, text)
 
 
+def shown_as_is(text: str) -> bool:
+    """Whether ``visible(text)`` is ``text``: one scan, where a page of cells would
+    otherwise be escaped one by one."""
+    return _SHOWN_ESCAPED.search(text) is None
+
+
 def first_unprintable(text: str) -> str | None:
     """The first character of ``text`` that an identifier must not hold, escaped; or None."""
     match = UNPRINTABLE.search(text)

@@ -13,7 +13,6 @@ from pathlib import Path
 import msgspec
 
 from toka.core.errors import HomeError, InvalidInput
-from toka.core.kernel.context import KERNEL, MAX_TTL_S, OPERATOR
 from toka.core.log import backends
 from toka.core.log.store import (
     DEFAULT_SCHEMA,
@@ -22,9 +21,13 @@ from toka.core.log.store import (
     check_schema,
     parse_location,
 )
-from toka.core.model import events as ev
-from toka.core.model.keys import KeyPair, agent_id_for, check_principal, thumbprint
-from toka.core.model.places import SECRET_NAME_RE
+from toka.core.model.keys import (
+    KeyPair,
+    agent_id_for,
+    check_principal,
+    public_key_from_pem,
+    thumbprint,
+)
 from toka.core.typed_toml import load_toml
 
 SECRET_BYTES = 32
@@ -156,6 +159,8 @@ class SecretStore:
         self.directory = directory
 
     def path(self, name: str) -> Path:
+        from toka.core.model.places import SECRET_NAME_RE  # a home opened to read needs none
+
         if not isinstance(name, str) or not SECRET_NAME_RE.match(name):
             raise InvalidInput(
                 f"invalid secret name {name!r} (a letter or digit, then up to 63 of "
@@ -190,6 +195,8 @@ class SecretStore:
             return fh.read(MAX_SECRET_BYTES + 1)
 
     def names(self) -> list[str]:
+        from toka.core.model.places import SECRET_NAME_RE
+
         if not self.directory.is_dir():
             return []
         return sorted(p.name for p in self.directory.iterdir() if SECRET_NAME_RE.match(p.name))
@@ -294,9 +301,10 @@ class Home:
     def kernel_public_key(self) -> str | None:
         """The checkpoint-signing public key, or None if no checkpoint key exists yet."""
         try:
-            return KeyPair.from_pem(self.kernel_key_path.read_bytes()).public_key
+            data = self.kernel_key_path.read_bytes()
         except FileNotFoundError:
             return None
+        return public_key_from_pem(data)
 
     def configure_store(self, store: StoreSpec) -> None:
         """Keep ``store`` in the config (written once; a different one is refused)."""
@@ -362,6 +370,10 @@ class Home:
         Safe to re-run after an interrupted init: it completes what is missing and
         never replaces a secret, a key or an event.
         """
+        # Here, not at the top: reading a home (toka.core.runtime.view) needs no kernel.
+        from toka.core.kernel.context import KERNEL, MAX_TTL_S, OPERATOR
+        from toka.core.model import events as ev
+
         private_dir(self.root)
         if store is not None and store.url:
             self.configure_store(store)
