@@ -40,7 +40,7 @@ from typing import Any
 
 from toka.core.bench.stats import percentile
 from toka.core.errors import InvalidInput
-from toka.core.log.fold import fold
+from toka.core.log.fold import fold_log
 from toka.core.log.store import parse_location
 from toka.core.model import events as ev
 from toka.core.model import ops
@@ -287,7 +287,7 @@ def bench_replay(
         if progress:
             progress("replaying from genesis")
         t0 = time.perf_counter()
-        state, _ = fold(rt.log.records())
+        state, _ = fold_log(rt.log)
         replay_s = time.perf_counter() - t0
     if state.state_hash() != live_hash:
         raise RuntimeError("replay reached a different state than the live runtime")

@@ -15,7 +15,8 @@ assembles them, so no import order matters and nothing registers itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
 import msgspec
@@ -39,6 +40,7 @@ __all__ = [
     "arguments_to_check",
     "authorize",
     "evolve",
+    "evolve_rows",
     "invokes_tool",
     "presenting_grant",
     "required_caps",
@@ -160,3 +162,49 @@ def evolve(state: WorldState, record: ev.EventRecord) -> None:
         fold(state, ev.decode_payload(record.kind, record.payload), record)
     state.seq = record.seq
     state.ts = record.ts
+
+
+# What folding a row of each kind takes: its evolver and its payload's decoder.
+_FOLDS: dict[str, tuple[Evolver, Callable[[bytes], msgspec.Struct]]] = {
+    kind: (fold, ev.payload_decoder(kind)) for kind, fold in EVOLVERS.items()
+}
+# Kinds whose fold adds (or replaces) a grant, so changes which chain a grant counts in.
+_ADDS_GRANTS = frozenset({"capability.granted"})
+
+
+def evolve_rows(state: WorldState, rows: Iterable[tuple]) -> None:
+    """Fold log rows (tuples in ``EventRecord`` field order) into ``state``: the same as
+    ``evolve(state, EventRecord(*row))`` on each in turn, for rebuilds from a long log.
+
+    Faster in one way that changes no result: the operations each row counts against
+    its grant chain are added up, and applied together before a grant is added and at
+    the end (no evolver reads them, and only an added grant changes a chain). So
+    ``state.seq`` follows every row, and the usage counts catch up on return."""
+    charged: list[str] = []  # one entry per operation counted, its grant's jti
+    fold_of = _FOLDS.get
+    try:
+        for row in rows:
+            seq, ts, kind, _, grant, _, part, payload, _, _ = row
+            if seq != state.seq + 1:
+                raise ValueError(f"event {seq} does not follow state at {state.seq}")
+            if part == 0 and grant is not None and kind not in UNFOLDED:  # as in evolve
+                charged.append(grant)
+            fold = fold_of(kind)
+            if fold is not None:
+                if kind in _ADDS_GRANTS:
+                    _count_ops(state, charged)
+                evolver, decode = fold
+                evolver(state, decode(payload), ev.EventRecord(*row))
+            state.seq = seq
+            state.ts = ts
+    finally:
+        _count_ops(state, charged)
+
+
+def _count_ops(state: WorldState, charged: list[str]) -> None:
+    """Count each entry of ``charged`` (a grant's jti) as one operation against that
+    grant and its ancestors, as ``evolve`` does row by row; empties ``charged``."""
+    for jti, ops_count in Counter(charged).items():
+        for link in state.grant_chain(jti):
+            link.usage.ops += ops_count
+    charged.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -415,6 +416,11 @@ def encode_payload(payload: msgspec.Struct) -> bytes:
 
 def decode_payload(kind: str, data: bytes) -> msgspec.Struct:
     return _decoders[kind].decode(data)
+
+
+def payload_decoder(kind: str) -> Callable[[bytes], msgspec.Struct]:
+    """``decode_payload`` for one ``kind``, looked up once (for folding many rows)."""
+    return _decoders[kind].decode
 
 
 class EventRecord(msgspec.Struct, frozen=True):
