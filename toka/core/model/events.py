@@ -98,6 +98,14 @@ class ObservationEmitted(msgspec.Struct, frozen=True):
     data: Any
 
 
+class ObservationCounted(msgspec.Struct, frozen=True):
+    """``observation.emitted`` as folding reads it (``FOLD_TYPES``): the state counts an
+    agent's observations, so the data, however large, is only checked to be JSON."""
+
+    agent: str
+    data: msgspec.Raw
+
+
 class OperationRejected(msgspec.Struct, frozen=True):
     code: str
     reason: str
@@ -397,6 +405,13 @@ EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
 }
 KIND_OF: dict[type, str] = {cls: kind for kind, cls in EVENT_TYPES.items()}
 _decoders = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
+# What the kernel's evolvers are handed: the payloads, but with what no evolver reads
+# left undecoded (an observation's data is most of a busy log's bytes).
+FOLD_TYPES: dict[str, type[msgspec.Struct]] = {
+    **EVENT_TYPES,
+    "observation.emitted": ObservationCounted,
+}
+_fold_decoders = {kind: msgspec.json.Decoder(cls) for kind, cls in FOLD_TYPES.items()}
 
 
 def kind_matches(pattern: str, kind: str) -> bool:
@@ -418,9 +433,9 @@ def decode_payload(kind: str, data: bytes) -> msgspec.Struct:
     return _decoders[kind].decode(data)
 
 
-def payload_decoder(kind: str) -> Callable[[bytes], msgspec.Struct]:
-    """``decode_payload`` for one ``kind``, looked up once (for folding many rows)."""
-    return _decoders[kind].decode
+def fold_decoder(kind: str) -> Callable[[bytes], msgspec.Struct]:
+    """What decodes a ``kind`` payload for folding, as a ``FOLD_TYPES`` struct."""
+    return _fold_decoders[kind].decode
 
 
 class EventRecord(msgspec.Struct, frozen=True):
