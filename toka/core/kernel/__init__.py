@@ -174,9 +174,11 @@ def evolve(state: WorldState, record: ev.EventRecord) -> None:
     state.ts = record.ts
 
 
-def evolve_rows(state: WorldState, rows: Iterable[tuple]) -> None:
+def evolve_rows(state: WorldState, rows: Iterable[tuple], head: str) -> str:
     """Fold log rows (tuples in ``EventRecord`` field order) into ``state``: the same as
     ``evolve(state, EventRecord(*row))`` on each in turn, for rebuilds from a long log.
+    Each row must also link to the one before (its ``prev_hash`` the hash before it,
+    ``head`` for the first): checked here, in the same pass. Returns the last row's hash.
 
     Faster in ways that change no result: ``state.seq`` and ``state.ts`` are set once,
     on return (no evolver reads them), and so are the operations each row counts
@@ -190,9 +192,11 @@ def evolve_rows(state: WorldState, rows: Iterable[tuple]) -> None:
     folded, folded_ts = state.seq, state.ts
     try:
         for row in rows:
-            seq, ts, kind, _, grant, _, part, payload, _, _ = row
+            seq, ts, kind, _, grant, _, part, payload, prev_hash, hash_ = row
             if seq != folded + 1:
                 raise ValueError(f"event {seq} does not follow state at {folded}")
+            if prev_hash != head:
+                raise ValueError(f"event {seq} does not link to the hash before it")
             fold = fold_of(kind)
             if fold is not None:
                 if part == 0 and grant is not None:  # as in evolve (no UNFOLDED kind folds)
@@ -203,10 +207,11 @@ def evolve_rows(state: WorldState, rows: Iterable[tuple]) -> None:
                 evolver(state, decode(payload), record(*row))
             elif part == 0 and grant is not None and kind not in UNFOLDED:
                 charge(grant)
-            folded, folded_ts = seq, ts
+            folded, folded_ts, head = seq, ts, hash_
     finally:
         state.seq, state.ts = folded, folded_ts
         _count_ops(state, charged)
+    return head
 
 
 def _count_ops(state: WorldState, charged: list[str]) -> None:

@@ -6,9 +6,9 @@ each record follows the one before, and folds into the state.
 
 Two ways in, one result. ``fold``/``folding`` take ``EventRecord`` objects, for the
 few records a runtime catches up on. ``fold_log``/``fold_rows`` take the store's plain
-rows a page at a time (``Store.row_pages``), for rebuilds that fold a whole log: no
-object per record but the one each evolver is handed, the links checked a page at a
-time, and the kernel's ``evolve_rows`` instead of ``evolve`` per record.
+rows a page at a time (``Store.row_pages``), for rebuilds that fold a whole log: one
+pass per page through the kernel's ``evolve_rows``, which checks the links as it goes
+and builds no object per row but the record each evolver is handed.
 """
 
 from __future__ import annotations
@@ -16,17 +16,12 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterable, Iterator, Sequence
-from operator import itemgetter
 
 from toka.core import kernel
 from toka.core.errors import IntegrityFailure
 from toka.core.log.store import GENESIS_PREV, Store
 from toka.core.model.events import EventRecord
 from toka.core.model.state import WorldState
-
-# Where a row (a tuple in EventRecord field order) holds its seq and its hash.
-_seq_of = itemgetter(0)
-_hash_of = itemgetter(9)
 
 
 def _not_folded(seq: int, exc: Exception) -> IntegrityFailure:
@@ -90,10 +85,10 @@ def fold_log(
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off for a rebuild. A rebuild allocates a whole state,
-    which holds no cycles and stays alive; left on, the collector would walk that
-    growing state again and again (measured: about 7% of a rebuild's time)."""
-    if not gc.isenabled():  # someone else paused it: theirs to turn back on
+    """Python's cycle collector off for a rebuild: what a rebuild allocates is the state,
+    which holds no cycles and stays alive, so a collection finds nothing to free, yet
+    walks the growing state each time (measured: 1% to 5% of folding 100,000 events)."""
+    if not gc.isenabled():  # paused by someone else, for them to turn back on
         yield
         return
     gc.disable()
@@ -108,28 +103,24 @@ def fold_rows(rows: Sequence[tuple], state: WorldState, head: str = GENESIS_PREV
     them) into ``state``, checking each links to ``head`` and then to the row before, as
     ``folding`` does; returns the hash of the last row. Fails as ``folding`` would: on the
     first row that does not link or cannot be folded, after folding the rows before it."""
-    broken = _first_unlinked(rows, head)
-    linked = rows if broken is None else rows[:broken]
     try:
-        kernel.evolve_rows(state, linked)
+        return kernel.evolve_rows(state, rows, head)
     except Exception as exc:
-        # evolve_rows leaves state.seq at the last row folded: the next one failed.
-        raise _not_folded(_next_seq(linked, state.seq), exc) from exc
-    if broken is not None:
-        raise _unlinked(rows[broken][0])
-    return _hash_of(rows[-1]) if rows else head
+        failure = _failure(rows, state, head, exc)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
-def _first_unlinked(rows: Sequence[tuple], head: str) -> int | None:
-    """The index of the first row whose prev_hash is not the hash before it (``head``
-    for the first), or None when they all link."""
-    for i, row in enumerate(rows):
-        if row[8] != head:
-            return i
-        head = row[9]
-    return None
-
-
-def _next_seq(rows: Sequence[tuple], folded: int) -> int:
-    """The seq of the first of ``rows`` after ``folded``."""
-    return next((seq for seq in map(_seq_of, rows) if seq > folded), folded + 1)
+def _failure(
+    rows: Sequence[tuple], state: WorldState, head: str, exc: Exception
+) -> IntegrityFailure | None:
+    """What a failed ``evolve_rows`` means for the row it stopped at, the first after
+    ``state.seq`` (where it leaves the state): it does not link, or cannot be folded."""
+    at = next((i for i, row in enumerate(rows) if row[0] > state.seq), None)
+    if at is None:
+        return None  # every row was folded: not a row's fault
+    seq, prev_hash = rows[at][0], rows[at][8]
+    if prev_hash != (rows[at - 1][9] if at > 0 else head):
+        return _unlinked(seq)
+    return _not_folded(seq, exc)
