@@ -100,10 +100,10 @@ class ObservationEmitted(msgspec.Struct, frozen=True):
 
 class ObservationCounted(msgspec.Struct, frozen=True):
     """``observation.emitted`` as folding reads it (``FOLD_TYPES``): the state counts an
-    agent's observations, so the data, however large, is only checked to be JSON."""
+    agent's observations, so the rest (the data, however large) is only checked to be
+    well-formed JSON, never built."""
 
     agent: str
-    data: msgspec.Raw
 
 
 class OperationRejected(msgspec.Struct, frozen=True):
