@@ -21,8 +21,9 @@ CPU is what bounds throughput: about 180 us per operation in all, the Python par
 of which holds the GIL. A checkpoint's full-state hash every ``checkpoint_interval``
 events (5-20 ms on a state of 10,000 tasks) is what bounds p99.
 
-``replay``: a rebuild from genesis (no snapshots) of a large log, next to a plain
-scan of the same rows, the floor any replay pays.
+``replay``: a rebuild from genesis (no snapshots) of a large log, as the runtime's
+rebuilds do it (``fold.fold_log``: every link checked, every event folded), next to a
+plain scan of the same rows, the floor any replay pays.
 """
 
 from __future__ import annotations
