@@ -32,19 +32,24 @@ def snapshot_seqs(home: Home) -> list[int]:
 
 
 def record_reads(monkeypatch, home: Home) -> list[int]:
-    """The ``after`` of every ``records`` call on ``home``'s kind of store (SQLite's or
-    PostgreSQL's): where folding started."""
+    """The ``after`` of every ``records`` or ``row_pages`` call on ``home``'s kind of
+    store (SQLite's or PostgreSQL's): where folding started."""
     log = home.open_store(readonly=True)
     store = type(log)
     log.close()
     starts: list[int] = []
-    original = store.records
+    records, row_pages = store.records, store.row_pages
 
-    def spy(self, after=0, until=None, limit=None):
+    def spy_records(self, after=0, until=None, limit=None):
         starts.append(after)
-        return original(self, after, until, limit)
+        return records(self, after, until, limit)
 
-    monkeypatch.setattr(store, "records", spy)
+    def spy_row_pages(self, after=0, until=None):
+        starts.append(after)
+        return row_pages(self, after, until)
+
+    monkeypatch.setattr(store, "records", spy_records)
+    monkeypatch.setattr(store, "row_pages", spy_row_pages)
     return starts
 
 

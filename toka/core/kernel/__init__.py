@@ -15,7 +15,8 @@ assembles them, so no import order matters and nothing registers itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
 import msgspec
@@ -39,6 +40,7 @@ __all__ = [
     "arguments_to_check",
     "authorize",
     "evolve",
+    "evolve_rows",
     "invokes_tool",
     "presenting_grant",
     "required_caps",
@@ -149,6 +151,19 @@ EVOLVERS: Mapping[str, Evolver] = {
 
 # Event kinds that change nothing but the log position (a refusal is audited, not applied).
 UNFOLDED = frozenset({"operation.rejected"})
+assert not UNFOLDED & EVOLVERS.keys(), "an unfolded kind has no evolver"
+
+
+# Kinds whose evolver reads nothing of the record but its payload: a rebuild builds no
+# record for them (observations: most of a busy log).
+_PAYLOAD_ONLY = frozenset({"observation.emitted"})
+# What folding a row of each kind takes: its evolver, its payload's decoder, whether it
+# adds (or replaces) a grant, so changes the chain a grant's operations count in, and
+# whether its evolver reads only the payload.
+_FOLDS: dict[str, tuple[Evolver, Callable[[bytes], msgspec.Struct], bool, bool]] = {
+    kind: (fold, ev.fold_decoder(kind), kind == "capability.granted", kind in _PAYLOAD_ONLY)
+    for kind, fold in EVOLVERS.items()
+}
 
 
 def evolve(state: WorldState, record: ev.EventRecord) -> None:
@@ -158,8 +173,58 @@ def evolve(state: WorldState, record: ev.EventRecord) -> None:
     if record.part == 0 and record.grant is not None and record.kind not in UNFOLDED:
         for link in state.grant_chain(record.grant):
             link.usage.ops += 1
-    fold = EVOLVERS.get(record.kind)
+    fold = _FOLDS.get(record.kind)
     if fold is not None:
-        fold(state, ev.decode_payload(record.kind, record.payload), record)
+        evolver, decode, _, _ = fold
+        evolver(state, decode(record.payload), record)
     state.seq = record.seq
     state.ts = record.ts
+
+
+def evolve_rows(state: WorldState, rows: Iterable[tuple], head: str) -> str:
+    """Fold log rows (tuples in ``EventRecord`` field order) into ``state``: the same as
+    ``evolve(state, EventRecord(*row))`` on each in turn, for rebuilds from a long log.
+    Each row must also link to the one before (its ``prev_hash`` the hash before it,
+    ``head`` for the first): checked here, in the same pass. Returns the last row's hash.
+
+    Faster in ways that change no result: no record is built for an evolver that reads
+    none (``_PAYLOAD_ONLY``); ``state.seq`` and ``state.ts`` are set once, on return (no
+    evolver reads them), and so are the operations each row counts against its grant
+    chain, added up per grant (no evolver reads them either), except before a grant is
+    added, which can change a chain. On an error ``state.seq`` is the last row folded."""
+    charged: list[str] = []  # one entry per operation counted: its grant's jti
+    charge = charged.append
+    fold_of = _FOLDS.get
+    record = ev.EventRecord
+    folded, folded_ts = state.seq, state.ts
+    try:
+        for row in rows:
+            seq, ts, kind, _, grant, _, part, payload, prev_hash, hash_ = row
+            if seq != folded + 1:
+                raise ValueError(f"event {seq} does not follow state at {folded}")
+            if prev_hash != head:
+                raise ValueError(f"event {seq} does not link to the hash before it")
+            fold = fold_of(kind)
+            if fold is not None:
+                if part == 0 and grant is not None:  # as in evolve (no UNFOLDED kind folds)
+                    charge(grant)
+                evolver, decode, adds_grant, payload_only = fold
+                if adds_grant:
+                    _count_ops(state, charged)
+                evolver(state, decode(payload), None if payload_only else record(*row))
+            elif part == 0 and grant is not None and kind not in UNFOLDED:
+                charge(grant)
+            folded, folded_ts, head = seq, ts, hash_
+    finally:
+        state.seq, state.ts = folded, folded_ts
+        _count_ops(state, charged)
+    return head
+
+
+def _count_ops(state: WorldState, charged: list[str]) -> None:
+    """Count each entry of ``charged`` (a grant's jti) as one operation against that
+    grant and its ancestors, as ``evolve`` does row by row; empties ``charged``."""
+    for jti, ops_count in Counter(charged).items():
+        for link in state.grant_chain(jti):
+            link.usage.ops += ops_count
+    charged.clear()

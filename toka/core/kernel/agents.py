@@ -144,7 +144,8 @@ def _on_terminated(state: WorldState, e: ev.AgentTerminated, r: ev.EventRecord) 
     state.agents[e.agent].status = "terminated"
 
 
-def _on_observed(state: WorldState, e: ev.ObservationEmitted, r: ev.EventRecord) -> None:
+def _on_observed(state: WorldState, e: ev.ObservationCounted, r: ev.EventRecord | None) -> None:
+    # Reads no record: a rebuild (kernel.evolve_rows) hands it none.
     state.agents[e.agent].observations += 1
 
 

@@ -1,4 +1,5 @@
-"""Auditing a log: the hash chain, signed checkpoints, the operations table, replay.
+"""Auditing a log: the hash chain, signed checkpoints, the operations table. (A replay
+checked against the checkpoints is ``replay.py``'s.)
 
 Every check walks the log once in sequence order, so the first failure found is
 the first bad sequence number; each failure raises :class:`IntegrityFailure`
@@ -17,7 +18,7 @@ import msgspec
 
 from toka.core.errors import BadSignature, IntegrityFailure, InvalidInput
 from toka.core.log.checkpoints import Checkpoint, ExportedCheckpoint
-from toka.core.log.fold import fold_one, folding
+from toka.core.log.fold import fold_one
 from toka.core.log.redecide import redecide
 from toka.core.log.snapshots import decode_snapshot
 from toka.core.log.store import GENESIS_PREV, OperationRow, Store, chain_hash
@@ -373,42 +374,6 @@ def _check_snapshots(log: Store) -> int:
             )
         n += 1
     return n
-
-
-def replay_check(log: Store, live: WorldState, progress: Progress | None = None) -> dict[str, Any]:
-    """Rebuild from genesis (no snapshots) and compare the state hash at every stored
-    checkpoint and, at the head, with ``live``."""
-    total = log.count()
-    checkpoints = iter(log.checkpoints(until=live.seq))
-    cp = next(checkpoints, None)
-    state = WorldState()
-    matched = 0
-    for n, r in enumerate(folding(log.records(until=live.seq), state), 1):
-        while cp is not None and cp.seq == r.seq:
-            actual = state.state_hash()
-            if actual != cp.state_hash:
-                raise IntegrityFailure(
-                    f"replay diverged at seq {cp.seq}: rebuilt state hash {actual[:16]}, "
-                    f"the checkpoint says {cp.state_hash[:16]}",
-                    cp.seq,
-                )
-            matched += 1
-            cp = next(checkpoints, None)
-        if progress is not None and n % 2000 == 0:
-            progress(n, total)
-    if state.seq != live.seq:
-        raise IntegrityFailure(
-            f"replay reaches seq {state.seq}, the live state is at seq {live.seq}",
-            state.seq + 1,
-        )
-    fresh, current = state.state_hash(), live.state_hash()
-    if fresh != current:
-        raise IntegrityFailure(
-            f"replay diverged at seq {live.seq}: rebuilt state hash {fresh[:16]}, "
-            f"live state hash {current[:16]}",
-            live.seq,
-        )
-    return {"ok": True, "seq": state.seq, "state_hash": fresh, "checkpoints": matched}
 
 
 def check_against(

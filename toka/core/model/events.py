@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -95,6 +96,14 @@ class TaskCancelled(msgspec.Struct, frozen=True):
 class ObservationEmitted(msgspec.Struct, frozen=True):
     agent: str
     data: Any
+
+
+class ObservationCounted(msgspec.Struct, frozen=True):
+    """``observation.emitted`` as folding reads it (``FOLD_TYPES``): the state counts an
+    agent's observations, so the rest (the data, however large) is only checked to be
+    well-formed JSON, never built."""
+
+    agent: str
 
 
 class OperationRejected(msgspec.Struct, frozen=True):
@@ -396,6 +405,13 @@ EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
 }
 KIND_OF: dict[type, str] = {cls: kind for kind, cls in EVENT_TYPES.items()}
 _decoders = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
+# What the kernel's evolvers are handed: the payloads, but with what no evolver reads
+# left undecoded (an observation's data is most of a busy log's bytes).
+FOLD_TYPES: dict[str, type[msgspec.Struct]] = {
+    **EVENT_TYPES,
+    "observation.emitted": ObservationCounted,
+}
+_fold_decoders = {kind: msgspec.json.Decoder(cls) for kind, cls in FOLD_TYPES.items()}
 
 
 def kind_matches(pattern: str, kind: str) -> bool:
@@ -415,6 +431,11 @@ def encode_payload(payload: msgspec.Struct) -> bytes:
 
 def decode_payload(kind: str, data: bytes) -> msgspec.Struct:
     return _decoders[kind].decode(data)
+
+
+def fold_decoder(kind: str) -> Callable[[bytes], msgspec.Struct]:
+    """What decodes a ``kind`` payload for folding, as a ``FOLD_TYPES`` struct."""
+    return _fold_decoders[kind].decode
 
 
 class EventRecord(msgspec.Struct, frozen=True):

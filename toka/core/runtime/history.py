@@ -15,8 +15,8 @@ from typing import Any
 
 from toka.core.errors import CommitUnknown, TokaError
 from toka.core.kernel.context import KERNEL
-from toka.core.log import audit, checkpoints, snapshots
-from toka.core.log.fold import fold
+from toka.core.log import audit, checkpoints, replay, snapshots
+from toka.core.log.fold import fold, fold_log
 from toka.core.log.store import GENESIS_PREV, OperationRow, Store
 from toka.core.model import ops
 from toka.core.model.events import EventRecord
@@ -44,14 +44,12 @@ class History:
     _publish: Callable[[list[EventRecord]], None]
     _replay_outcome: Callable[[Pending, OperationRow], None]
 
-    def _start_from_snapshot(self, until: int | None = None) -> None:
-        """Load the newest valid snapshot (at or before ``until``); the tail is folded
-        by catch-up. Without one, state starts empty and the whole log is folded."""
-        loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), until)
-        if loaded is None:
-            self.state, self.head_hash = WorldState(), GENESIS_PREV
-        else:
-            self.state, self.head_hash = loaded
+    def _start_from_snapshot(self) -> None:
+        """Load the newest valid snapshot and fold the log after it; without one, fold
+        the whole log onto an empty state."""
+        loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key())
+        state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
+        self.state, self.head_hash = fold_log(self.log, state, head)
 
     def catch_up(self) -> list[EventRecord]:
         """Fold events other processes (and hosts) appended since we last looked."""
@@ -66,9 +64,6 @@ class History:
     def _rebuild(self) -> None:
         self._stale = True
         self._start_from_snapshot()
-        self.state, self.head_hash = fold(
-            self.log.records(after=self.state.seq), self.state, self.head_hash
-        )
         self._stale = False
 
     def _recover(self, batch: list[Pending], start: int, exc: Exception) -> list[EventRecord]:
@@ -159,7 +154,7 @@ class History:
     def replay(self, until: int | None = None) -> WorldState:
         """Rebuild state from genesis (ignoring anything cached), up to ``until``."""
         with self._lock:
-            state, _ = fold(self.log.records(until=until))
+            state, _ = fold_log(self.log, until=until)
         return state
 
     def state_at(self, seq: int) -> WorldState:
@@ -167,7 +162,7 @@ class History:
         with self._lock, self.log.read():
             loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key(), seq)
             state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
-            state, _ = fold(self.log.records(after=state.seq, until=seq), state, head)
+            state, _ = fold_log(self.log, state, head, until=seq)
         return state
 
     def replay_check(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -177,4 +172,4 @@ class History:
         with self._lock:
             live = self.state.copy()
         with self._reader() as reader:
-            return audit.replay_check(reader, live, progress)
+            return replay.replay_check(reader, live, progress)

@@ -134,6 +134,16 @@ class PostgresReads:
     def records(
         self, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[EventRecord]:
+        for page in self._pages(after, until, limit):
+            for row in page:
+                yield EventRecord(*row)
+
+    def row_pages(self, after: int = 0, until: int | None = None) -> Iterator[list[tuple]]:
+        """The rows ``records`` reads, as tuples in ``EventRecord`` field order, a page
+        (one query) at a time: what a rebuild folds (``fold.fold_log``)."""
+        return self._pages(after, until, None)
+
+    def _pages(self, after: int, until: int | None, limit: int | None) -> Iterator[list[tuple]]:
         self.flush()
         left = limit
         while left is None or left > 0:
@@ -144,8 +154,8 @@ class PostgresReads:
                 sql += " AND seq <= %s"
                 args.append(until)
             rows = self._all(sql + " ORDER BY seq LIMIT %s", [*args, page])
-            for row in rows:
-                yield EventRecord(*row)
+            if rows:
+                yield rows
             if len(rows) < page:
                 return
             after = rows[-1][0]
