@@ -94,3 +94,12 @@ def tamper(home: Home, sql: str, args: tuple = ()) -> None:
 def scalar(home: Home, sql: str, args: tuple = ()):
     with raw_log(home) as conn:
         return conn.execute(sql, args).fetchone()[0]
+
+
+def snapshot_seqs(home: Home) -> list[int]:
+    """The stored snapshots' seqs, newest first, read as any reader of the log would."""
+    log = home.open_store(readonly=True)
+    try:
+        return log.snapshot_seqs()
+    finally:
+        log.close()

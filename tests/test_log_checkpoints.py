@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from log_support import make_home, populate, run_toka, scalar, tamper, toka_json
+from log_support import make_home, populate, run_toka, scalar, snapshot_seqs, tamper, toka_json
 
 from toka.core.errors import TokaError
 from toka.core.log import snapshots
@@ -20,15 +20,6 @@ def home(tmp_path) -> Home:
     h = make_home(tmp_path / "home", checkpoint_interval=10)
     populate(h, tasks=15)
     return h
-
-
-def snapshot_seqs(home: Home) -> list[int]:
-    """The stored snapshots' seqs, newest first, read as any reader of the log would."""
-    log = home.open_store(readonly=True)
-    try:
-        return log.snapshot_seqs()
-    finally:
-        log.close()
 
 
 def record_reads(monkeypatch, home: Home) -> list[int]:

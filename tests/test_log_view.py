@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from log_support import make_home, populate, run_toka, tamper
+from log_support import make_home, populate, run_toka, snapshot_seqs, tamper
 
 from toka.core.errors import HomeError, IntegrityFailure, InvalidInput
 from toka.core.model.keys import KeyPair, public_key_from_pem
@@ -25,14 +25,6 @@ def home(tmp_path) -> Home:
     h = make_home(tmp_path / "home", checkpoint_interval=10)
     populate(h, tasks=15)
     return h
-
-
-def snapshot_seqs_of(home: Home) -> list[int]:
-    log = home.open_store(readonly=True)
-    try:
-        return log.snapshot_seqs()
-    finally:
-        log.close()
 
 
 def _observe_until(home: Home, done) -> None:
@@ -55,12 +47,12 @@ def test_the_view_loads_what_a_runtime_loads_with_a_tail_and_without(home):
     _same_as_runtime(home)  # a snapshot and a tail of 3 events
     _observe_until(home, lambda seq: seq % 10 == 0)
     with StateView(home) as view:
-        assert snapshot_seqs_of(home)[0] == view.state.seq  # the head is a snapshot
+        assert snapshot_seqs(home)[0] == view.state.seq  # the head is a snapshot
     _same_as_runtime(home)
 
 
 def test_a_snapshot_that_does_not_check_out_is_skipped_as_by_a_runtime(home):
-    newest = snapshot_seqs_of(home)[0]
+    newest = snapshot_seqs(home)[0]
     tamper(home, "UPDATE snapshots SET state = ? WHERE seq = ?", (b"\x00\xff", newest))
     _same_as_runtime(home)
 
