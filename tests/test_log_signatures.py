@@ -184,3 +184,18 @@ def test_a_stage_hands_on_every_operation_in_order_even_unchecked_ones(home):
         assert delivered == pending
         assert [p.authenticated for p in pending] == [i != 3 for i in range(30)]
         assert all(p.signer_key is None for p in pending)
+
+
+def test_the_child_outlives_a_ctrl_c_and_ends_with_its_parents_pipe():
+    import signal
+
+    worker = signatures._Worker()
+    try:
+        key = KeyPair.from_seed(b"k")
+        good = (raw_public_key(key.public_key), raw_signature(key.sign(b"x")), b"x")
+        assert worker.check([good]) == b"\x01"  # started and serving
+        worker._proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the process group
+        assert worker.check([good]) == b"\x01"
+    finally:
+        worker.stop()
+    assert worker._proc.returncode == 0  # ended by its stdin closing, not killed

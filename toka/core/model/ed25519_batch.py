@@ -2,7 +2,7 @@
 
 The runtime starts it for operations in flight (``toka.core.runtime.signatures``).
 It reads batches on stdin and answers each with one byte per signature, 1 if it
-verifies and 0 if not; it exits when stdin closes. It imports libsodium and nothing
+verifies and 0 if not; it exits when stdin closes (the parent closed it, or died). It imports libsodium and nothing
 of Toka's, so it starts in a few tens of milliseconds.
 
 A batch is ``<count:u32>`` then, per signature, ``<public key:32><signature:64>
@@ -11,6 +11,7 @@ A batch is ``<count:u32>`` then, per signature, ``<public key:32><signature:64>
 
 from __future__ import annotations
 
+import signal
 import struct
 import sys
 from collections.abc import Iterable
@@ -65,6 +66,9 @@ def verdicts(stream: BinaryIO) -> bytes | None:
 
 
 def main() -> None:
+    # The parent decides when this ends (it closes stdin): Ctrl-C in the terminal
+    # reaches the whole process group, and must not take the checks away mid-batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (answer := verdicts(stdin)) is not None:
         stdout.write(answer)
