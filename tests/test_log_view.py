@@ -120,7 +120,17 @@ def _modules_of(home: Home, *argv: str) -> set[str]:
 @pytest.mark.sqlite_only
 def test_listing_commands_import_none_of_the_writer(home):
     _observe_until(home, lambda seq: seq % 10 == 0)  # the head is a snapshot: no tail
-    for argv in (["agent", "list"], ["task", "list"], ["events", "list", "--limit", "5"]):
+    with StateView(home) as view:
+        agent = next(iter(view.state.agents))
+    listing = (
+        ["agent", "list"],
+        ["task", "list"],
+        ["events", "list", "--limit", "5"],
+        ["agent", "show", agent],
+        ["grant", "list"],
+        ["state"],
+    )
+    for argv in listing:
         loaded = _modules_of(home, *argv)
         assert not loaded & set(WRITER_ONLY), argv
         # Nothing to fold: not even the kernel's rules are imported.

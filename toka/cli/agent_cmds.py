@@ -154,13 +154,13 @@ def cmd_show(ctx: Context) -> int:
     from toka.core.describe import grant_status, grant_usage, log_time
     from toka.core.errors import NotFound
 
-    st = ctx.runtime.state
+    st = ctx.view.state
     a = st.agents.get(ctx.args.agent)
     if a is None:
         raise NotFound(f"unknown agent {ctx.args.agent!r}")
     tasks = [msgspec.to_builtins(t) for t in st.tasks.values() if t.agent == a.id]
     held = [g for g in st.grants.values() if g.subject == a.id]
-    now_s = ctx.runtime.now_ms() // 1000
+    now_s = ctx.view.now_ms() // 1000
     # The same status as `toka grant list`: expiry and revoked ancestors count.
     status = {g.jti: grant_status(st, g, now_s) for g in held}
     grants = [{**msgspec.to_builtins(g), "status": status[g.jti]} for g in held]

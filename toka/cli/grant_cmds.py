@@ -80,7 +80,7 @@ def cmd_list(ctx: Context) -> int:
     from toka.cli.output import fmt_s, shorten, table_or
     from toka.core.describe import grant_status
 
-    rt = ctx.runtime
+    rt = ctx.view
     now_s = rt.now_ms() // 1000
     rows = []
     for g in rt.state.grants.values():

@@ -123,7 +123,7 @@ def cmd_state(ctx: Context) -> int:
 
     from toka.core.errors import InvalidInput
 
-    rt = ctx.runtime
+    rt = ctx.runtime if ctx.args.at is not None else ctx.view  # time travel replays
     if ctx.args.at is not None:
         head = rt.state.seq
         if not 1 <= ctx.args.at <= head:

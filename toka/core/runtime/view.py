@@ -42,12 +42,11 @@ class StateView:
     def _load(self) -> tuple[WorldState, str]:
         loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key())
         state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
-        tail = list(self.log.records(after=state.seq))
-        if not tail:
+        if self.log.head()[0] == state.seq:
             return state, head
-        from toka.core.log.fold import fold
+        from toka.core.log.fold import fold_log  # the kernel's evolvers: only for a tail
 
-        return fold(tail, state, head)
+        return fold_log(self.log, state, head)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
