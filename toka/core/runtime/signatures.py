@@ -43,13 +43,13 @@ class SignatureStage:
     pipeline, in the order they were submitted; each batch is handed on (``deliver``)
     once its signatures are checked."""
 
-    def __init__(self, deliver: Callable[[list[Pending]], None], *, use_worker: bool = True):
+    def __init__(self, deliver: Callable[[list[Pending]], None]):
         self._deliver = deliver
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[Pending] = []
         self._closing = False
         self._worker: _Worker | None = None
-        self._use_worker = use_worker
+        self._use_worker = True  # until the child cannot start, or dies
         self.by_worker = 0  # signatures the child vouched for (tests and benches read it)
         self._thread = threading.Thread(target=self._run, name="toka-signatures", daemon=True)
         self._thread.start()
