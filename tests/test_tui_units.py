@@ -233,3 +233,33 @@ def test_tui_on_a_new_home_initializes_it_like_init(tmp_path, monkeypatch):
     assert started[1].run_agents is True and started[1].greeting is None
     with Runtime(Home(tmp_path / "home")) as rt:
         assert {"echo", "wordcount"} <= set(rt.state.tools)
+
+
+def test_rows_loaded_into_an_empty_stream_show_the_newest_row():
+    # The console lays its Events pane out empty, then loads the log into it: with no
+    # rows there was nothing to scroll, and until the next layout the pane still says
+    # so. The view must end on the newest row (the cursor's), not at the top of the
+    # log with the cursor off screen.
+    import asyncio
+
+    from textual.app import App, ComposeResult
+
+    from toka.tui.widgets import EventStream
+
+    rows = [view.EventRow(i, "00:00:00", "observation.emitted", "ag", f"#{i}") for i in range(500)]
+
+    class Holder(App):
+        def compose(self) -> ComposeResult:
+            yield EventStream(capacity=1000)
+
+    async def scroll_after_load() -> tuple[int, float, int]:
+        async with Holder().run_test(size=(80, 20)) as pilot:
+            await pilot.pause()  # laid out, empty
+            stream = pilot.app.query_one(EventStream)
+            stream.replace(rows)
+            await pilot.pause()
+            return stream.cursor, stream.scroll_y, stream.max_scroll_y
+
+    cursor, scroll_y, bottom = asyncio.run(scroll_after_load())
+    assert cursor == 499
+    assert bottom > 0 and scroll_y == bottom

@@ -136,6 +136,12 @@ class EventStream(ScrollView, can_focus=True, inherit_bindings=False):
         # the scroll limits follow the new size only after the next refresh
         self.call_after_refresh(self._scroll_to_cursor)
 
+    def watch_show_vertical_scrollbar(self, shown: bool) -> None:
+        # Rows loaded into a pane laid out empty: it may scroll only once the next
+        # layout gives it a scrollbar, so its first scroll to the cursor did nothing.
+        if shown:
+            self.call_after_refresh(self._scroll_to_cursor)
+
     # -- keys and mouse -------------------------------------------------------------------
 
     def action_cursor(self, delta: int) -> None:
