@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from toka.core.bench.stats import percentile
+from toka.core.bench.stats import percentile, run_together
 from toka.core.errors import InvalidInput
 from toka.core.log.fold import fold_log
 from toka.core.log.store import parse_location
@@ -157,13 +157,7 @@ def _kernel_phase(
             threading.Thread(target=w.run, args=(rt, barrier, window), name=f"bench-{i}")
             for i, w in enumerate(workers)
         ]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
+        elapsed = run_together(threads, barrier)
         head = rt.state.seq
     latencies = [x for w in workers for x in w.latencies]
     done = len(latencies)

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from toka.core.bench.stats import run_together
 from toka.core.errors import InvalidInput, MissingExtra
 
 SPAWN_EVERY = 10
@@ -99,13 +100,7 @@ def _peer_phase(model, threads: int, n_ops: int, cache: int) -> dict[str, Any]:
             workers = [
                 threading.Thread(target=work, args=(k,), name=f"peer-{k}") for k in range(threads)
             ]
-            for t in workers:
-                t.start()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for t in workers:
-                t.join()
-            elapsed = time.perf_counter() - t0
+            elapsed = run_together(workers, barrier)
             if errors:
                 raise errors[0]
             notifications = app.recorder.max_notification_id() or 0
@@ -164,13 +159,7 @@ def bench_ed25519(count: int = 20_000, threads: int = 2, size: int = 400) -> dic
             nacl.bindings.crypto_sign_open(signed, public)
 
     workers = [threading.Thread(target=work, name=f"ed25519-{k}") for k in range(threads)]
-    for t in workers:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in workers:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_together(workers, barrier)
     return {
         "threads": threads,
         "verifications": per * threads,

@@ -13,7 +13,7 @@ import msgspec
 
 from toka.core.errors import IntegrityFailure
 from toka.core.log.checkpoints import Checkpoint
-from toka.core.log.store import Store
+from toka.core.log.store import GENESIS_PREV, Store
 from toka.core.model.keys import KeyPair
 from toka.core.model.state import WorldState
 
@@ -81,6 +81,19 @@ def load_snapshot(
             continue
         return state, cp.head_hash
     return None
+
+
+def load_state(log: Store, public_key: str | None) -> tuple[WorldState, str]:
+    """The state at the log's head, and the head's hash: the newest snapshot that checks
+    out, with the log after it folded onto it (without one, the whole log folded onto
+    an empty state). What a runtime starts from, and what a listing command reads."""
+    loaded = load_snapshot(log, public_key)
+    state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
+    if log.head()[0] == state.seq:
+        return state, head
+    from toka.core.log.fold import fold_log  # the kernel's evolvers: only for a tail
+
+    return fold_log(log, state, head)
 
 
 class CheckpointSchedule:

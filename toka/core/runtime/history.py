@@ -47,9 +47,7 @@ class History:
     def _start_from_snapshot(self) -> None:
         """Load the newest valid snapshot and fold the log after it; without one, fold
         the whole log onto an empty state."""
-        loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key())
-        state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
-        self.state, self.head_hash = fold_log(self.log, state, head)
+        self.state, self.head_hash = snapshots.load_state(self.log, self.home.kernel_public_key())
 
     def catch_up(self) -> list[EventRecord]:
         """Fold events other processes (and hosts) appended since we last looked."""

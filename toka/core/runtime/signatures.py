@@ -28,8 +28,8 @@ from pathlib import Path
 import toka
 from toka.core.errors import InvalidInput, TokaError
 from toka.core.model import ed25519_batch
-from toka.core.model.keys import raw_public_key, raw_signature, verify_signature
-from toka.core.runtime.admission import Pending
+from toka.core.model.keys import raw_public_key, raw_signature
+from toka.core.runtime.admission import Pending, signature_holds
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,7 @@ class SignatureStage:
             self._worker = None
             todo = sent
         for p in todo:
-            try:
-                verify_signature(p.signer_key, p.signed.sig, p.body)  # type: ignore[arg-type]
-                self._mark(p, True)
-            except TokaError:
-                self._mark(p, False)
+            self._mark(p, signature_holds(p.signed, p.signer_key, p.body))  # type: ignore[arg-type]
 
     @staticmethod
     def _mark(p: Pending, verified: bool) -> None:

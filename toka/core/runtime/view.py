@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable
 
 from toka.core.log import snapshots
-from toka.core.log.store import GENESIS_PREV, Store
-from toka.core.model.state import WorldState
+from toka.core.log.store import Store
 from toka.core.runtime.home import Config, Home
 
 
@@ -33,20 +32,13 @@ class StateView:
         self.clock = clock
         self.log: Store = home.open_store(durability or self.config.durability)
         try:
-            self.state, self.head_hash = self._load()
+            self.state, self.head_hash = snapshots.load_state(
+                self.log, self.home.kernel_public_key()
+            )
             home.secret()  # a Runtime refuses a home whose kernel secret is missing or short
         except BaseException:
             self.log.close()
             raise
-
-    def _load(self) -> tuple[WorldState, str]:
-        loaded = snapshots.load_snapshot(self.log, self.home.kernel_public_key())
-        state, head = loaded if loaded is not None else (WorldState(), GENESIS_PREV)
-        if self.log.head()[0] == state.seq:
-            return state, head
-        from toka.core.log.fold import fold_log  # the kernel's evolvers: only for a tail
-
-        return fold_log(self.log, state, head)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
